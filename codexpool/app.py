@@ -1,0 +1,91 @@
+"""The application factory: `create_app(settings)` builds the whole gateway without doing I/O.
+
+Sockets, the database, codex processes and background tasks open in cleanup contexts, in
+dependency order, so tests, `codexpool serve` and benchmarks all build the same app and a start
+that fails halfway only tears down what actually started.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .codex.engine import Engine, EngineConfig
+from .config import Settings, find_codex_bin
+from .errors import error_middleware, request_id_middleware
+from .keys import CIPHER, CODEX_BIN, ENGINE, MODELS, POOL, SETTINGS, STORE, USAGE
+from .models import ModelCatalog
+from .pool import Pool
+from .routes import health, openai_api
+from .security import KeyCipher
+from .store import Store
+from .usage import UsageRecorder
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
+    """Map settings onto the engine's own configuration."""
+    return EngineConfig(
+        codex_bin=codex_bin,
+        config_overrides=tuple(settings.codex_config_overrides),
+        lean_chat=settings.chat_lean_features,
+        base_instructions=settings.chat_base_instructions or None,
+        max_turns_per_account=settings.max_turns_per_account,
+        max_queue_wait_s=settings.max_queue_wait_ms / 1000,
+        idle_shutdown_s=float(settings.app_server_idle_seconds),
+        turn_timeout_cap_s=settings.openai_codex_timeout_ms / 1000,
+        scratch_root=settings.data_path / "scratch",
+    )
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = Store(app[SETTINGS].db_path)
+    await store.open()
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
+    recorder = UsageRecorder(app[STORE])
+    await recorder.start()
+    app[USAGE] = recorder
+    yield
+    await recorder.close()  # after the engine stopped: every finished request gets its row
+
+
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = Engine(engine_config(settings, app[CODEX_BIN] or "codex"))
+    await engine.start()
+    app[ENGINE] = engine
+    app[POOL] = Pool(settings, app[STORE])
+    yield
+    await engine.close()  # ends every app-server process group
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway application for these settings (no I/O happens here)."""
+    # Middleware order: the request id comes first so every later error can name it; error
+    # shaping wraps everything else so no route can leak a traceback or an HTML error page.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_id_middleware, error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[CIPHER] = KeyCipher(settings.openai_key_encryption_secret)
+    app[MODELS] = ModelCatalog()
+    app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""
+    if not app[CODEX_BIN]:
+        _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
+    # Lifetimes, in dependency order: database, usage writer, engine (+ pool).
+    app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx])
+    health.setup(app)
+    openai_api.setup(app)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,180 @@
+"""One chat completion: run a Codex turn on an account and answer in OpenAI's shape.
+
+Streaming answers send their headers only when the first upstream event arrives, so an error
+before any output still gets a real HTTP status (and the pool can fail over) instead of a 200
+stream that carries an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from . import sse
+from .codex.engine import TurnRequest
+from .codex.events import (
+    RateLimitUpdate,
+    ReasoningDelta,
+    TextDelta,
+    TurnError,
+    Usage,
+)
+from .errors import ApiError, error_body
+from .openai_compat import ChatRequest, ChunkFactory, completion, usage_dict
+
+_LOGGER = logging.getLogger(__name__)
+PING_SECONDS = 15.0
+
+# TurnError.kind -> (HTTP status, error code, who produced it)
+_ERROR_MAP: dict[str, tuple[int, str, str]] = {
+    "usage_limit": (429, "usage_limit_reached", "upstream"),
+    "unauthorized": (502, "account_unauthorized", "upstream"),
+    "not_linked": (403, "account_not_linked", "gateway"),
+    "upstream": (502, "upstream_error", "upstream"),
+    "timeout": (504, "timeout", "gateway"),
+    "busy": (429, "account_busy", "gateway"),
+    "crashed": (502, "codex_crashed", "gateway"),
+    "bad_request": (400, "upstream_bad_request", "upstream"),
+    "interrupted": (499, "interrupted", "gateway"),
+}
+
+
+def turn_error_to_api(exc: TurnError) -> ApiError:
+    """Map a typed turn failure to the HTTP error a client sees."""
+    status, code, source = _ERROR_MAP.get(exc.kind, (502, "upstream_error", "upstream"))
+    headers: dict[str, str] = {}
+    message = exc.message or code
+    if exc.kind == "usage_limit" and exc.resets_at:
+        wait = max(1, int(exc.resets_at - time.time()))
+        headers["Retry-After"] = str(wait)
+        message = f"{message} (the account's Codex limit resets at unix time {exc.resets_at})"
+    elif exc.kind == "busy":
+        headers["Retry-After"] = "1"
+    return ApiError(status, message, code, source=source, headers=headers)  # type: ignore[arg-type]
+
+
+@dataclass
+class TurnOutcome:
+    """What one turn produced, for the usage row and the non-streamed answer."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    first_token_at: float | None = None
+    error: ApiError | None = None
+    status: int = 200
+
+    def usage_dict(self) -> dict[str, Any]:
+        """Return OpenAI usage (zeros when Codex reported none)."""
+        u = self.usage
+        if u is None:
+            return usage_dict(0, 0, 0, 0)
+        return usage_dict(
+            u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens
+        )
+
+
+def turn_request(req: ChatRequest, timeout_cap_ms: int) -> TurnRequest:
+    """Build the engine's request from a validated chat request."""
+    timeout_ms = min(req.timeout_ms or timeout_cap_ms, timeout_cap_ms)
+    return TurnRequest(
+        prompt=req.prompt,
+        developer_instructions=req.developer_instructions,
+        model=req.model or None,
+        effort=req.effort,
+        timeout_s=timeout_ms / 1000,
+    )
+
+
+def _take(event: object, outcome: TurnOutcome) -> None:
+    if isinstance(event, TextDelta):
+        if outcome.first_token_at is None:
+            outcome.first_token_at = time.monotonic()
+        outcome.text.append(event.text)
+    elif isinstance(event, ReasoningDelta):
+        outcome.reasoning.append(event.text)
+    elif isinstance(event, Usage):
+        outcome.usage = event
+
+
+async def complete(events: AsyncIterator[object], req: ChatRequest) -> tuple[dict, TurnOutcome]:
+    """Run a turn to the end and return one `chat.completion` object."""
+    outcome = TurnOutcome()
+    try:
+        async for event in events:
+            _take(event, outcome)
+    except TurnError as exc:
+        outcome.error = turn_error_to_api(exc)
+        outcome.status = outcome.error.status
+        raise outcome.error from exc
+    body = completion(
+        req.raw_model, "".join(outcome.text), outcome.usage_dict(), "".join(outcome.reasoning)
+    )
+    return body, outcome
+
+
+async def _next_event(events: AsyncIterator[object]) -> object:
+    return await events.__anext__()
+
+
+async def stream(
+    request: web.Request, events: AsyncIterator[object], req: ChatRequest, outcome: TurnOutcome
+) -> web.StreamResponse:
+    """Stream a turn as chat chunks; headers go out with the first upstream event."""
+    chunks = ChunkFactory(req.raw_model)
+    resp: web.StreamResponse | None = None
+    try:
+        while True:
+            nxt = asyncio.ensure_future(_next_event(events))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({nxt}, timeout=PING_SECONDS)
+                    if done:
+                        break
+                    if resp is not None:
+                        await resp.write(sse.PING)  # keeps proxies from closing a quiet stream
+                event = nxt.result()
+            except StopAsyncIteration:
+                break
+            except BaseException:
+                if not nxt.done():
+                    nxt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                raise
+            if resp is None:
+                resp = await sse.open_stream(request)
+                await resp.write(sse.encode(chunks.role()))
+            _take(event, outcome)
+            if isinstance(event, TextDelta) and event.text:
+                await resp.write(sse.encode(chunks.content(event.text)))
+            elif isinstance(event, ReasoningDelta) and event.text:
+                await resp.write(sse.encode(chunks.reasoning(event.text)))
+            elif isinstance(event, RateLimitUpdate):
+                pass  # consumed by the engine's hook; nothing for the client
+    except TurnError as exc:
+        err = turn_error_to_api(exc)
+        outcome.error, outcome.status = err, err.status
+        if resp is None:
+            raise err from exc
+        # Headers are gone: end the stream with an error event the SDKs raise, then [DONE].
+        await resp.write(sse.encode(error_body(err.message, err.type, err.code, None, err.source)))
+        await resp.write(sse.DONE)
+        await resp.write_eof()
+        return resp
+    if resp is None:
+        resp = await sse.open_stream(request)
+        await resp.write(sse.encode(chunks.role()))
+    await resp.write(sse.encode(chunks.finish("stop")))
+    if req.include_usage:
+        await resp.write(sse.encode(chunks.usage(outcome.usage_dict())))
+    await resp.write(sse.DONE)
+    await resp.write_eof()
+    return resp

@@ -1,0 +1,309 @@
+"""Command line: serve, init, users, keys, account linking, password hashing and checks.
+
+Admin commands open the database directly (no running server needed) so a first account can
+be set up before the web panel exists or from a recovery shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from . import __version__, accounts, linking
+from .config import (
+    Settings,
+    SettingsError,
+    example_settings,
+    find_codex_bin,
+    load_settings,
+    resolve_settings_path,
+)
+from .errors import ApiError
+from .security import KeyCipher, hash_password, is_bcrypt_hash, random_secret
+from .store import Store, StoreError
+
+_LOGGER = logging.getLogger("codexpool")
+
+
+def _fail(message: str) -> int:
+    print(f"codexpool: {message}", file=sys.stderr)
+    return 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(resolve_settings_path(args.settings))
+
+
+def configure_logging(level: str) -> None:
+    """Log one line per record to stdout (journald adds time and unit)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from .app import create_app
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    if not is_bcrypt_hash(settings.admin_password):
+        _LOGGER.warning(
+            "adminPassword is stored in plain text; `codexpool hash-password` makes a hash"
+        )
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(
+        f"codexpool {__version__} on http://{host}:{port} "
+        f"(panel /, portal /openai, API /api/openai/v1, health /api/health)",
+        flush=True,
+    )
+    # handler_cancellation: a client that goes away cancels its handler, which interrupts the
+    # Codex turn at once instead of letting it burn quota until the next write fails.
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=float(args.shutdown_timeout),
+    )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a settings.json with a hashed admin password and fresh random secrets."""
+    path = resolve_settings_path(args.settings)
+    if path.exists() and not args.force:
+        return _fail(f"{path} exists; pass --force to overwrite it")
+    password = args.admin_password or os.environ.get("ADMIN_PASSWORD") or ""
+    generated = not password
+    if generated:
+        password = random_secret(12)
+    if len(password) < 8 and not is_bcrypt_hash(password):
+        return _fail("the admin password must have at least 8 characters")
+    data: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "adminUsername": args.admin_username,
+        "adminPassword": password if is_bcrypt_hash(password) else hash_password(password),
+        "openaiApiKeyPrefix": args.api_key_prefix,
+        "openaiMasterKeyPrefix": args.master_key_prefix,
+        "openaiKeyEncryptionSecret": random_secret(32),
+        "sessionSecret": random_secret(32),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+    load_settings(path)  # prove what we wrote is valid
+    print(f"Wrote {path}")
+    if generated:
+        print(f"Admin sign-in: {args.admin_username} / {password}  (shown once; change it)")
+    return 0
+
+
+async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
+    store = Store(settings.db_path)
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """Create a portal user from the shell."""
+    settings = _settings(args)
+    name = accounts.normalize_username(args.name)
+    password = args.password
+    if password is None and sys.stdin.isatty():
+        password = getpass.getpass("Portal password (empty: no portal sign-in): ") or None
+    if password is not None:
+        accounts.validate_password(password)
+
+    async def run(store: Store) -> int:
+        await accounts.create_user(store, name, hash_password(password) if password else None)
+        print(f"Created user {name}")
+        return 0
+
+    return asyncio.run(_with_store(settings, run))
+
+
+def cmd_key_rotate(args: argparse.Namespace) -> int:
+    """Mint a new key for a user (or the master key) and print it once."""
+    settings = _settings(args)
+    cipher = KeyCipher(settings.openai_key_encryption_secret)
+
+    async def run(store: Store) -> int:
+        if args.master:
+            key = await accounts.rotate_key(
+                store,
+                cipher,
+                kind="master",
+                prefix=settings.openai_master_key_prefix,
+                label=args.label or "master",
+            )
+        else:
+            if not args.name:
+                return _fail("name a user, or pass --master")
+            user = await accounts.get_user(store, accounts.normalize_username(args.name))
+            if user is None:
+                return _fail(f"no user {args.name!r} (create it with `codexpool user add`)")
+            key = await accounts.rotate_key(
+                store,
+                cipher,
+                kind="user",
+                prefix=settings.openai_api_key_prefix,
+                user_id=user.id,
+                label=args.label or "",
+            )
+        print(key)
+        return 0
+
+    return asyncio.run(_with_store(settings, run))
+
+
+def cmd_link_import(args: argparse.Namespace) -> int:
+    """Link a user's account from an existing Codex auth.json."""
+    settings = _settings(args)
+
+    async def run(store: Store) -> int:
+        user = await accounts.get_user(store, accounts.normalize_username(args.name))
+        if user is None:
+            return _fail(f"no user {args.name!r} (create it with `codexpool user add`)")
+        home = linking.codex_home(settings, user.id)
+        linking.import_auth_json(home, Path(args.auth_json))
+        print(f"Linked {user.username}: {home / 'auth.json'}")
+        return 0
+
+    return asyncio.run(_with_store(settings, run))
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Print a bcrypt hash for adminPassword."""
+    password = args.password or getpass.getpass("Password: ")
+    print(hash_password(password))
+    return 0
+
+
+def cmd_example_settings(args: argparse.Namespace) -> int:
+    """Print settings.example.json."""
+    print(json.dumps(example_settings(), indent=2))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate settings, the data folder and the codex binary; say what to fix."""
+    problems = 0
+    try:
+        settings = _settings(args)
+        print("ok   settings")
+    except SettingsError as exc:
+        print(f"FAIL settings: {exc}")
+        return 1
+    data = settings.data_path
+    if data.is_dir() and os.access(data, os.W_OK):
+        print(f"ok   data folder {data}")
+    else:
+        print(f"FAIL data folder {data} is missing or not writable")
+        problems += 1
+    codex = find_codex_bin(settings.codex_bin)
+    if codex:
+        print(f"ok   codex binary {codex}")
+    else:
+        print("FAIL codex binary not found: run install.sh or set codexBin")
+        problems += 1
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `codexpool` command."""
+    parser = argparse.ArgumentParser(prog="codexpool", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"codexpool {__version__}")
+    parser.add_argument(
+        "--settings",
+        help="settings.json path (default: $CODEXPOOL_SETTINGS or ./data/settings.json)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--shutdown-timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("init", help="write settings.json with a hashed password and secrets")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--admin-username", default="admin")
+    p.add_argument("--admin-password", help="default: $ADMIN_PASSWORD or a random one")
+    p.add_argument("--api-key-prefix", default="sk-cp-")
+    p.add_argument("--master-key-prefix", default="sk-cpm-")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("user", help="manage portal users")
+    usub = p.add_subparsers(dest="user_command", required=True)
+    q = usub.add_parser("add", help="create a portal user")
+    q.add_argument("name")
+    q.add_argument("--password")
+    q.set_defaults(func=cmd_user_add)
+
+    p = sub.add_parser("key", help="manage endpoint keys")
+    ksub = p.add_subparsers(dest="key_command", required=True)
+    q = ksub.add_parser("rotate", help="mint a new key (printed once), revoking the old one")
+    q.add_argument("name", nargs="?")
+    q.add_argument("--master", action="store_true", help="rotate the admin master (pool) key")
+    q.add_argument("--label")
+    q.set_defaults(func=cmd_key_rotate)
+
+    p = sub.add_parser("link", help="link accounts")
+    lsub = p.add_subparsers(dest="link_command", required=True)
+    q = lsub.add_parser("import", help="link a user from an existing Codex auth.json")
+    q.add_argument("name")
+    q.add_argument("--auth-json", required=True)
+    q.set_defaults(func=cmd_link_import)
+
+    p = sub.add_parser("hash-password", help="print a bcrypt hash for adminPassword")
+    p.add_argument("password", nargs="?")
+    p.set_defaults(func=cmd_hash_password)
+
+    p = sub.add_parser("example-settings", help="print settings.example.json")
+    p.set_defaults(func=cmd_example_settings)
+
+    p = sub.add_parser("check", help="check settings, data folder, codex binary and accounts")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `codexpool` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        return _fail(str(exc))
+    except (StoreError, linking.LinkError) as exc:
+        return _fail(str(exc))
+    except ApiError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130

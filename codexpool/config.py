@@ -1,0 +1,392 @@
+"""Settings: one frozen, typed object built from `settings.json` plus environment overrides.
+
+Every key has a default and a help line in `SETTINGS_SPEC`, which is also what `codexpool init`,
+`settings.example.json` and the docs test read, so the three can never drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SETTINGS_NAME = "settings.json"
+SETTINGS_ENV = "CODEXPOOL_SETTINGS"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where `.ci/run` and `install.sh` put the pinned npm package; the vendored binary is spawned
+# directly because the node shim costs ~0.3 s and one extra process per start.
+LOCAL_CODEX_DIR = PROJECT_ROOT / ".codex-cli"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line naming it."""
+
+
+def _opt(key: str, help: str, env: str | None = None, secret: bool = False) -> dict[str, Any]:
+    return {"key": key, "help": help, "env": env, "secret": secret}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings the whole app reads; field metadata maps them to JSON keys."""
+
+    host: str = field(default="0.0.0.0", metadata=_opt("host", "Address to listen on.", "HOST"))
+    port: int = field(default=8080, metadata=_opt("port", "TCP port to listen on.", "PORT"))
+    admin_username: str = field(
+        default="admin",
+        metadata=_opt("adminUsername", "Admin sign-in name for the panel.", "ADMIN_USERNAME"),
+    )
+    admin_password: str = field(
+        default="",
+        metadata=_opt(
+            "adminPassword",
+            "Admin password: a bcrypt hash ($2b$...) or a plain value hashed at start-up. Required.",
+            "ADMIN_PASSWORD",
+            secret=True,
+        ),
+    )
+    openai_api_key_prefix: str = field(
+        default="sk-cp-",
+        metadata=_opt(
+            "openaiApiKeyPrefix", "Prefix of personal endpoint keys.", "OPENAI_API_KEY_PREFIX"
+        ),
+    )
+    openai_master_key_prefix: str = field(
+        default="sk-cpm-",
+        metadata=_opt(
+            "openaiMasterKeyPrefix",
+            "Prefix of the admin master (pool) key; must differ from the user key prefix.",
+            "OPENAI_MASTER_KEY_PREFIX",
+        ),
+    )
+    openai_key_encryption_secret: str = field(
+        default="",
+        metadata=_opt(
+            "openaiKeyEncryptionSecret",
+            "Secret (>= 32 characters) that encrypts stored keys so the admin can reveal them. "
+            "Required; changing it makes existing keys unrevealable (they still work).",
+            "OPENAI_KEY_ENCRYPTION_SECRET",
+            secret=True,
+        ),
+    )
+    session_secret: str = field(
+        default="",
+        metadata=_opt(
+            "sessionSecret",
+            "Secret (>= 32 characters) for the encrypted session cookies. Required.",
+            "CODEXPOOL_SESSION_SECRET",
+            secret=True,
+        ),
+    )
+    data_dir: str = field(
+        default="",
+        metadata=_opt(
+            "dataDir",
+            "Runtime state folder (database, Codex homes). Default: the settings file's folder.",
+            "CODEXPOOL_DATA_DIR",
+        ),
+    )
+    codex_home_root: str = field(
+        default="",
+        metadata=_opt(
+            "codexHomeRoot",
+            "Base folder of the per-account CODEX_HOME folders. Default: <dataDir>/codex-homes.",
+        ),
+    )
+    codex_bin: str = field(
+        default="",
+        metadata=_opt(
+            "codexBin",
+            "Path of the codex binary. Default: the project-local pinned install, else `codex` "
+            "on PATH.",
+            "CODEXPOOL_CODEX_BIN",
+        ),
+    )
+    codex_config_overrides: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "codexConfigOverrides",
+            "List of `key=value` strings passed as `-c` to every codex process (model provider, "
+            "proxy settings).",
+        ),
+    )
+    openai_codex_timeout_ms: int = field(
+        default=300_000,
+        metadata=_opt(
+            "openaiCodexTimeoutMs",
+            "Upper bound for one Codex turn; a request's `timeoutMs` can only lower it.",
+        ),
+    )
+    openai_rate_limit_cache_ttl_ms: int = field(
+        default=60_000,
+        metadata=_opt(
+            "openaiRateLimitCacheTtlMs", "How long a read of an account's Codex limits is reused."
+        ),
+    )
+    max_turns_per_account: int = field(
+        default=4,
+        metadata=_opt(
+            "maxTurnsPerAccount", "Concurrent chat turns one account runs; more wait in a queue."
+        ),
+    )
+    max_queue_wait_ms: int = field(
+        default=5_000,
+        metadata=_opt(
+            "maxQueueWaitMs",
+            "How long a request waits for a free turn slot before a 429 `account_busy`.",
+        ),
+    )
+    app_server_idle_seconds: int = field(
+        default=900,
+        metadata=_opt(
+            "appServerIdleSeconds",
+            "Stop an account's warm `codex app-server` after this idle time.",
+        ),
+    )
+    chat_lean_features: bool = field(
+        default=True,
+        metadata=_opt(
+            "chatLeanFeatures",
+            "Turn off Codex agent features (plugins, apps, shell tools...) for chat turns: "
+            "about 2x faster first token and fewer side requests.",
+        ),
+    )
+    chat_base_instructions: str = field(
+        default="",
+        metadata=_opt(
+            "chatBaseInstructions",
+            "Base instructions for chat turns; empty keeps Codex's own. Client system messages "
+            "are always passed as developer instructions.",
+        ),
+    )
+    max_body_bytes: int = field(
+        default=8 * 1024 * 1024,
+        metadata=_opt("maxBodyBytes", "Largest request body accepted (413 above it)."),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_opt("logLevel", "debug, info, warning or error.", "CODEXPOOL_LOG_LEVEL"),
+    )
+    trusted_proxy: bool = field(
+        default=False,
+        metadata=_opt(
+            "trustedProxy",
+            "Honour X-Forwarded-For/-Proto (set only behind your own TLS reverse proxy).",
+        ),
+    )
+    execute_enabled: bool = field(
+        default=False,
+        metadata=_opt(
+            "executeEnabled", "Enable the agentic /v1/codex/execute endpoint (off by default)."
+        ),
+    )
+    execute_allowed_roots: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "executeAllowedRoots", "Folders inside which /v1/codex/execute may use a `cwd`."
+        ),
+    )
+    execute_sandbox: str = field(
+        default="workspace-write",
+        metadata=_opt(
+            "executeSandbox", "Codex sandbox for execute runs: read-only or workspace-write."
+        ),
+    )
+    usage_retention_days: int = field(
+        default=90,
+        metadata=_opt("usageRetentionDays", "Per-request usage rows older than this are pruned."),
+    )
+    metrics_token: str = field(
+        default="",
+        metadata=_opt(
+            "metricsToken",
+            "Bearer token that may read /metrics without an admin session; empty: admin only.",
+            secret=True,
+        ),
+    )
+    testing_login_issuer: str = field(
+        default="",
+        metadata=_opt(
+            "testingLoginIssuer",
+            "TEST ONLY: OAuth issuer URL for device login against a fake. Never set in production.",
+        ),
+    )
+
+    # --- derived paths -------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        """Return the data folder as a path."""
+        return Path(self.data_dir)
+
+    @property
+    def db_path(self) -> Path:
+        """Return the SQLite file path."""
+        return self.data_path / "codexpool.sqlite3"
+
+    @property
+    def codex_homes(self) -> Path:
+        """Return the base folder of per-account Codex homes."""
+        return (
+            Path(self.codex_home_root) if self.codex_home_root else self.data_path / "codex-homes"
+        )
+
+    def public_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON keys with secrets masked, for `codexpool check`."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and value:
+                value = "***"
+            out[f.metadata["key"]] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+SETTINGS_FIELDS = {f.metadata["key"]: f for f in fields(Settings)}
+
+
+def _coerce(key: str, expected: str, value: Any) -> Any:
+    """Convert a JSON or environment value to the field's type, or name the key in an error."""
+    if expected == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise SettingsError(f"setting {key!r} must be true or false, got {value!r}")
+    if expected == "int":
+        if isinstance(value, bool):
+            raise SettingsError(f"setting {key!r} must be a whole number, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value.strip())
+        raise SettingsError(f"setting {key!r} must be a whole number, got {value!r}")
+    if expected == "tuple[str, ...]":
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise SettingsError(f"setting {key!r} must be a list of strings")
+    if not isinstance(value, str):
+        raise SettingsError(f"setting {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _validate(s: Settings) -> None:
+    """Reject values that would only fail later, with one line naming the setting."""
+    if not 0 < s.port < 65536:
+        raise SettingsError(f"setting 'port' must be 1-65535, got {s.port}")
+    if not s.admin_username.strip():
+        raise SettingsError("setting 'adminUsername' is empty")
+    if not s.admin_password:
+        raise SettingsError(
+            "setting 'adminPassword' is missing (run `codexpool init` or set ADMIN_PASSWORD)"
+        )
+    for key, value in (
+        ("openaiKeyEncryptionSecret", s.openai_key_encryption_secret),
+        ("sessionSecret", s.session_secret),
+    ):
+        if len(value) < 32:
+            raise SettingsError(
+                f"setting {key!r} must be at least 32 characters (run `codexpool init`)"
+            )
+    if not s.openai_api_key_prefix or not s.openai_master_key_prefix:
+        raise SettingsError("setting 'openaiApiKeyPrefix'/'openaiMasterKeyPrefix' is empty")
+    if s.openai_api_key_prefix == s.openai_master_key_prefix:
+        raise SettingsError("setting 'openaiMasterKeyPrefix' must differ from 'openaiApiKeyPrefix'")
+    for key, value in (
+        ("openaiCodexTimeoutMs", s.openai_codex_timeout_ms),
+        ("openaiRateLimitCacheTtlMs", s.openai_rate_limit_cache_ttl_ms),
+        ("maxTurnsPerAccount", s.max_turns_per_account),
+        ("maxBodyBytes", s.max_body_bytes),
+        ("appServerIdleSeconds", s.app_server_idle_seconds),
+        ("usageRetentionDays", s.usage_retention_days),
+    ):
+        if value <= 0:
+            raise SettingsError(f"setting {key!r} must be positive, got {value}")
+    if s.max_queue_wait_ms < 0:
+        raise SettingsError("setting 'maxQueueWaitMs' must not be negative")
+    if s.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise SettingsError(
+            f"setting 'logLevel' must be debug/info/warning/error, got {s.log_level!r}"
+        )
+    if s.execute_sandbox not in {"read-only", "workspace-write"}:
+        raise SettingsError("setting 'executeSandbox' must be read-only or workspace-write")
+    for item in s.codex_config_overrides:
+        if "=" not in item:
+            raise SettingsError(f"setting 'codexConfigOverrides' entry {item!r} is not key=value")
+
+
+def find_codex_bin(configured: str = "") -> str | None:
+    """Return the codex binary to run: the configured one, the pinned local one, or PATH's."""
+    if configured:
+        path = shutil.which(configured) or (configured if Path(configured).is_file() else None)
+        return str(Path(path).resolve()) if path else None
+    vendored = sorted(LOCAL_CODEX_DIR.glob("node_modules/@openai/codex-*/vendor/*/bin/codex"))
+    if vendored:
+        return str(vendored[0])
+    found = shutil.which("codex")
+    return str(Path(found).resolve()) if found else None
+
+
+def resolve_settings_path(cli_path: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """Pick the settings file: CLI flag, then $CODEXPOOL_SETTINGS, then ./data/settings.json."""
+    env = os.environ if env is None else env
+    raw = cli_path or env.get(SETTINGS_ENV) or str(Path("data") / DEFAULT_SETTINGS_NAME)
+    return Path(raw).expanduser().resolve()
+
+
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings file, apply environment overrides, validate, and return Settings."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SettingsError(f"settings file {path} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise SettingsError(f"settings file {path} must hold a JSON object")
+    elif not any(f.metadata["env"] and f.metadata["env"] in env for f in fields(Settings)):
+        raise SettingsError(f"settings file {path} not found (run `codexpool init`)")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key.startswith("_") or key.startswith("$"):
+            continue  # comments in settings.example.json
+        f = SETTINGS_FIELDS.get(key)
+        if f is None:
+            raise SettingsError(f"unknown setting {key!r} in {path}")
+        values[f.name] = _coerce(key, str(f.type), value)
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        if name and env.get(name, "") != "":
+            values[f.name] = _coerce(f.metadata["key"], str(f.type), env[name])
+    values.setdefault("data_dir", str(path.parent))
+    values["data_dir"] = str(Path(values["data_dir"]).expanduser().resolve())
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def example_settings() -> dict[str, Any]:
+    """Return settings.example.json's content: every key with its default and help line."""
+    doc: dict[str, Any] = {"_comment": "Every codexpool setting, its default and what it does."}
+    for f in fields(Settings):
+        default = f.default
+        doc[f"_{f.metadata['key']}"] = f.metadata["help"] + (
+            f" Env: {f.metadata['env']}." if f.metadata["env"] else ""
+        )
+        doc[f.metadata["key"]] = list(default) if isinstance(default, tuple) else default
+    return doc

@@ -1,0 +1,174 @@
+"""One error shape for every route: OpenAI's `{"error": {message, type, param, code}}`.
+
+Each error also says who produced it (`source`: the gateway itself or the upstream Codex/ChatGPT
+side), in the body and in the `x-codexpool-error-source` header, so operators and clients can
+tell a bad request or an exhausted pool from a ChatGPT outage at a glance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+from aiohttp import web
+
+_LOGGER = logging.getLogger(__name__)
+
+Source = Literal["gateway", "upstream"]
+SOURCE_HEADER = "x-codexpool-error-source"
+REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID = web.RequestKey("request_id", str)
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client in OpenAI's shape; raise it from any handler."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        source: Source = "gateway",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.type = type or _TYPE_BY_STATUS.get(status, "api_error")
+        self.param = param
+        self.source: Source = source
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """Return the JSON body for this error."""
+        return error_body(self.message, self.type, self.code, self.param, self.source)
+
+    def response(self) -> web.Response:
+        """Return the HTTP response for this error."""
+        return json_error_response(self.status, self.body(), self.source, self.headers)
+
+
+def error_body(
+    message: str,
+    type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    source: Source = "gateway",
+) -> dict[str, Any]:
+    """Return OpenAI's error object; `source` is an extra key the SDKs ignore."""
+    return {
+        "error": {"message": message, "type": type, "param": param, "code": code, "source": source}
+    }
+
+
+def json_error_response(
+    status: int, body: dict[str, Any], source: Source, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Wrap an error body in a JSON response with the provenance header."""
+    resp = web.json_response(body, status=status, dumps=json.dumps)
+    resp.headers[SOURCE_HEADER] = source
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id (echoed in a header) so log lines and errors can be matched."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = rid
+        raise
+    if not resp.prepared:
+        resp.headers[REQUEST_ID_HEADER] = rid
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into an OpenAI-style JSON error; never leak a traceback."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like pass through untouched
+        if exc.status == 413:
+            message = "Request body too large."
+            code = "request_too_large"
+        elif exc.status == 404:
+            message = f"Unknown route: {request.method} {request.path}"
+            code = "not_found"
+        elif exc.status == 405:
+            message = f"Method {request.method} is not allowed on {request.path}"
+            code = "method_not_allowed"
+        else:
+            message = exc.text or exc.reason
+            code = None
+        err = ApiError(exc.status, message, code)
+        resp = err.response()
+        for name in ("Allow", "Retry-After", "Location"):
+            if name in exc.headers:
+                resp.headers[name] = exc.headers[name]
+        return resp
+    except ConnectionResetError:
+        raise
+    except Exception:
+        rid = request.get(REQUEST_ID, "-")
+        _LOGGER.exception(
+            "Unhandled error in %s %s (request %s)", request.method, request.path, rid
+        )
+        return ApiError(
+            500, f"Internal error (request id {rid}); see the server log.", "internal_error"
+        ).response()
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """Parse the request body as a JSON object or raise a 400/415 ApiError saying why."""
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/octet-stream", "text/plain", ""):
+        raise ApiError(
+            415, f"Content-Type must be application/json, got {ctype}", "unsupported_media_type"
+        )
+    raw = await request.read()  # client_max_size turns an oversized body into a 413 here
+    if not raw.strip():
+        raise ApiError(400, "Request body is empty; send a JSON object.", "invalid_json")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}", "invalid_json") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "Request body must be a JSON object.", "invalid_json")
+    return data

@@ -1,0 +1,25 @@
+"""Typed keys for the state the application shares (aiohttp AppKey / RequestKey)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .accounts import KeyPrincipal
+from .codex.engine import Engine
+from .config import Settings
+from .models import ModelCatalog
+from .pool import Pool
+from .security import KeyCipher
+from .store import Store
+from .usage import UsageRecorder
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+CIPHER = web.AppKey("cipher", KeyCipher)
+ENGINE = web.AppKey("engine", Engine)
+POOL = web.AppKey("pool", Pool)
+USAGE = web.AppKey("usage", UsageRecorder)
+MODELS = web.AppKey("models", ModelCatalog)
+CODEX_BIN = web.AppKey("codex_bin", str)
+
+PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

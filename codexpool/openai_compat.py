@@ -1,0 +1,297 @@
+"""Translation between OpenAI chat bodies and Codex turns.
+
+Requests: validate an OpenAI chat body and fold its messages into one Codex turn (system and
+developer messages become developer instructions; the rest becomes one prompt that keeps roles
+and order). Responses: build `chat.completion` objects and `chat.completion.chunk`s.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ApiError
+
+# Named reasoning modes (legacy `reasoning_mode` field) and the Codex effort each maps to.
+REASONING_MODES: dict[str, str] = {
+    "minimal": "minimal",
+    "fast": "low",
+    "low": "low",
+    "balanced": "medium",
+    "medium": "medium",
+    "deep": "high",
+    "high": "high",
+    "max": "xhigh",
+    "xhigh": "xhigh",
+}
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+MAX_MESSAGES = 2_000
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+@dataclass
+class ChatRequest:
+    """A validated chat request, ready to become one Codex turn."""
+
+    model: str
+    prompt: str
+    developer_instructions: str | None
+    effort: str | None
+    stream: bool
+    include_usage: bool
+    timeout_ms: int | None
+    max_tokens: int | None
+    raw_model: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _bad(message: str, param: str | None = None, code: str = "invalid_request") -> ApiError:
+    return ApiError(400, message, code, param=param)
+
+
+def _content_text(content: Any, index: int) -> str:
+    """Flatten a message's content (string or list of parts) into text."""
+    param = f"messages[{index}].content"
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad("message content must be a string or a list of content parts", param)
+    texts: list[str] = []
+    for j, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise _bad("each content part must be an object with a `type`", f"{param}[{j}]")
+        ptype = part["type"]
+        if ptype in ("text", "input_text", "output_text"):
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _bad("a text content part needs a string `text`", f"{param}[{j}].text")
+            texts.append(text)
+        elif ptype == "refusal":
+            texts.append(str(part.get("refusal", "")))
+        else:
+            raise _bad(
+                f"content part type {ptype!r} is not supported by this gateway yet",
+                f"{param}[{j}].type",
+                "unsupported_content",
+            )
+    return "\n".join(texts)
+
+
+def fold_messages(messages: Any) -> tuple[str | None, str]:
+    """Fold OpenAI messages into (developer instructions, prompt).
+
+    A single user message is sent as it is. A longer conversation is written out as role-tagged
+    blocks in order, ending with the latest message, so the model sees the whole exchange in one
+    turn (Codex chat turns are stateless ephemeral threads).
+    """
+    if not isinstance(messages, list) or not messages:
+        raise _bad("`messages` must be a non-empty array", "messages")
+    if len(messages) > MAX_MESSAGES:
+        raise _bad(f"`messages` may hold at most {MAX_MESSAGES} entries", "messages")
+    instructions: list[str] = []
+    turns: list[tuple[str, str]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise _bad("each message must be an object", f"messages[{i}]")
+        role = msg.get("role")
+        if role not in ROLES:
+            raise _bad(
+                f"messages[{i}].role must be one of {', '.join(ROLES)}", f"messages[{i}].role"
+            )
+        text = _content_text(msg.get("content"), i)
+        if role in ("system", "developer"):
+            if text.strip():
+                instructions.append(text)
+            continue
+        if role == "assistant" and msg.get("tool_calls"):
+            calls = msg["tool_calls"] if isinstance(msg["tool_calls"], list) else []
+            for call in calls:
+                fn = call.get("function", {}) if isinstance(call, dict) else {}
+                text += f"\n[called tool {fn.get('name')!s} with arguments {fn.get('arguments')!s}]"
+        if role in ("tool", "function"):
+            name = msg.get("name") or msg.get("tool_call_id") or "tool"
+            turns.append(("tool", f"[result of {name}]\n{text}"))
+            continue
+        turns.append((role, text))
+    if not turns:
+        raise _bad("`messages` needs at least one user message", "messages")
+    if not any(text.strip() for _, text in turns):
+        raise _bad("every message is empty; send some text", "messages")
+    if len(turns) == 1 and turns[0][0] == "user":
+        prompt = turns[0][1]
+    else:
+        blocks = [f"[{role}]\n{text}" for role, text in turns[:-1]]
+        last_role, last_text = turns[-1]
+        prompt = (
+            "Continue this conversation. Earlier messages, oldest first:\n\n"
+            + "\n\n".join(blocks)
+            + f"\n\nLatest message ({last_role}), answer it:\n\n{last_text}"
+        )
+    return ("\n\n".join(instructions) or None), prompt
+
+
+def _opt_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(f"`{name}` must be an integer from {low} to {high}", name)
+    return value
+
+
+def resolve_effort(body: dict[str, Any]) -> str | None:
+    """Pick the Codex reasoning effort from `reasoning_effort`, `reasoning` or `reasoning_mode`."""
+    effort = body.get("reasoning_effort")
+    if effort is None and isinstance(body.get("reasoning"), dict):
+        effort = body["reasoning"].get("effort")
+    if effort is not None:
+        if effort not in REASONING_EFFORTS:
+            raise _bad(
+                f"`reasoning_effort` must be one of {', '.join(REASONING_EFFORTS)}",
+                "reasoning_effort",
+            )
+        return str(effort)
+    mode = body.get("reasoning_mode")
+    if mode is None:
+        return None
+    if not isinstance(mode, str) or mode.lower() not in REASONING_MODES:
+        raise _bad(
+            f"`reasoning_mode` must be one of {', '.join(REASONING_MODES)}", "reasoning_mode"
+        )
+    return REASONING_MODES[mode.lower()]
+
+
+def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
+    """Validate an OpenAI chat body; `resolve_model(name)` maps a model name or raises."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("`model` is required and must be a string", "model")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _bad("`stream` must be a boolean", "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _bad("`stream_options` must be an object", "stream_options")
+    include_usage = bool(options and options.get("include_usage"))
+    n = body.get("n")
+    if n not in (None, 1):
+        raise _bad("only `n: 1` is supported", "n", "unsupported_parameter")
+    if body.get("tools") or body.get("functions"):
+        raise _bad(
+            "tool calling is not supported by this gateway yet", "tools", "unsupported_parameter"
+        )
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+        raise _bad(
+            f"response_format {fmt.get('type')!r} is not supported yet",
+            "response_format",
+            "unsupported_parameter",
+        )
+    max_tokens = None
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
+    timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
+    instructions, prompt = fold_messages(body.get("messages"))
+    return ChatRequest(
+        model=resolve_model(model.strip()),
+        raw_model=model.strip(),
+        prompt=prompt,
+        developer_instructions=instructions,
+        effort=resolve_effort(body),
+        stream=stream,
+        include_usage=include_usage,
+        timeout_ms=timeout_ms,
+        max_tokens=max_tokens,
+    )
+
+
+def new_completion_id() -> str:
+    """Return an id in OpenAI's `chatcmpl-...` form."""
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def usage_dict(
+    input_tokens: int, cached_tokens: int, output_tokens: int, reasoning_tokens: int
+) -> dict[str, Any]:
+    """Return OpenAI's `usage` object from Codex token counts."""
+    return {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
+    }
+
+
+class ChunkFactory:
+    """Builds the `chat.completion.chunk` objects of one streamed answer."""
+
+    def __init__(self, model: str, completion_id: str | None = None) -> None:
+        self.id = completion_id or new_completion_id()
+        self.model = model
+        self.created = int(time.time())
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def role(self) -> dict[str, Any]:
+        """Return the first chunk, which announces the assistant role."""
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def content(self, text: str) -> dict[str, Any]:
+        """Return a content delta chunk."""
+        return self._chunk({"content": text})
+
+    def reasoning(self, text: str) -> dict[str, Any]:
+        """Return a reasoning delta (the `reasoning_content` extension many clients show)."""
+        return self._chunk({"reasoning_content": text})
+
+    def finish(self, reason: str = "stop") -> dict[str, Any]:
+        """Return the chunk that carries `finish_reason`."""
+        return self._chunk({}, reason)
+
+    def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """Return the trailing usage chunk (`stream_options.include_usage`)."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": usage,
+        }
+
+
+def completion(
+    model: str, text: str, usage: dict[str, Any], reasoning: str = "", finish: str = "stop"
+) -> dict[str, Any]:
+    """Return a whole `chat.completion` object."""
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return {
+        "id": new_completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }

@@ -1,0 +1,36 @@
+"""Server-sent events: the few lines of the wire format the OpenAI SDKs read.
+
+Owned rather than imported because the chat route needs exact control over when headers go out
+(only after the first upstream event, so failover and real error statuses stay possible).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+}
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+def encode(data: Any, event: str | None = None) -> bytes:
+    """Encode one event: an optional `event:` line and one compact JSON `data:` line."""
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+async def open_stream(
+    request: web.Request, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """Send the SSE response headers and return the response to write events to."""
+    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+    await resp.prepare(request)
+    return resp

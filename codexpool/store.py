@@ -1,0 +1,203 @@
+"""SQLite storage: one WAL-mode file, numbered migrations, and small query helpers.
+
+Domain queries live next to their logic (accounts.py, usage.py, ...); this module only owns the
+connection, the schema and transactions, so schema changes happen in exactly one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says what to do."""
+
+
+# Each entry migrates from version i to i+1. Never edit a released entry: append a new one.
+MIGRATIONS: list[str] = [
+    # 1: the initial schema of design.md
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        created_at REAL NOT NULL,
+        session_epoch INTEGER NOT NULL DEFAULT 0,
+        pool_opt_in INTEGER NOT NULL DEFAULT 1,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'master')),
+        label TEXT NOT NULL DEFAULT '',
+        digest TEXT NOT NULL UNIQUE,
+        ciphertext TEXT NOT NULL,
+        hint TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE INDEX api_keys_user ON api_keys(user_id, revoked_at);
+    CREATE UNIQUE INDEX api_keys_one_live_user_key ON api_keys(user_id)
+        WHERE revoked_at IS NULL AND kind = 'user';
+    CREATE UNIQUE INDEX api_keys_one_live_master_key ON api_keys(kind)
+        WHERE revoked_at IS NULL AND kind = 'master';
+    CREATE TABLE limit_snapshots (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        primary_used REAL,
+        primary_window_mins INTEGER,
+        primary_resets_at INTEGER,
+        secondary_used REAL,
+        secondary_window_mins INTEGER,
+        secondary_resets_at INTEGER,
+        plan_type TEXT,
+        fetched_at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        error TEXT
+    );
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        endpoint TEXT NOT NULL,
+        key_id INTEGER,
+        key_kind TEXT,
+        account_user_id INTEGER,
+        model TEXT,
+        stream INTEGER NOT NULL DEFAULT 0,
+        status INTEGER NOT NULL,
+        error_code TEXT,
+        latency_ms REAL,
+        ttft_ms REAL,
+        input_tokens INTEGER,
+        cached_tokens INTEGER,
+        output_tokens INTEGER,
+        reasoning_tokens INTEGER
+    );
+    CREATE INDEX requests_ts ON requests(ts);
+    CREATE INDEX requests_account ON requests(account_user_id, ts);
+    CREATE INDEX requests_key ON requests(key_id, ts);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT,
+        ip TEXT
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """One aiosqlite connection; aiosqlite serialises statements on its own thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # Multi-statement transactions must not interleave on the shared connection.
+        self._tx_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """Return the open connection."""
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database, enable WAL and apply migrations."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            self._db.row_factory = aiosqlite.Row
+            await self._db.execute("PRAGMA busy_timeout = 5000")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA synchronous = NORMAL")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema version {current}, newer than this codexpool "
+                f"({SCHEMA_VERSION}); upgrade codexpool or restore a matching backup"
+            )
+        for version in range(current, SCHEMA_VERSION):
+            _LOGGER.info("Migrating database to schema version %s", version + 1)
+            # executescript commits on its own; the version bump rides in the same script.
+            await self.db.executescript(
+                "BEGIN;\n"
+                + MIGRATIONS[version]
+                + f"\nPRAGMA user_version = {version + 1};\nCOMMIT;"
+            )
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement on its own and return lastrowid (inserts) or rowcount.
+
+        It takes the transaction lock so it never lands inside another task's transaction
+        (which could roll it back); inside `transaction()` use the yielded connection instead.
+        """
+        async with self._tx_lock, self.db.execute(sql, params) as cur:
+            return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows inside one transaction."""
+        async with self.transaction():
+            await self.db.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        """Return the first row or None."""
+        async with self.db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """Return all rows."""
+        async with self.db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Run the block as one IMMEDIATE transaction, rolled back on error."""
+        async with self._tx_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def ping(self) -> bool:
+        """Tell whether the database answers a trivial query (for /api/health)."""
+        try:
+            await self.fetchone("SELECT 1")
+        except (sqlite3.Error, StoreError, ValueError):
+            return False
+        return True
