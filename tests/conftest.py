@@ -1,0 +1,239 @@
+"""Shared fixtures: settings in a temp data root, the app under aiohttp's test client, the real
+server as a subprocess on a free loopback port, the real codex binary and the fake ChatGPT
+backend it talks to.
+
+Nothing of codexpool is patched: the only fake is the ChatGPT backend behind the real binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codexpool.app import create_app
+from codexpool.config import Settings, find_codex_bin, load_settings
+from codexpool.security import hash_password
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "admin-password-for-tests"
+# Hashing once keeps bcrypt's deliberate slowness out of every test's setup.
+ADMIN_HASH = hash_password(ADMIN_PASSWORD, rounds=4)
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def codex_bin() -> str:
+    """Return the pinned real codex binary, or skip when it is not installed."""
+    path = os.environ.get("CODEXPOOL_CODEX_BIN") or find_codex_bin()
+    if not path:
+        pytest.skip("codex binary not installed (run .ci/run or install.sh)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fake_backend() -> Iterator[Any]:
+    """Run one fake ChatGPT backend on loopback for the whole session."""
+    from codexpool.testing.fake_backend import FakeBackend
+
+    backend = FakeBackend()
+    backend.start()
+    yield backend
+    backend.stop()
+
+
+def write_settings(data_dir: Path, **overrides: Any) -> Path:
+    """Write a complete test settings.json into data_dir and return its path."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "adminUsername": "admin",
+        "adminPassword": ADMIN_HASH,
+        "openaiApiKeyPrefix": "sk-test-",
+        "openaiMasterKeyPrefix": "sk-master-",
+        "openaiKeyEncryptionSecret": "k" * 40,
+        "sessionSecret": "s" * 40,
+        "dataDir": str(data_dir),
+        "logLevel": "debug",
+    }
+    data.update(overrides)
+    path = data_dir / "settings.json"
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Return a factory of validated Settings in a fresh temp data root."""
+
+    def factory(**overrides: Any) -> Settings:
+        return load_settings(write_settings(tmp_path / "data", **overrides), env={})
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Return default test settings (no codex overrides)."""
+    return make_settings()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> Any:
+    """Return aiohttp's test client over the app built from the default test settings."""
+    return await aiohttp_client(create_app(settings))
+
+
+def codex_children(pid: int) -> list[int]:
+    """Return the pids of live codex processes descending from pid (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        rparen = stat.rfind(")")
+        fields = stat[rparen + 2 :].split()
+        if fields[0] == "Z":
+            names[int(entry.name)] = "zombie"
+        else:
+            names[int(entry.name)] = stat[stat.find("(") + 1 : rparen]
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        if names.get(child, "").startswith("codex") or names.get(child) == "zombie":
+            found.append(child)
+        stack.extend(children.get(child, []))
+    return found
+
+
+class LiveServer:
+    """The real `python -m codexpool serve` process on a loopback port."""
+
+    def __init__(self, settings_path: Path) -> None:
+        self.settings_path = settings_path
+        self.settings = load_settings(settings_path, env={})
+        self.url = f"http://127.0.0.1:{self.settings.port}"
+        self.api = f"{self.url}/api/openai/v1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = settings_path.parent / "server.log"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a `codexpool` admin command against this server's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "codexpool", "--settings", str(self.settings_path), *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+            env=_child_env(),
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until /api/health answers."""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "codexpool", "--settings", str(self.settings_path), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.settings.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        """Return what the server printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int | None:
+        """SIGTERM the server, wait, and return its exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CODEXPOOL_SETTINGS", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Return a factory that starts real servers; each is stopped and checked at teardown."""
+    servers: list[LiveServer] = []
+
+    def factory(start: bool = True, **overrides: Any) -> LiveServer:
+        data_dir = tmp_path / f"server{len(servers)}"
+        server = LiveServer(write_settings(data_dir, **overrides))
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield factory
+    for server in servers:
+        pid = server.proc.pid if server.proc else None
+        server.stop()
+        if pid is not None:
+            # The server is gone; any codex it started must be gone too (no orphans).
+            leftovers = [p for p in _all_codex_pids() if _environ_mentions(p, server.settings_path)]
+            assert not leftovers, f"codex processes outlived the server: {leftovers}"
+
+
+def _all_codex_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip().startswith("codex"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _environ_mentions(pid: int, settings_path: Path) -> bool:
+    """Tell whether a process's CODEX_HOME lies inside this server's data folder."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return str(settings_path.parent).encode() in environ
