@@ -130,6 +130,9 @@ class Store:
             await self._db.execute("PRAGMA synchronous = NORMAL")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
+        except StoreError:
+            await self.close()
+            raise
         except (sqlite3.Error, OSError) as exc:
             await self.close()
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from codexpool.app import create_app
 from codexpool.config import Settings, find_codex_bin, load_settings
 from codexpool.security import hash_password
 
@@ -97,6 +96,8 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings) -> Any:
     """Return aiohttp's test client over the app built from the default test settings."""
+    from codexpool.app import create_app
+
     return await aiohttp_client(create_app(settings))
 
 

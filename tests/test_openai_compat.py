@@ -1,0 +1,183 @@
+"""Chat body validation, message folding and the chunk/completion shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from codexpool.errors import ApiError
+from codexpool.models import ModelCatalog
+from codexpool.openai_compat import (
+    ChunkFactory,
+    completion,
+    fold_messages,
+    parse_chat_request,
+    usage_dict,
+)
+
+CATALOG = ModelCatalog()
+
+
+def parse(body: dict):
+    return parse_chat_request(body, CATALOG.resolve)
+
+
+def test_single_user_message_is_the_prompt() -> None:
+    instructions, prompt = fold_messages([{"role": "user", "content": "Hi there"}])
+    assert instructions is None
+    assert prompt == "Hi there"
+
+
+def test_system_and_developer_become_instructions_in_order() -> None:
+    instructions, prompt = fold_messages(
+        [
+            {"role": "system", "content": "Be terse."},
+            {"role": "developer", "content": [{"type": "text", "text": "Use French."}]},
+            {"role": "user", "content": "Hello"},
+        ]
+    )
+    assert instructions == "Be terse.\n\nUse French."
+    assert prompt == "Hello"
+
+
+def test_conversation_keeps_roles_and_order() -> None:
+    _, prompt = fold_messages(
+        [
+            {"role": "user", "content": "What is 2+2?"},
+            {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "And times 3?"},
+        ]
+    )
+    first = prompt.index("What is 2+2?")
+    second = prompt.index("[assistant]\n4")
+    last = prompt.index("And times 3?")
+    assert first < second < last
+    assert prompt.rstrip().endswith("And times 3?")
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        None,
+        [],
+        "hello",
+        [{"role": "wizard", "content": "x"}],
+        [{"role": "user", "content": 5}],
+        [{"role": "system", "content": "only instructions"}],
+        [{"role": "user", "content": "  "}],
+        [{"role": "user", "content": [{"type": "text"}]}],
+        ["not an object"],
+    ],
+)
+def test_bad_messages_are_400(messages: object) -> None:
+    with pytest.raises(ApiError) as info:
+        fold_messages(messages)
+    assert info.value.status == 400
+
+
+def test_parse_full_request() -> None:
+    req = parse(
+        {
+            "model": "gpt-5.5",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": 50,
+            "reasoning_effort": "low",
+            "timeoutMs": 1000,
+        }
+    )
+    assert (req.model, req.stream, req.include_usage, req.max_tokens) == ("gpt-5.5", True, True, 50)
+    assert (req.effort, req.timeout_ms) == ("low", 1000)
+
+
+def test_legacy_fields() -> None:
+    req = parse(
+        {
+            "model": "codex",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_output_tokens": 10,
+            "reasoning_mode": "deep",
+        }
+    )
+    assert req.model == ""  # codex = the account's default model
+    assert req.max_tokens == 10
+    assert req.effort == "high"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),
+        ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, 400, "model"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
+        (
+            {"model": "codex", "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+            400,
+            "stream",
+        ),
+        (
+            {"model": "codex", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1},
+            400,
+            "max_tokens",
+        ),
+        (
+            {"model": "codex", "messages": [{"role": "user", "content": "x"}], "max_tokens": True},
+            400,
+            "max_tokens",
+        ),
+        (
+            {
+                "model": "codex",
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": "huge",
+            },
+            400,
+            "reasoning_effort",
+        ),
+        (
+            {"model": "codex", "messages": [{"role": "user", "content": "x"}], "reasoning_mode": 3},
+            400,
+            "reasoning_mode",
+        ),
+        ({"model": "codex", "messages": [{"role": "user", "content": "x"}], "n": 2}, 400, "n"),
+        (
+            {"model": "codex", "messages": [{"role": "user", "content": "x"}], "timeoutMs": "soon"},
+            400,
+            "timeoutMs",
+        ),
+    ],
+)
+def test_bad_fields(body: dict, status: int, param: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse(body)
+    assert info.value.status == status
+    assert info.value.param == param
+    assert info.value.body()["error"]["message"]
+
+
+def test_chunk_shapes() -> None:
+    f = ChunkFactory("gpt-5.5")
+    role, content, finish = f.role(), f.content("Hel"), f.finish()
+    for chunk in (role, content, finish):
+        assert chunk["object"] == "chat.completion.chunk"
+        assert chunk["id"] == f.id and chunk["id"].startswith("chatcmpl-")
+        assert chunk["model"] == "gpt-5.5"
+    assert role["choices"][0]["delta"]["role"] == "assistant"
+    assert content["choices"][0]["delta"] == {"content": "Hel"}
+    assert finish["choices"][0]["finish_reason"] == "stop"
+    usage = f.usage(usage_dict(10, 2, 5, 1))
+    assert usage["choices"] == []
+    assert usage["usage"]["total_tokens"] == 15
+    assert usage["usage"]["completion_tokens_details"]["reasoning_tokens"] == 1
+
+
+def test_completion_shape() -> None:
+    body = completion("gpt-5.5", "Hello", usage_dict(3, 0, 2, 0))
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello",
+        "refusal": None,
+    }
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["prompt_tokens"] == 3
