@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from . import sessions
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_middleware
 from .keys import CIPHER, CODEX_BIN, ENGINE, MODELS, POOL, SETTINGS, STORE, USAGE
 from .models import ModelCatalog
 from .pool import Pool
-from .routes import health, openai_api
+from .routes import admin, device, health, openai_api, portal, quicktest
 from .security import KeyCipher
 from .store import Store
 from .usage import UsageRecorder
@@ -70,7 +71,10 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for these settings (no I/O happens here)."""
     # Middleware order: the request id comes first so every later error can name it; error
-    # shaping wraps everything else so no route can leak a traceback or an HTML error page.
+    # shaping wraps everything else so no route can leak a traceback or an HTML error page;
+    # sessions.setup then appends the CSRF guard (rejects cross-site cookie state changes
+    # before any session is read) and the session middleware (innermost: it saves the cookie
+    # on the handler's response).
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[request_id_middleware, error_middleware],
@@ -83,8 +87,13 @@ def create_app(settings: Settings) -> web.Application:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
     # Lifetimes, in dependency order: database, usage writer, engine (+ pool).
     app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx])
+    sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)
     openai_api.setup(app)
+    admin.setup(app)
+    portal.setup(app)
+    device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
+    quicktest.setup(app)
     return app
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from .accounts import KeyPrincipal
+from .admin_auth import AdminAuth
 from .codex.engine import Engine
 from .config import Settings
+from .device_login import DeviceLogins
 from .models import ModelCatalog
 from .pool import Pool
 from .security import KeyCipher
 from .store import Store
+from .throttle import LoginThrottle
 from .usage import UsageRecorder
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -21,5 +24,8 @@ POOL = web.AppKey("pool", Pool)
 USAGE = web.AppKey("usage", UsageRecorder)
 MODELS = web.AppKey("models", ModelCatalog)
 CODEX_BIN = web.AppKey("codex_bin", str)
+ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
+DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

@@ -1,0 +1,128 @@
+"""What the admin panel shows and does with portal users: the table, totals, deletion.
+
+Plain async functions over the store, so they are testable without HTTP. Limit columns read
+`limit_snapshots` (filled by the pool's limit reader); until a read exists they are null.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import accounts, linking
+from .config import Settings
+from .device_login import DeviceLogins
+from .errors import ApiError
+from .store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+_TABLE_SQL = """
+SELECT u.id, u.username, u.created_at, u.pool_opt_in, u.disabled,
+       k.label AS key_label, k.hint AS key_hint, k.created_at AS key_created_at,
+       k.last_used_at AS key_last_used_at,
+       l.primary_used, l.primary_resets_at, l.primary_window_mins,
+       l.secondary_used, l.secondary_resets_at, l.secondary_window_mins,
+       l.fetched_at AS limits_fetched_at, l.ok AS limits_ok,
+       (SELECT COUNT(*) FROM requests r
+         WHERE r.account_user_id = u.id AND r.status < 400) AS served,
+       (SELECT MAX(r.ts) FROM requests r WHERE r.account_user_id = u.id) AS last_request_at
+FROM users u
+LEFT JOIN api_keys k ON k.user_id = u.id AND k.kind = 'user' AND k.revoked_at IS NULL
+LEFT JOIN limit_snapshots l ON l.user_id = u.id
+ORDER BY u.id
+"""
+
+
+def remaining(used_percent: float | None) -> float | None:
+    """Return the remaining percentage of a window, or None when it is unknown."""
+    if used_percent is None:
+        return None
+    return round(max(0.0, min(100.0, 100.0 - float(used_percent))), 1)
+
+
+def _latest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+async def user_table(store: Store, settings: Settings) -> dict[str, Any]:
+    """Return the admin table: one row per portal user, totals, and the master key summary."""
+    users: list[dict[str, Any]] = []
+    totals = {"hourlyRemaining": 0.0, "weeklyRemaining": 0.0, "linked": 0, "keyed": 0}
+    for r in await store.fetchall(_TABLE_SQL):
+        linked = linking.is_linked(linking.codex_home(settings, r["id"]))
+        has_key = r["key_hint"] is not None
+        hourly = remaining(r["primary_used"])
+        weekly = remaining(r["secondary_used"])
+        users.append(
+            {
+                "id": r["id"],
+                "username": r["username"],
+                "createdAt": r["created_at"],
+                "linked": linked,
+                "hasKey": has_key,
+                "keyLabel": r["key_label"],
+                "keyHint": r["key_hint"],
+                "keyCreatedAt": r["key_created_at"],
+                "hourlyRemaining": hourly,
+                "hourlyResetsAt": r["primary_resets_at"],
+                "weeklyRemaining": weekly,
+                "weeklyResetsAt": r["secondary_resets_at"],
+                "limitsFetchedAt": r["limits_fetched_at"],
+                "limitsStale": None if r["limits_ok"] is None else not r["limits_ok"],
+                "lastUsedAt": _latest(r["key_last_used_at"], r["last_request_at"]),
+                "requestsServed": r["served"],
+                "poolOptIn": bool(r["pool_opt_in"]),
+                "disabled": bool(r["disabled"]),
+            }
+        )
+        totals["linked"] += linked
+        totals["keyed"] += has_key
+        if linked and has_key:  # spec: only linked, keyed users with a displayed value count
+            totals["hourlyRemaining"] += hourly or 0.0
+            totals["weeklyRemaining"] += weekly or 0.0
+    master = await accounts.live_key_row(store, user_id=None, kind="master")
+    return {
+        "users": users,
+        "totals": {
+            **totals,
+            "hourlyRemaining": round(totals["hourlyRemaining"], 1),
+            "weeklyRemaining": round(totals["weeklyRemaining"], 1),
+            "users": len(users),
+        },
+        "masterKey": {
+            "exists": master is not None,
+            "label": master["label"] if master else None,
+            "hint": master["hint"] if master else None,
+            "createdAt": master["created_at"] if master else None,
+            "lastUsedAt": master["last_used_at"] if master else None,
+        },
+    }
+
+
+async def find_user(store: Store, raw_username: object) -> accounts.User:
+    """Return the named user or raise 400 (bad name) / 404 (no such user)."""
+    if not isinstance(raw_username, str) or not raw_username.strip():
+        raise ApiError(400, "username is required", "invalid_username", param="username")
+    user = await accounts.get_user(store, raw_username.strip().casefold())
+    if user is None:
+        raise ApiError(404, f"No user named {raw_username.strip()!r}.", "user_not_found")
+    return user
+
+
+async def delete_user(
+    store: Store, settings: Settings, logins: DeviceLogins, user: accounts.User
+) -> None:
+    """Delete a user and everything that acts for them: flow, app-server, keys, limits, home.
+
+    Order matters: the login process and the app-server go first so nothing writes into the
+    Codex home while it is removed; the row's deletion cascades to keys and cached limits, and
+    with the row gone every portal cookie of the user stops matching.
+    """
+    await logins.forget(user.id)
+    await logins.stop_account(user.id)
+    await accounts.bump_session_epoch(store, user.id)
+    await accounts.delete_user(store, user.id)
+    linking.remove_home(linking.codex_home(settings, user.id))
+    _LOGGER.info("Deleted user %s (id %s)", user.username, user.id)

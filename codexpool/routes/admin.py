@@ -1,0 +1,143 @@
+"""Admin sign-in (/api/auth/*) and user management (/api/admin/*), admin session only."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import accounts, admin_users, audit, sessions
+from ..errors import ApiError, read_json_object
+from ..keys import ADMIN_AUTH, CIPHER, DEVICE_LOGINS, SETTINGS, STORE, THROTTLE
+from .common import ip_of, ok, read_credentials, read_optional_object
+
+ADMIN_SCOPE = "admin"
+
+
+async def login(request: web.Request) -> web.Response:
+    """Sign the admin in (throttled per name and address; bcrypt off the loop)."""
+    username, password = await read_credentials(request)
+    ip = ip_of(request)
+    throttle = request.app[THROTTLE]
+    throttle.check(ADMIN_SCOPE, username, ip)
+    store = request.app[STORE]
+    if not await request.app[ADMIN_AUTH].verify(username, password):
+        throttle.failed(ADMIN_SCOPE, username, ip)
+        await audit.record(store, "anonymous", "admin.login_failed", username[:64], None, ip)
+        raise ApiError(401, "Invalid username or password.", "invalid_credentials")
+    throttle.succeeded(ADMIN_SCOPE, username)
+    await sessions.start_admin_session(request)
+    await audit.record(store, "admin", "admin.login", username, None, ip)
+    return ok(username=request.app[ADMIN_AUTH].username)
+
+
+async def logout(request: web.Request) -> web.Response:
+    """Sign the admin out everywhere (every admin cookie issued so far stops working)."""
+    try:
+        await sessions.require_admin(request)
+    except ApiError:
+        await sessions.end_admin_session(request, everywhere=False)
+        return ok()
+    await sessions.end_admin_session(request)
+    await audit.record(request.app[STORE], "admin", "admin.logout", None, None, ip_of(request))
+    return ok()
+
+
+async def me(request: web.Request) -> web.Response:
+    """Return the signed-in admin, or 401 when the session is missing or expired."""
+    username = await sessions.require_admin(request)
+    return web.json_response({"authenticated": True, "role": "admin", "username": username})
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """Return the portal user table, totals and the master key summary."""
+    await sessions.require_admin(request)
+    table = await admin_users.user_table(request.app[STORE], request.app[SETTINGS])
+    return web.json_response(table)
+
+
+async def reveal_key(request: web.Request) -> web.Response:
+    """Return a user's live endpoint key in plain text (audited)."""
+    await sessions.require_admin(request)
+    body = await read_json_object(request)
+    store = request.app[STORE]
+    user = await admin_users.find_user(store, body.get("username"))
+    row = await accounts.live_key_row(store, user_id=user.id, kind="user")
+    if row is None:
+        raise ApiError(404, f"User {user.username!r} has no endpoint key.", "key_not_found")
+    key = request.app[CIPHER].decrypt(row["ciphertext"])
+    if key is None:
+        raise ApiError(
+            409,
+            "This key was stored under a different openaiKeyEncryptionSecret and cannot be "
+            "revealed; it still works. Rotate it to get a revealable key.",
+            "key_not_revealable",
+        )
+    await audit.record(store, "admin", "key.reveal", user.username, None, ip_of(request))
+    return web.json_response(
+        {
+            "username": user.username,
+            "key": key,
+            "label": row["label"],
+            "hint": row["hint"],
+            "createdAt": row["created_at"],
+        }
+    )
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """Delete a user with their sessions, keys, limits, device flow, app-server and home."""
+    await sessions.require_admin(request)
+    body = await read_json_object(request)
+    store = request.app[STORE]
+    user = await admin_users.find_user(store, body.get("username"))
+    await admin_users.delete_user(store, request.app[SETTINGS], request.app[DEVICE_LOGINS], user)
+    await audit.record(store, "admin", "user.delete", user.username, None, ip_of(request))
+    return ok(username=user.username, deleted=True)
+
+
+async def rotate_master_key(request: web.Request) -> web.Response:
+    """Mint a new master key, revoke the old one at once, and return the new key once."""
+    await sessions.require_admin(request)
+    body = await read_optional_object(request)
+    label = accounts.validate_label(body.get("label")) or "master"
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    key = await accounts.rotate_key(
+        store,
+        request.app[CIPHER],
+        kind="master",
+        prefix=settings.openai_master_key_prefix,
+        label=label,
+    )
+    row = await accounts.live_key_row(store, user_id=None, kind="master")
+    assert row is not None
+    await audit.record(store, "admin", "master_key.rotate", label, None, ip_of(request))
+    return web.json_response(
+        {"key": key, "label": row["label"], "hint": row["hint"], "createdAt": row["created_at"]}
+    )
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    """Return the newest audit rows (`?limit=N`, 1-1000, default 100)."""
+    await sessions.require_admin(request)
+    raw = request.query.get("limit", str(audit.DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= audit.MAX_LIMIT:
+        raise ApiError(
+            400,
+            f"limit must be a whole number 1-{audit.MAX_LIMIT}",
+            "invalid_request",
+            param="limit",
+        )
+    return web.json_response({"data": await audit.recent(request.app[STORE], int(raw))})
+
+
+def setup(app: web.Application) -> None:
+    """Register the admin routes (after sessions.setup)."""
+    app.router.add_post("/api/auth/login", login)
+    app.router.add_post("/api/auth/logout", logout)
+    app.router.add_get("/api/auth/me", me)
+    app.router.add_get("/api/admin/openai-users", list_users)
+    app.router.add_post("/api/admin/openai-users/reveal-key", reveal_key)
+    app.router.add_post("/api/admin/openai-users/delete", delete_user)
+    for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key"):
+        app.router.add_post(f"/api/admin/openai-users/{name}", rotate_master_key)
+    app.router.add_get("/api/admin/audit", audit_log)

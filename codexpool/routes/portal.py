@@ -1,0 +1,143 @@
+"""Portal self-service (/api/openai/auth/*, keys, pool opt-in), portal session only."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .. import accounts, audit, linking, sessions
+from ..errors import ApiError, read_json_object
+from ..keys import CIPHER, DEVICE_LOGINS, SETTINGS, STORE, THROTTLE
+from ..security import hash_password, verify_password
+from .common import ip_of, ok, read_credentials, read_optional_object
+
+PORTAL_SCOPE = "portal"
+
+
+async def register(request: web.Request) -> web.Response:
+    """Create a portal user and sign them in."""
+    body = await read_json_object(request)
+    username = accounts.normalize_username(body.get("username"))
+    password = accounts.validate_password(body.get("password"))
+    ip = ip_of(request)
+    request.app[THROTTLE].registrations.take(ip)
+    store = request.app[STORE]
+    hashed = await asyncio.to_thread(hash_password, password)
+    user = await accounts.create_user(store, username, hashed)
+    await sessions.start_portal_session(request, user)
+    await audit.record(store, f"user:{username}", "user.register", username, None, ip)
+    return web.json_response({"ok": True, "username": user.username}, status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    """Sign a portal user in (throttled per name and address; bcrypt off the loop)."""
+    raw_name, password = await read_credentials(request)
+    username = raw_name.casefold()
+    ip = ip_of(request)
+    throttle = request.app[THROTTLE]
+    throttle.check(PORTAL_SCOPE, username, ip)
+    store = request.app[STORE]
+    found = await accounts.get_password_hash(store, username)
+    hashed = found[1] if found and not found[0].disabled else None
+    # An unknown name still costs one bcrypt check, so timing does not reveal who exists.
+    if not await asyncio.to_thread(verify_password, password, hashed) or found is None:
+        throttle.failed(PORTAL_SCOPE, username, ip)
+        await audit.record(store, "anonymous", "user.login_failed", username[:64], None, ip)
+        raise ApiError(401, "Invalid username or password.", "invalid_credentials")
+    user = found[0]
+    throttle.succeeded(PORTAL_SCOPE, username)
+    await sessions.start_portal_session(request, user)
+    await audit.record(store, f"user:{user.username}", "user.login", user.username, None, ip)
+    return ok(username=user.username)
+
+
+async def logout(request: web.Request) -> web.Response:
+    """Sign out: every portal session of this user ends (the session epoch moves)."""
+    user = await sessions.portal_user_or_none(request)
+    await sessions.end_portal_session(request)
+    if user is not None:
+        store = request.app[STORE]
+        await accounts.bump_session_epoch(store, user.id)
+        await audit.record(
+            store, f"user:{user.username}", "user.logout", user.username, None, ip_of(request)
+        )
+    return ok()
+
+
+async def me(request: web.Request) -> web.Response:
+    """Return the signed-in user's account, key summary and device-login state."""
+    user = await sessions.require_portal_user(request)
+    app = request.app
+    key = await accounts.live_key_row(app[STORE], user_id=user.id, kind="user")
+    device = app[DEVICE_LOGINS].status(user.id)
+    return web.json_response(
+        {
+            "authenticated": True,
+            "username": user.username,
+            "createdAt": user.created_at,
+            "linked": linking.is_linked(linking.codex_home(app[SETTINGS], user.id)),
+            "hasKey": key is not None,
+            "keyHint": key["hint"] if key else None,
+            "keyLabel": key["label"] if key else None,
+            "keyCreatedAt": key["created_at"] if key else None,
+            "keyLastUsedAt": key["last_used_at"] if key else None,
+            "poolOptIn": user.pool_opt_in,
+            "device": device,
+        }
+    )
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    """Mint the user's new endpoint key, revoke the old one at once, return the key once."""
+    user = await sessions.require_portal_user(request)
+    body = await read_optional_object(request)
+    label = accounts.validate_label(body.get("label"))
+    app = request.app
+    store = app[STORE]
+    key = await accounts.rotate_key(
+        store,
+        app[CIPHER],
+        kind="user",
+        prefix=app[SETTINGS].openai_api_key_prefix,
+        user_id=user.id,
+        label=label,
+    )
+    row = await accounts.live_key_row(store, user_id=user.id, kind="user")
+    assert row is not None
+    await audit.record(
+        store, f"user:{user.username}", "key.rotate", user.username, None, ip_of(request)
+    )
+    return web.json_response(
+        {"key": key, "label": row["label"], "hint": row["hint"], "createdAt": row["created_at"]}
+    )
+
+
+async def pool_opt_in(request: web.Request) -> web.Response:
+    """Let the user say whether their account may serve master-key (pool) requests."""
+    user = await sessions.require_portal_user(request)
+    body = await read_json_object(request)
+    opt_in = body.get("optIn")
+    if not isinstance(opt_in, bool):
+        raise ApiError(400, "optIn must be true or false", "invalid_request", param="optIn")
+    store = request.app[STORE]
+    await accounts.set_pool_opt_in(store, user.id, opt_in)
+    await audit.record(
+        store,
+        f"user:{user.username}",
+        "pool.opt_in" if opt_in else "pool.opt_out",
+        user.username,
+        None,
+        ip_of(request),
+    )
+    return ok(poolOptIn=opt_in)
+
+
+def setup(app: web.Application) -> None:
+    """Register the portal account routes (after sessions.setup)."""
+    app.router.add_post("/api/openai/auth/register", register)
+    app.router.add_post("/api/openai/auth/login", login)
+    app.router.add_post("/api/openai/auth/logout", logout)
+    app.router.add_get("/api/openai/auth/me", me)
+    app.router.add_post("/api/openai/keys/rotate", rotate_key)
+    app.router.add_post("/api/openai/pool/opt-in", pool_opt_in)

@@ -1,0 +1,239 @@
+"""Cookie sessions for the admin panel and the portal, plus their CSRF guard.
+
+One encrypted cookie (`codexpool_session`, aiohttp-session + Fernet) holds two independent
+slots: `admin` and `portal`. Each route reads only its own slot, so an admin sign-in never
+opens a portal route and a portal sign-in never opens an admin route, while one browser can
+hold both at once. The cookie is HttpOnly, SameSite=Lax, Secure when the request came over TLS
+(`X-Forwarded-Proto` only with `trustedProxy`) and lives 7 days.
+
+Revocation, since the cookie itself lives on the client:
+- portal: the slot carries the user's id, name, creation time and `session_epoch`; logout and
+  deletion change the row, so every older cookie of that user stops matching;
+- admin: the slot carries its sign-in time and a fingerprint of the admin credentials; an admin
+  logout moves a "not before" mark (restored from the audit log at start-up) and a changed
+  password changes the fingerprint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp_session
+from aiohttp import web
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography.fernet import Fernet
+from yarl import URL
+
+from . import accounts
+from .accounts import User
+from .admin_auth import load_admin_auth
+from .errors import ApiError, Handler
+from .keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
+from .netinfo import is_https, public_host
+from .security import derive_fernet_key
+from .throttle import LoginThrottle
+
+_LOGGER = logging.getLogger(__name__)
+
+COOKIE_NAME = "codexpool_session"
+SESSION_MAX_AGE = 7 * 24 * 3600
+ADMIN_SLOT = "admin"
+PORTAL_SLOT = "portal"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Cookie-authenticated route groups whose state changes need a same-origin request.
+CSRF_PREFIXES = (
+    "/api/auth/",
+    "/api/admin/",
+    "/api/openai/auth/",
+    "/api/openai/keys/",
+    "/api/openai/codex/",
+    "/api/openai/pool/",
+)
+
+
+def auth_required() -> ApiError:
+    """Return the 401 every cookie-protected route answers without a valid session."""
+    return ApiError(401, "Authentication required", "authentication_required")
+
+
+class _Storage(EncryptedCookieStorage):
+    """EncryptedCookieStorage whose Secure flag follows the request's scheme."""
+
+    def __init__(self, secret_key: bytes, trusted_proxy: bool) -> None:
+        super().__init__(
+            Fernet(secret_key),  # a Fernet object: raw bytes would be base64-encoded again
+            cookie_name=COOKIE_NAME,
+            max_age=SESSION_MAX_AGE,
+            httponly=True,
+            samesite="Lax",
+        )
+        self._trusted_proxy = trusted_proxy
+
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: Any
+    ) -> None:
+        """Save like the parent, with `secure` set per request (no shared state mutated)."""
+        params = dict(self.cookie_params)
+        params["secure"] = is_https(request, self._trusted_proxy) or None
+        if session.empty:
+            response.del_cookie(COOKIE_NAME, path=params["path"], domain=params["domain"])
+            return
+        data = self._encoder(self._get_session_data(session)).encode("utf-8")
+        params["max_age"] = session.max_age
+        response.set_cookie(COOKIE_NAME, self._fernet.encrypt(data).decode("utf-8"), **params)
+
+
+# --- identities ---------------------------------------------------------------------------
+
+
+async def require_admin(request: web.Request) -> str:
+    """Return the admin username of this request's session or raise the 401."""
+    auth = request.app[ADMIN_AUTH]
+    session = await aiohttp_session.get_session(request)
+    slot = session.get(ADMIN_SLOT)
+    if (
+        not isinstance(slot, dict)
+        or slot.get("f") != auth.fingerprint
+        or not isinstance(slot.get("t"), (int, float))
+        or slot["t"] < auth.not_before
+    ):
+        raise auth_required()
+    return auth.username
+
+
+async def start_admin_session(request: web.Request) -> None:
+    """Put the admin identity into this request's session cookie."""
+    auth = request.app[ADMIN_AUTH]
+    session = await aiohttp_session.get_session(request)
+    session[ADMIN_SLOT] = {"f": auth.fingerprint, "t": time.time()}
+
+
+async def end_admin_session(request: web.Request, everywhere: bool = True) -> None:
+    """Drop the admin slot; `everywhere` also voids every admin cookie issued so far."""
+    if everywhere:
+        request.app[ADMIN_AUTH].not_before = time.time()
+    session = await aiohttp_session.get_session(request)
+    session.pop(ADMIN_SLOT, None)
+
+
+async def portal_user_or_none(request: web.Request) -> User | None:
+    """Return the portal user of this session if it is still valid, else None."""
+    session = await aiohttp_session.get_session(request)
+    slot = session.get(PORTAL_SLOT)
+    if not isinstance(slot, dict) or not isinstance(slot.get("id"), int):
+        return None
+    user = await accounts.get_user_by_id(request.app[STORE], slot["id"])
+    # Name and creation time guard against a deleted user's id being reused by a new row.
+    if (
+        user is None
+        or user.disabled
+        or user.username != slot.get("u")
+        or user.created_at != slot.get("c")
+        or user.session_epoch != slot.get("e")
+    ):
+        return None
+    return user
+
+
+async def require_portal_user(request: web.Request) -> User:
+    """Return the signed-in portal user or raise the 401."""
+    user = await portal_user_or_none(request)
+    if user is None:
+        raise auth_required()
+    return user
+
+
+async def start_portal_session(request: web.Request, user: User) -> None:
+    """Put a portal identity (bound to the user's current epoch) into the session cookie."""
+    session = await aiohttp_session.get_session(request)
+    session[PORTAL_SLOT] = {
+        "id": user.id,
+        "u": user.username,
+        "c": user.created_at,
+        "e": user.session_epoch,
+    }
+
+
+async def end_portal_session(request: web.Request) -> None:
+    """Drop the portal slot of this cookie."""
+    session = await aiohttp_session.get_session(request)
+    session.pop(PORTAL_SLOT, None)
+
+
+# --- CSRF ---------------------------------------------------------------------------------
+
+
+def _host_port(authority: str) -> tuple[str, str]:
+    """Split host[:port] and drop default web ports so equal origins compare equal."""
+    url = URL(f"http://{authority}")
+    port = url.explicit_port
+    return (url.raw_host or "").lower(), "" if port in (None, 80, 443) else str(port)
+
+
+def is_cross_site(request: web.Request, trusted_proxy: bool) -> bool:
+    """Tell whether a browser marked this request as coming from another site or origin."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser (curl, scripts): they cannot ride a victim's cookie
+    try:
+        url = URL(origin)
+        if not url.absolute or url.raw_host is None:
+            return True  # "null" and other opaque origins
+        port = url.explicit_port
+        theirs = (url.raw_host.lower(), "" if port in (None, 80, 443) else str(port))
+        return theirs != _host_port(public_host(request, trusted_proxy))
+    except ValueError:
+        return True
+
+
+def _uses_api_key(request: web.Request) -> bool:
+    # Browsers cannot add these headers cross-origin without a CORS preflight we never grant.
+    return "Authorization" in request.headers or "x-api-key" in request.headers
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Reject cross-site state changes on cookie-authenticated route groups with a 403."""
+    if (
+        request.method in UNSAFE_METHODS
+        and request.path.startswith(CSRF_PREFIXES)
+        and not _uses_api_key(request)
+        and is_cross_site(request, request.app[SETTINGS].trusted_proxy)
+    ):
+        raise ApiError(
+            403,
+            "Cross-site request rejected: this route only accepts same-origin requests.",
+            "csrf_rejected",
+        )
+    return await handler(request)
+
+
+# --- wiring -------------------------------------------------------------------------------
+
+
+async def _admin_auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the admin credentials once the store is open."""
+    app[ADMIN_AUTH] = await load_admin_auth(app[SETTINGS], app[STORE])
+    yield
+
+
+def setup(app: web.Application) -> None:
+    """Install the CSRF guard and the session middleware, and the admin credentials context.
+
+    Call after the store's cleanup context is registered and before any route that reads a
+    session; both middlewares sit inside error shaping so their failures are OpenAI errors.
+    """
+    settings = app[SETTINGS]
+    storage = _Storage(
+        derive_fernet_key(settings.session_secret, b"session-cookie"), settings.trusted_proxy
+    )
+    # CSRF first: a rejected request never loads or rewrites a session.
+    app.middlewares.append(csrf_middleware)
+    app.middlewares.append(aiohttp_session.session_middleware(storage))
+    app[THROTTLE] = LoginThrottle()
+    app.cleanup_ctx.append(_admin_auth_ctx)
