@@ -136,8 +136,8 @@ def test_issuer_flag_only_with_test_setting(make_settings: Callable[..., Setting
     assert testing[-2:] == ["--experimental_issuer", "http://127.0.0.1:1"]
 
 
-async def wait_state(logins: DeviceLogins, uid: int, states: set[str], timeout: float = 10) -> dict:
-    deadline = time.monotonic() + timeout
+async def wait_state(logins: DeviceLogins, uid: int, states: set[str], within: float = 10) -> dict:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         status = logins.status(uid)
         if status["state"] in states:
