@@ -21,8 +21,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp_session
 from aiohttp import web
+from aiohttp_session import Session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 from yarl import URL
@@ -73,7 +73,7 @@ class _Storage(EncryptedCookieStorage):
         self._trusted_proxy = trusted_proxy
 
     async def save_session(
-        self, request: web.Request, response: web.StreamResponse, session: Any
+        self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
         """Save like the parent, with `secure` set per request (no shared state mutated)."""
         params = dict(self.cookie_params)
@@ -86,13 +86,45 @@ class _Storage(EncryptedCookieStorage):
         response.set_cookie(COOKIE_NAME, self._fernet.encrypt(data).decode("utf-8"), **params)
 
 
+# aiohttp-session's own middleware keeps its state under string request keys, which aiohttp
+# 3.14 warns about (NotAppKeyWarning); this small middleware drives the same storage with typed
+# keys instead.
+_STORAGE = web.RequestKey("session_storage", _Storage)
+_SESSION = web.RequestKey("session", Session)
+
+
+async def get_session(request: web.Request) -> Session:
+    """Return this request's session, loading it from the cookie on first use."""
+    session = request.get(_SESSION)
+    if session is None:
+        session = await request[_STORAGE].load_session(request)
+        request[_SESSION] = session
+    return session
+
+
+def session_middleware(storage: _Storage) -> Any:
+    """Return a middleware that saves a changed session into the handler's response."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[_STORAGE] = storage
+        response = await handler(request)
+        session = request.get(_SESSION)
+        # Streams are already on the wire; sessions only change in plain JSON handlers.
+        if session is not None and session._changed and not response.prepared:
+            await storage.save_session(request, response, session)
+        return response
+
+    return middleware
+
+
 # --- identities ---------------------------------------------------------------------------
 
 
 async def require_admin(request: web.Request) -> str:
     """Return the admin username of this request's session or raise the 401."""
     auth = request.app[ADMIN_AUTH]
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     slot = session.get(ADMIN_SLOT)
     if (
         not isinstance(slot, dict)
@@ -107,7 +139,7 @@ async def require_admin(request: web.Request) -> str:
 async def start_admin_session(request: web.Request) -> None:
     """Put the admin identity into this request's session cookie."""
     auth = request.app[ADMIN_AUTH]
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     session[ADMIN_SLOT] = {"f": auth.fingerprint, "t": time.time()}
 
 
@@ -115,13 +147,13 @@ async def end_admin_session(request: web.Request, everywhere: bool = True) -> No
     """Drop the admin slot; `everywhere` also voids every admin cookie issued so far."""
     if everywhere:
         request.app[ADMIN_AUTH].not_before = time.time()
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     session.pop(ADMIN_SLOT, None)
 
 
 async def portal_user_or_none(request: web.Request) -> User | None:
     """Return the portal user of this session if it is still valid, else None."""
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     slot = session.get(PORTAL_SLOT)
     if not isinstance(slot, dict) or not isinstance(slot.get("id"), int):
         return None
@@ -148,7 +180,7 @@ async def require_portal_user(request: web.Request) -> User:
 
 async def start_portal_session(request: web.Request, user: User) -> None:
     """Put a portal identity (bound to the user's current epoch) into the session cookie."""
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     session[PORTAL_SLOT] = {
         "id": user.id,
         "u": user.username,
@@ -159,7 +191,7 @@ async def start_portal_session(request: web.Request, user: User) -> None:
 
 async def end_portal_session(request: web.Request) -> None:
     """Drop the portal slot of this cookie."""
-    session = await aiohttp_session.get_session(request)
+    session = await get_session(request)
     session.pop(PORTAL_SLOT, None)
 
 
@@ -234,6 +266,6 @@ def setup(app: web.Application) -> None:
     )
     # CSRF first: a rejected request never loads or rewrites a session.
     app.middlewares.append(csrf_middleware)
-    app.middlewares.append(aiohttp_session.session_middleware(storage))
+    app.middlewares.append(session_middleware(storage))
     app[THROTTLE] = LoginThrottle()
     app.cleanup_ctx.append(_admin_auth_ctx)
