@@ -80,7 +80,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         handler_cancellation=True,
         access_log=None,
-        shutdown_timeout=float(args.shutdown_timeout),
+        shutdown_timeout=float(
+            args.shutdown_timeout
+            if args.shutdown_timeout is not None
+            else settings.shutdown_grace_seconds
+        ),
     )
     return 0
 
@@ -106,6 +110,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         "openaiKeyEncryptionSecret": random_secret(32),
         "sessionSecret": random_secret(32),
     }
+    if args.codex_bin:
+        data["codexBin"] = args.codex_bin
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -153,6 +159,10 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
     cipher = KeyCipher(settings.openai_key_encryption_secret)
 
     async def run(store: Store) -> int:
+        if args.master and args.if_missing:
+            if await accounts.live_key_row(store, user_id=None, kind="master") is not None:
+                print("a master key exists already; kept it", file=sys.stderr)
+                return 0
         if args.master:
             key = await accounts.rotate_key(
                 store,
@@ -247,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--shutdown-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--shutdown-timeout", type=float, help="seconds (default: setting shutdownGraceSeconds)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("init", help="write settings.json with a hashed password and secrets")
@@ -258,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-password", help="default: $ADMIN_PASSWORD or a random one")
     p.add_argument("--api-key-prefix", default="sk-cp-")
     p.add_argument("--master-key-prefix", default="sk-cpm-")
+    p.add_argument("--codex-bin", help="codex binary to record as codexBin (default: auto)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("user", help="manage portal users")
@@ -273,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", nargs="?")
     q.add_argument("--master", action="store_true", help="rotate the admin master (pool) key")
     q.add_argument("--label")
+    q.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="with --master: mint only when no master key exists (installers re-run safely)",
+    )
     q.set_defaults(func=cmd_key_rotate)
 
     p = sub.add_parser("link", help="link accounts")

@@ -196,6 +196,14 @@ class Settings:
             "executeSandbox", "Codex sandbox for execute runs: read-only or workspace-write."
         ),
     )
+    shutdown_grace_seconds: int = field(
+        default=20,
+        metadata=_opt(
+            "shutdownGraceSeconds",
+            "On SIGTERM, how long running requests and streams may finish before they are "
+            "interrupted with a final error chunk (keep below systemd's TimeoutStopSec).",
+        ),
+    )
     usage_retention_days: int = field(
         default=90,
         metadata=_opt("usageRetentionDays", "Per-request usage rows older than this are pruned."),
@@ -313,6 +321,7 @@ def _validate(s: Settings) -> None:
         ("maxBodyBytes", s.max_body_bytes),
         ("appServerIdleSeconds", s.app_server_idle_seconds),
         ("usageRetentionDays", s.usage_retention_days),
+        ("shutdownGraceSeconds", s.shutdown_grace_seconds),
     ):
         if value <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
