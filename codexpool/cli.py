@@ -22,7 +22,6 @@ from .config import (
     Settings,
     SettingsError,
     example_settings,
-    find_codex_bin,
     load_settings,
     resolve_settings_path,
 )
@@ -221,27 +220,16 @@ def cmd_example_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate settings, the data folder and the codex binary; say what to fix."""
-    problems = 0
+    """Validate settings, data folder, codex binary and linked accounts; say what to fix."""
+    from .doctor import Report, run_checks
+
     try:
         settings = _settings(args)
-        print("ok   settings")
     except SettingsError as exc:
         print(f"FAIL settings: {exc}")
+        print("     fix: edit settings.json (see settings.example.json) or run `codexpool init`")
         return 1
-    data = settings.data_path
-    if data.is_dir() and os.access(data, os.W_OK):
-        print(f"ok   data folder {data}")
-    else:
-        print(f"FAIL data folder {data} is missing or not writable")
-        problems += 1
-    codex = find_codex_bin(settings.codex_bin)
-    if codex:
-        print(f"ok   codex binary {codex}")
-    else:
-        print("FAIL codex binary not found: run install.sh or set codexBin")
-        problems += 1
-    return 1 if problems else 0
+    return run_checks(settings, Report())
 
 
 def build_parser() -> argparse.ArgumentParser:

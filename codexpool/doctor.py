@@ -1,0 +1,178 @@
+"""`codexpool check`: a doctor that finds what would stop the gateway from serving, and says how
+to fix each thing.
+
+It runs the same checks an operator would by hand (settings, data folder, the codex binary,
+each linked account's `codex login status`) so an install can be verified before, or without,
+starting the server. Every check prints one `ok`/`FAIL`/`warn` line; a FAIL makes the exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import accounts, linking
+from .config import Settings, find_codex_bin
+from .store import Store, StoreError
+
+LOGIN_STATUS_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Report:
+    """Collects check results and prints them as they come."""
+
+    out: Callable[[str], None] = print
+    failures: int = 0
+
+    def ok(self, what: str) -> None:
+        """Record a passed check."""
+        self.out(f"ok   {what}")
+
+    def warn(self, what: str) -> None:
+        """Record something worth knowing that does not stop the gateway."""
+        self.out(f"warn {what}")
+
+    def fail(self, what: str, fix: str) -> None:
+        """Record a problem and how to fix it."""
+        self.failures += 1
+        self.out(f"FAIL {what}\n     fix: {fix}")
+
+
+def codex_env(home: Path) -> dict[str, str]:
+    """Return a minimal environment for a codex child: PATH, locale and this CODEX_HOME only.
+
+    Nothing from the caller's environment that could redirect codex (base URLs, API keys,
+    token endpoints) is passed on.
+    """
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "LANG", "LC_ALL", "TZ"}}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["HOME"] = str(home)
+    env["CODEX_HOME"] = str(home)
+    return env
+
+
+def check_data_folder(settings: Settings, report: Report) -> bool:
+    """Check that the data folder exists and a file can really be written into it."""
+    data = settings.data_path
+    if not data.is_dir():
+        report.fail(f"data folder {data} does not exist", f"mkdir -p {data} (or run install.sh)")
+        return False
+    try:
+        with tempfile.NamedTemporaryFile(dir=data, prefix=".check-"):
+            pass
+    except OSError as exc:
+        report.fail(
+            f"data folder {data} is not writable: {exc.strerror}",
+            "give the user that runs codexpool write access (chown it to that user)",
+        )
+        return False
+    report.ok(f"data folder {data}")
+    return True
+
+
+def check_codex(settings: Settings, report: Report) -> str | None:
+    """Check that a codex binary is found and `codex --version` runs; return its path."""
+    codex = find_codex_bin(settings.codex_bin)
+    if not codex:
+        where = f"codexBin {settings.codex_bin!r}" if settings.codex_bin else "./.codex-cli, PATH"
+        report.fail(
+            f"codex binary not found ({where})",
+            "run ./install.sh (installs @openai/codex into .codex-cli) or set codexBin",
+        )
+        return None
+    try:
+        proc = subprocess.run(
+            [codex, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=LOGIN_STATUS_TIMEOUT_S,
+            env=codex_env(settings.data_path),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        report.fail(f"codex binary {codex} does not run: {exc}", "reinstall it: ./install.sh")
+        return None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        report.fail(
+            f"`{codex} --version` exited {proc.returncode}: {tail[0]}",
+            "reinstall it: ./install.sh",
+        )
+        return None
+    report.ok(f"codex binary {codex} ({proc.stdout.strip()})")
+    return codex
+
+
+async def _users(settings: Settings) -> list[accounts.User]:
+    store = Store(settings.db_path)
+    await store.open()
+    try:
+        return await accounts.list_users(store)
+    finally:
+        await store.close()
+
+
+def check_accounts(settings: Settings, codex: str | None, report: Report) -> None:
+    """Run `codex login status` in every linked account's home and report the dead logins."""
+    try:
+        users = asyncio.run(_users(settings))
+    except (StoreError, OSError) as exc:
+        report.fail(f"database {settings.db_path}: {exc}", "check the data folder and its owner")
+        return
+    linked = [(u, linking.codex_home(settings, u.id)) for u in users]
+    linked = [(u, home) for u, home in linked if linking.is_linked(home)]
+    if not linked:
+        report.warn(
+            f"no linked accounts among {len(users)} users: link one on the portal (/openai)"
+        )
+        return
+    if codex is None:
+        report.warn(f"{len(linked)} linked accounts not checked (no working codex binary)")
+        return
+    for user, home in linked:
+        try:
+            proc = subprocess.run(
+                [codex, "login", "status"],
+                capture_output=True,
+                text=True,
+                timeout=LOGIN_STATUS_TIMEOUT_S,
+                env=codex_env(home),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            report.fail(f"account {user.username}: `codex login status` failed: {exc}", "retry")
+            continue
+        # codex prints the status on stderr (codex-protocol.md 3.4).
+        status = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["?"]
+        if proc.returncode == 0:
+            report.ok(f"account {user.username}: {status[0]}")
+        else:
+            report.fail(
+                f"account {user.username}: {status[0]} ({home})",
+                f"{user.username} links again on the portal (/openai), or "
+                f"`codexpool link import {user.username} --auth-json FILE`",
+            )
+
+
+def run_checks(settings: Settings, report: Report) -> int:
+    """Run every check after settings loaded; return the process exit code."""
+    report.ok("settings")
+    if settings.admin_password and not settings.admin_password.startswith("$2"):
+        report.warn("adminPassword is plain text: `codexpool hash-password` makes a hash")
+    if settings.execute_enabled and not settings.execute_allowed_roots:
+        report.warn("executeEnabled is on but executeAllowedRoots is empty: every cwd is refused")
+    data_ok = check_data_folder(settings, report)
+    codex = check_codex(settings, report)
+    if data_ok:
+        check_accounts(settings, codex, report)
+    if report.failures:
+        report.out(f"{report.failures} problem(s) found")
+        return 1
+    report.out("all checks passed")
+    return 0
