@@ -53,11 +53,11 @@ def configure_logging(level: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM."""
+    settings = _settings(args)  # before importing the app: a bad setting is one line, fast
     from aiohttp import web
 
     from .app import create_app
 
-    settings = _settings(args)
     configure_logging(settings.log_level)
     if not is_bcrypt_hash(settings.admin_password):
         _LOGGER.warning(
