@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 
 from . import accounts
@@ -53,11 +54,21 @@ class UsageRecorder:
         self._store = store
         self._queue: asyncio.Queue[UsageRow | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[UsageRow], None]] = []
         self.written = 0
+
+    def add_listener(self, listener: Callable[[UsageRow], None]) -> None:
+        """Also hand every recorded row to `listener` (metrics); it must not block or raise."""
+        self._listeners.append(listener)
 
     def record(self, row: UsageRow) -> None:
         """Queue one row."""
         self._queue.put_nowait(row)
+        for listener in self._listeners:
+            try:
+                listener(row)
+            except Exception:
+                _LOGGER.exception("Usage listener %r failed", listener)
 
     async def start(self) -> None:
         """Start the writer task."""

@@ -1,0 +1,89 @@
+"""GET /metrics: Prometheus text format, for the metrics token or a signed-in admin.
+
+Gauges that need the database or the engine (accounts, quota, live codex processes) are read at
+scrape time, so they are exact when read and cost nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..errors import ApiError
+from ..keys import ENGINE, POOL, PRINCIPAL, SETTINGS, STORE, USAGE
+from ..observe import METRICS, Metrics, access_middleware_factory
+from ..sessions import require_admin
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def _authorize(request: web.Request) -> None:
+    """Let the metrics token (Bearer) or an admin session through; 401 otherwise."""
+    token = request.app[SETTINGS].metrics_token
+    auth = request.headers.get("Authorization", "")
+    if token and auth[:7].lower() == "bearer ":
+        if hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
+            return
+        raise ApiError(401, "Wrong metrics token.", "invalid_metrics_token")
+    try:
+        await require_admin(request)
+    except ApiError as exc:
+        raise ApiError(
+            401,
+            "Metrics need `Authorization: Bearer <metricsToken>` or an admin session.",
+            "authentication_required",
+        ) from exc
+
+
+async def _refresh_gauges(app: web.Application, metrics: Metrics) -> None:
+    """Read the account, quota and process gauges as they are now."""
+    pool = app[POOL]
+    linked = await pool.linked_accounts()
+    metrics.linked_accounts.set(len(linked))
+    metrics.eligible_accounts.set(await pool.eligible_count())
+    metrics.codex_processes.set(app[ENGINE].live_processes())
+    rows = await app[STORE].fetchall(
+        "SELECT u.username, s.primary_used, s.secondary_used FROM limit_snapshots s "
+        "JOIN users u ON u.id = s.user_id"
+    )
+    metrics.account_remaining.clear()  # deleted accounts must not linger
+    for row in rows:
+        for window, used in (("5h", row["primary_used"]), ("weekly", row["secondary_used"])):
+            if used is not None:
+                metrics.account_remaining.labels(row["username"], window).set(
+                    max(0.0, 100.0 - float(used))
+                )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """Answer the Prometheus scrape."""
+    await _authorize(request)
+    metrics = request.app[METRICS]
+    await _refresh_gauges(request.app, metrics)
+    body = generate_latest(metrics.registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def _usage_hook_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Feed every recorded usage row (chat, execute) into the metrics."""
+    app[USAGE].add_listener(app[METRICS].observe_usage)
+    yield
+
+
+def setup(app: web.Application) -> None:
+    """Register /metrics, the access-log middleware (outermost) and the usage hook.
+
+    Call after the usage writer's cleanup context is registered: the hook needs it running.
+    """
+    app[METRICS] = Metrics.create()
+    # Outermost, so the line and the counters see the final status the error middleware made
+    # and the latency of the whole request, streams included.
+    app.middlewares.insert(0, access_middleware_factory(lambda r: r.get(PRINCIPAL)))
+    app.cleanup_ctx.append(_usage_hook_ctx)
+    app.router.add_get("/metrics", metrics_handler)
