@@ -157,6 +157,10 @@ class ExecResult:
             self.error = err.get("message") if isinstance(err, dict) else str(err)
         elif kind == "error" and isinstance(event.get("message"), str):
             self.error = event["message"]  # kept in case the turn then fails
+        elif kind == "exit":  # our own last event: the process's exit status
+            self.exit_code = event.get("exit_code")
+            if self.exit_code not in (0, None) and not self.error and event.get("stderr"):
+                self.error = str(event["stderr"][-1])
 
     def body(self) -> dict[str, Any]:
         """Return the endpoint's JSON answer."""

@@ -1,0 +1,178 @@
+"""Run `codex exec --json` for the execute endpoint: one process group per run, a deadline,
+and a registry of live runs so shutdown can interrupt them and metrics can count them.
+
+Whatever ends a run (the last event, the deadline, a client that went away, shutdown) ends the
+whole process group: codex's own children (shell commands the agent ran) go with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .doctor import codex_env
+
+_LOGGER = logging.getLogger(__name__)
+TERM_GRACE_S = 3.0
+STDERR_TAIL = 20
+MAX_LINE = 16 * 1024 * 1024  # an item can carry a whole command's output
+
+
+class ExecStopped(Exception):
+    """The run was stopped before codex finished: `kind` is `timeout` or `shutdown`."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class ExecRun:
+    """One live `codex exec` process; `stop()` ends it from outside (shutdown)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.stopped: ExecStopped | None = None
+        self.stderr_tail: list[str] = []
+        self._stop_event = asyncio.Event()
+
+    def stop(self, reason: ExecStopped) -> None:
+        """Ask the run to end now; its reader raises `reason`."""
+        if self.stopped is None:
+            self.stopped = reason
+        self._stop_event.set()
+
+    async def wait_stopped(self) -> None:
+        """Return when stop() was called."""
+        await self._stop_event.wait()
+
+
+async def end_process_group(proc: asyncio.subprocess.Process) -> int | None:
+    """SIGTERM the run's process group, SIGKILL it after a grace, and reap the leader."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), TERM_GRACE_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    # The leader is gone; helpers it left in its group must not outlive it either.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode
+
+
+class Executions:
+    """The live execute runs of one app."""
+
+    def __init__(self) -> None:
+        self._runs: set[ExecRun] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def live(self) -> int:
+        """Return how many codex exec processes run now."""
+        return len(self._runs)
+
+    def stop_all(self, message: str) -> None:
+        """Interrupt every live run (graceful shutdown past its grace period)."""
+        for run in list(self._runs):
+            run.stop(ExecStopped("shutdown", message))
+
+    async def close(self) -> None:
+        """Interrupt what is left and wait until every process group is gone."""
+        self.stop_all("The server is shutting down.")
+        await self._idle.wait()
+
+    async def events(
+        self, argv: list[str], prompt: str, codex_home: Path, timeout_s: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Start the run and yield its JSON events; the last one is `{"type": "exit", ...}`.
+
+        Raises ExecStopped on the deadline or a stop(); in every case (also when the caller
+        stops iterating) the process group is ended before this generator finishes.
+        """
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=codex_env(codex_home),
+            start_new_session=True,  # its own process group: ended as one
+            limit=MAX_LINE,
+        )
+        run = ExecRun(proc)
+        self._runs.add(run)
+        self._idle.clear()
+        stderr_task = asyncio.create_task(self._drain_stderr(run), name="exec-stderr")
+        deadline = time.monotonic() + timeout_s
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(prompt.encode())
+                await proc.stdin.drain()
+                proc.stdin.close()
+            stop_wait = asyncio.create_task(run.wait_stopped())
+            try:
+                while True:
+                    read = asyncio.ensure_future(proc.stdout.readline())
+                    remaining = deadline - time.monotonic()
+                    done, _ = await asyncio.wait(
+                        {read, stop_wait},
+                        timeout=max(0.0, remaining),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if read not in done:
+                        read.cancel()
+                        with contextlib.suppress(BaseException):
+                            await read
+                        if run.stopped is not None:
+                            raise run.stopped
+                        raise ExecStopped("timeout", f"codex exec ran past {timeout_s:g}s")
+                    line = read.result()
+                    if not line:
+                        break
+                    event = _decode(line)
+                    if event is not None:
+                        yield event
+            finally:
+                stop_wait.cancel()
+            code = await proc.wait()
+            await stderr_task
+            yield {"type": "exit", "exit_code": code, "stderr": run.stderr_tail[-5:]}
+        finally:
+            await end_process_group(proc)
+            stderr_task.cancel()
+            with contextlib.suppress(BaseException):
+                await stderr_task
+            self._runs.discard(run)
+            if not self._runs:
+                self._idle.set()
+
+    @staticmethod
+    async def _drain_stderr(run: ExecRun) -> None:
+        assert run.proc.stderr is not None
+        async for raw in run.proc.stderr:
+            text = raw.decode(errors="replace").rstrip()
+            if text:
+                run.stderr_tail = [*run.stderr_tail[-(STDERR_TAIL - 1) :], text]
+
+
+def _decode(line: bytes) -> dict[str, Any] | None:
+    """Return one JSONL event, or None for a line that is not a JSON object (logged)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        _LOGGER.debug("Non-JSON line from codex exec: %r", line[:200])
+        return None
+    return event if isinstance(event, dict) else None

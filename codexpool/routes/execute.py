@@ -1,0 +1,115 @@
+"""POST /api/openai/v1/codex/execute: one agentic Codex run in a folder of the server.
+
+Thin: validation and command building live in `codexpool.execute`, the process in
+`codexpool.execrun`. Off unless `executeEnabled`; the key's account runs it (the master key:
+the pool's next account).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .. import sse
+from ..api_auth import require_api_key
+from ..errors import ApiError, error_body, read_json_object
+from ..execrun import ExecStopped, Executions
+from ..execute import ExecResult, exec_argv, parse_execute_request
+from ..keys import CODEX_BIN, POOL, SETTINGS, USAGE
+from ..usage import UsageRow
+from .openai_api import PREFIX
+
+EXECUTIONS = web.AppKey("executions", Executions)
+
+
+def _stopped_error(exc: ExecStopped) -> ApiError:
+    if exc.kind == "timeout":
+        return ApiError(504, f"{exc.message}; the run was stopped.", "timeout")
+    return ApiError(503, exc.message, "server_shutting_down")
+
+
+async def execute(request: web.Request) -> web.StreamResponse:
+    """Run `codex exec --json` and answer its final message, items and usage."""
+    started = time.monotonic()
+    principal = await require_api_key(request)
+    settings = request.app[SETTINGS]
+    if not settings.execute_enabled:
+        raise ApiError(
+            403,
+            "The execute endpoint is disabled on this server (setting executeEnabled).",
+            "execute_disabled",
+        )
+    body = await read_json_object(request)
+    req = parse_execute_request(body, settings)
+    codex_bin = request.app[CODEX_BIN]
+    if not codex_bin:
+        raise ApiError(503, "No codex binary on this server; run install.sh.", "codex_missing")
+    account = await request.app[POOL].choose(principal)
+    result = ExecResult()
+    status, error_code = 499, None  # stay so only when the client goes away mid-run
+    events: AsyncIterator[dict] = request.app[EXECUTIONS].events(
+        exec_argv(codex_bin, req, settings), req.prompt, account.codex_home, req.timeout_s
+    )
+    resp: web.StreamResponse | None = None
+    try:
+        try:
+            if req.stream:
+                resp = await sse.open_stream(request)
+            async for event in events:
+                result.take(event, time.monotonic())
+                if resp is not None and event.get("type") != "exit":
+                    await resp.write(sse.encode(event))
+            failure = result.failure()
+        except ExecStopped as exc:
+            failure = _stopped_error(exc)
+        status, error_code = (failure.status, failure.code) if failure else (200, None)
+        if resp is None:
+            if failure:
+                raise failure
+            return web.json_response(result.body())
+        if failure:  # headers are gone: an error event the client can read, then [DONE]
+            await resp.write(
+                sse.encode(error_body(failure.message, failure.type, failure.code, None))
+            )
+        else:
+            await resp.write(sse.encode({"type": "result", **result.body()}))
+        await resp.write(sse.DONE)
+        await resp.write_eof()
+        return resp
+    finally:
+        await events.aclose()  # ends the process group if the run is still going
+        tokens = result.token_counts()
+        request.app[USAGE].record(
+            UsageRow(
+                ts=time.time(),
+                endpoint="codex.execute",
+                key_id=principal.key_id,
+                key_kind=principal.kind,
+                account_user_id=account.user_id,
+                model=req.model,
+                stream=req.stream,
+                status=status,
+                error_code=error_code,
+                latency_ms=(time.monotonic() - started) * 1000,
+                ttft_ms=(result.first_item_at - started) * 1000 if result.first_item_at else None,
+                input_tokens=tokens[0],
+                cached_tokens=tokens[1],
+                output_tokens=tokens[2],
+                reasoning_tokens=tokens[3],
+            )
+        )
+
+
+async def _executions_ctx(app: web.Application) -> AsyncIterator[None]:
+    executions = Executions()
+    app[EXECUTIONS] = executions
+    yield
+    await executions.close()
+
+
+def setup(app: web.Application) -> None:
+    """Register the execute route and the lifetime of its runs."""
+    app.cleanup_ctx.append(_executions_ctx)
+    app.router.add_post(f"{PREFIX}/codex/execute", execute)
