@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
+    from .shutdown import serve_shutdown_timeout
 
     configure_logging(settings.log_level)
     if not is_bcrypt_hash(settings.admin_password):
@@ -79,7 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         handler_cancellation=True,
         access_log=None,
-        shutdown_timeout=float(
+        # Past the grace period: the grace timer interrupts what still runs, and the handlers
+        # need a moment to write their final error chunk before aiohttp cancels them.
+        shutdown_timeout=serve_shutdown_timeout(
             args.shutdown_timeout
             if args.shutdown_timeout is not None
             else settings.shutdown_grace_seconds
@@ -246,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument(
-        "--shutdown-timeout", type=float, help="seconds (default: setting shutdownGraceSeconds)"
+        "--shutdown-timeout", type=float, help="grace seconds (default: shutdownGraceSeconds)"
     )
     p.set_defaults(func=cmd_serve)
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import sse
+from .. import shutdown, sse
 from ..api_auth import require_api_key
 from ..errors import ApiError, error_body, read_json_object
 from ..execrun import ExecStopped, Executions
@@ -112,4 +112,5 @@ async def _executions_ctx(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """Register the execute route and the lifetime of its runs."""
     app.cleanup_ctx.append(_executions_ctx)
+    shutdown.add_interrupter(app, lambda a, message: a[EXECUTIONS].stop_all(message))
     app.router.add_post(f"{PREFIX}/codex/execute", execute)
