@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import sessions
+from . import sessions, shutdown
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_middleware
 from .keys import CIPHER, CODEX_BIN, ENGINE, MODELS, POOL, SETTINGS, STORE, USAGE
 from .models import ModelCatalog
 from .pool import Pool
-from .routes import admin, device, health, openai_api, portal, quicktest
+from .routes import admin, device, execute, health, metrics, openai_api, portal, quicktest
 from .security import KeyCipher
 from .store import Store
 from .usage import UsageRecorder
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
     # Lifetimes, in dependency order: database, usage writer, engine (+ pool).
     app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx])
+    shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)
     openai_api.setup(app)
@@ -94,6 +95,8 @@ def create_app(settings: Settings) -> web.Application:
     portal.setup(app)
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)
+    execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
+    metrics.setup(app)  # access log as the outermost middleware, /metrics, usage hook
     return app
 
 

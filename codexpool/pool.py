@@ -14,6 +14,7 @@ from . import linking
 from .accounts import KeyPrincipal
 from .config import Settings
 from .errors import ApiError
+from .observe import SERVED_ACCOUNT
 from .store import Store
 
 
@@ -74,6 +75,7 @@ class Pool:
                     "(/openai) first.",
                     "account_not_linked",
                 )
+            SERVED_ACCOUNT.set(account.username)  # for the access log line
             return account
         now = time.monotonic()
         eligible = [
@@ -88,4 +90,5 @@ class Pool:
             )
         account = eligible[self._cursor % len(eligible)]
         self._cursor += 1
+        SERVED_ACCOUNT.set(account.username)  # for the access log line
         return account
