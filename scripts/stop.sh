@@ -46,8 +46,9 @@ if is_our_server "$pid"; then
   fi
   status=1
 fi
-# Anything left in the server's process group would be an orphan: report it, end it.
-left="$(pgrep -g "$pid" 2>/dev/null || true)"
+# Anything alive left in the server's process group would be an orphan: report it, end it.
+# (Zombies are skipped: an exited server waits there until its new parent reaps it.)
+left="$(ps -e -o pid=,pgid=,stat= 2>/dev/null | awk -v g="$pid" '$2 == g && $3 !~ /^Z/ {print $1}' || true)"
 if [ -n "$left" ]; then
   echo "processes left in group $pid: $(echo "$left" | tr '\n' ' '); killing them" >&2
   kill -KILL -- "-$pid" 2>/dev/null || true
