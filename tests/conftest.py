@@ -153,13 +153,13 @@ class LiveServer:
 
     def start(self) -> None:
         """Start the server and wait until /api/health answers."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "codexpool", "--settings", str(self.settings_path), "serve"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_child_env(),
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "codexpool", "--settings", str(self.settings_path), "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(),
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

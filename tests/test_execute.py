@@ -168,14 +168,21 @@ def _linked_server(
 
 
 def _post(server: Any, key: str, body: dict[str, Any]) -> http.client.HTTPResponse:
+    """POST to execute; the response closes its connection when read to the end."""
     conn = http.client.HTTPConnection("127.0.0.1", server.settings.port, timeout=120)
     conn.request(
         "POST",
         EXECUTE,
         body=json.dumps(body),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Connection": "close",
+        },
     )
-    return conn.getresponse()
+    resp = conn.getresponse()
+    conn.close()  # the response keeps the socket until it is read; no leak afterwards
+    return resp
 
 
 @pytest.mark.e2e
@@ -218,7 +225,7 @@ def test_sigterm_during_execute_stream_ends_it_cleanly(
     server, key, root = _linked_server(live_server_factory, tmp_path, dead, shutdownGraceSeconds=2)
     resp = _post(server, key, {"prompt": "hang", "cwd": str(root), "stream": True})
     assert resp.status == 200
-    first = resp.fp.readline()  # the run has started (thread.started or an error event)
+    first = resp.readline()  # the run has started (thread.started or an error event)
     assert first.startswith(b"data: ")
     assert server.proc is not None
     t0 = time.monotonic()
