@@ -48,7 +48,8 @@ def configure_logging(level: str) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # ours: codexpool.access
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one debug line per SQL statement
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
