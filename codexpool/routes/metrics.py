@@ -17,6 +17,7 @@ from ..errors import ApiError
 from ..keys import ENGINE, POOL, PRINCIPAL, SETTINGS, STORE, USAGE
 from ..observe import METRICS, Metrics, access_middleware_factory
 from ..sessions import require_admin
+from .execute import EXECUTIONS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ async def _refresh_gauges(app: web.Application, metrics: Metrics) -> None:
     linked = await pool.linked_accounts()
     metrics.linked_accounts.set(len(linked))
     metrics.eligible_accounts.set(await pool.eligible_count())
-    metrics.codex_processes.set(app[ENGINE].live_processes())
+    # Warm app-servers and device logins (engine) plus running `codex exec` runs.
+    metrics.codex_processes.set(app[ENGINE].live_processes() + app[EXECUTIONS].live())
     rows = await app[STORE].fetchall(
         "SELECT u.username, s.primary_used, s.secondary_used FROM limit_snapshots s "
         "JOIN users u ON u.id = s.user_id"
