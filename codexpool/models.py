@@ -14,7 +14,18 @@ from .errors import ApiError
 
 _LOGGER = logging.getLogger(__name__)
 
-FALLBACK_MODELS = ("gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex", "gpt-5.2")
+# The catalogue bundled in codex 0.169.0 (what `model/list` answers before any backend call).
+FALLBACK_MODELS = (
+    "gpt-6.1-sol",
+    "gpt-6-astra",
+    "gpt-6-sol",
+    "gpt-6-luna",
+    "gpt-6.1-terra",
+    "gpt-5.6-sol",
+    "gpt-5.6-terra",
+    "gpt-5.6-luna",
+    "gpt-5.5",
+)
 DEFAULT_ALIAS = "codex"  # "use whatever the account's Codex default is"
 REFRESH_SECONDS = 600.0
 

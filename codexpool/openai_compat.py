@@ -23,10 +23,11 @@ REASONING_MODES: dict[str, str] = {
     "medium": "medium",
     "deep": "high",
     "high": "high",
-    "max": "xhigh",
     "xhigh": "xhigh",
+    "max": "max",
+    "ultra": "ultra",
 }
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 MAX_MESSAGES = 2_000
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 

@@ -1,0 +1,283 @@
+"""A JSON-RPC client of one `codex app-server` process (newline-delimited JSON over stdio).
+
+One reader task owns stdout: responses resolve their request's future, notifications go to the
+queue of the thread they name (so concurrent turns on one process never see each other's
+events), and server-to-client requests are answered (approvals declined; tool calls routed to a
+per-thread handler). When the process dies every waiter is woken with a `crashed` error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .events import TurnError
+from .process import override_args, spawn, terminate
+
+_LOGGER = logging.getLogger(__name__)
+
+CRASHED = {"method": "_codexpool/crashed"}  # put on thread queues when the process dies
+# Server->client approval requests and the answer that declines each (approvalPolicy is
+# "never", so they should not come; if they do, nothing is ever approved on the server).
+_DECLINE: dict[str, dict[str, Any]] = {
+    "item/commandExecution/requestApproval": {"decision": "decline"},
+    "item/fileChange/requestApproval": {"decision": "decline"},
+    "execCommandApproval": {"decision": "denied"},
+    "applyPatchApproval": {"decision": "denied"},
+}
+
+ToolHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+RateLimitHook = Callable[[dict[str, Any]], None]
+
+
+class AppServer:
+    """One running `codex app-server` bound to one CODEX_HOME (one account)."""
+
+    def __init__(
+        self,
+        codex_bin: str,
+        codex_home: Path,
+        overrides: Sequence[str] = (),
+        *,
+        extra_env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        on_rate_limits: RateLimitHook | None = None,
+        name: str = "",
+    ) -> None:
+        self._argv = [codex_bin, *override_args(overrides), "app-server"]
+        self._home = codex_home
+        self._env = extra_env or {}
+        self._cwd = cwd
+        self._on_rate_limits = on_rate_limits
+        self.name = name or str(codex_home)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._next_id = 1
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._threads: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._tool_handlers: dict[str, ToolHandler] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.dead = False
+
+    @property
+    def alive(self) -> bool:
+        """Tell whether the process is running and its stdout still open."""
+        return self.proc is not None and self.proc.returncode is None and not self.dead
+
+    @property
+    def pid(self) -> int | None:
+        """Return the process id."""
+        return self.proc.pid if self.proc else None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Spawn the process and complete the initialize handshake."""
+        self.proc = await spawn(self._argv, self._home, cwd=self._cwd, extra_env=self._env)
+        self._reader = asyncio.create_task(self._read_stdout(), name=f"appserver-{self.name}")
+        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"stderr-{self.name}")
+        try:
+            await self.request(
+                "initialize",
+                {
+                    "clientInfo": {
+                        "name": "codexpool",
+                        "title": "codexpool",
+                        "version": __version__,
+                    },
+                    "capabilities": {"experimentalApi": True},
+                },
+                timeout=timeout,
+            )
+            await self.notify("initialized")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if not self.alive or self.proc is None or self.proc.stdin is None:
+            raise TurnError("crashed", self._death_message())
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        try:
+            self.proc.stdin.write(data)
+            await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise TurnError("crashed", self._death_message()) from exc
+
+    async def request(self, method: str, params: Any = None, timeout: float = 30.0) -> Any:
+        """Send a request and return its result; JSON-RPC errors become TurnError."""
+        rid = self._next_id
+        self._next_id += 1
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            await self._send({"id": rid, "method": method, "params": params})
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError as exc:
+            raise TurnError("timeout", f"codex did not answer {method} in {timeout:.0f}s") from exc
+        finally:
+            self._pending.pop(rid, None)
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification."""
+        msg: dict[str, Any] = {"method": method}
+        if params is not None:
+            msg["params"] = params
+        await self._send(msg)
+
+    def subscribe(self, thread_id: str) -> asyncio.Queue[dict[str, Any]]:
+        """Return the queue that receives this thread's notifications."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._threads[thread_id] = queue
+        if self.dead:
+            queue.put_nowait(CRASHED)
+        return queue
+
+    def unsubscribe(self, thread_id: str) -> None:
+        """Stop routing a thread's notifications."""
+        self._threads.pop(thread_id, None)
+        self._tool_handlers.pop(thread_id, None)
+
+    def set_tool_handler(self, thread_id: str, handler: ToolHandler) -> None:
+        """Route this thread's `item/tool/call` requests to a handler."""
+        self._tool_handlers[thread_id] = handler
+
+    def post_to_thread(self, thread_id: str, message: dict[str, Any]) -> bool:
+        """Put a message on a thread's queue (used to interrupt a turn from outside)."""
+        queue = self._threads.get(thread_id)
+        if queue is None:
+            return False
+        queue.put_nowait(message)
+        return True
+
+    def _death_message(self) -> str:
+        tail = " | ".join(line for line in list(self.stderr_tail)[-3:] if line)
+        code = self.proc.returncode if self.proc else None
+        return f"the codex app-server stopped (exit {code}){': ' + tail if tail else ''}"
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        with contextlib.suppress(ValueError, asyncio.LimitOverrunError, ConnectionError):
+            async for raw in self.proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.stderr_tail.append(line[:500])
+                _LOGGER.debug("codex[%s] %s", self.name, line[:500])
+
+    async def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            while True:
+                try:
+                    raw = await self.proc.stdout.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    _LOGGER.error("codex[%s] sent an over-long line; dropping it", self.name)
+                    continue
+                if not raw:
+                    break
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    _LOGGER.debug("codex[%s] non-JSON stdout: %r", self.name, raw[:200])
+                    continue
+                if isinstance(msg, dict):
+                    self._dispatch(msg)
+        finally:
+            self._on_death()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        method = msg.get("method")
+        if method is None and "id" in msg:
+            fut = self._pending.get(msg["id"])
+            if fut is not None and not fut.done():
+                if "error" in msg:
+                    err = msg["error"] or {}
+                    fut.set_exception(
+                        TurnError("upstream", str(err.get("message") or err), http_status=None)
+                    )
+                else:
+                    fut.set_result(msg.get("result"))
+            return
+        if method is None:
+            return
+        params = msg.get("params") or {}
+        if "id" in msg:
+            task = asyncio.create_task(self._answer(msg["id"], method, params))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        if method == "account/rateLimits/updated" and self._on_rate_limits:
+            try:
+                self._on_rate_limits(params.get("rateLimits") or {})
+            except Exception:
+                _LOGGER.exception("rate-limit hook failed")
+            return
+        thread_id = params.get("threadId") if isinstance(params, dict) else None
+        if thread_id is None and isinstance(params, dict):
+            thread = params.get("thread")
+            thread_id = thread.get("id") if isinstance(thread, dict) else None
+        queue = self._threads.get(thread_id) if thread_id else None
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def _answer(self, rid: Any, method: str, params: dict[str, Any]) -> None:
+        """Answer a server->client request."""
+        reply: dict[str, Any]
+        if method in _DECLINE:
+            reply = {"id": rid, "result": _DECLINE[method]}
+        elif method == "item/tool/call":
+            handler = self._tool_handlers.get(params.get("threadId", ""))
+            if handler is None:
+                reply = {
+                    "id": rid,
+                    "result": {
+                        "contentItems": [{"type": "inputText", "text": "tool unavailable"}],
+                        "success": False,
+                    },
+                }
+            else:
+                try:
+                    reply = {"id": rid, "result": await handler(params)}
+                except Exception as exc:  # the turn must not hang on a failed handler
+                    _LOGGER.exception("tool handler failed")
+                    reply = {"id": rid, "error": {"code": -32000, "message": str(exc)}}
+        else:
+            _LOGGER.info("codex[%s] asked %s; declining", self.name, method)
+            reply = {"id": rid, "error": {"code": -32601, "message": f"{method} not supported"}}
+        with contextlib.suppress(TurnError):
+            await self._send(reply)
+
+    def _on_death(self) -> None:
+        self.dead = True
+        err = TurnError("crashed", self._death_message())
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        for queue in self._threads.values():
+            queue.put_nowait(CRASHED)
+
+    async def close(self, grace: float = 3.0) -> None:
+        """Close stdin (codex exits on EOF), then end the process group and reap it."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), min(grace, 1.0))
+        except TimeoutError:
+            pass
+        await terminate(proc, grace)
+        for task in (self._reader, self._stderr_task, *self._tasks):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self.dead = True

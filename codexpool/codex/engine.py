@@ -1,0 +1,394 @@
+"""Warm `codex app-server` processes per account, and one chat turn as an async iterator.
+
+Each linked account gets one long-lived app-server (started on first use, restarted after a
+crash, stopped when idle). A chat turn is an ephemeral thread plus one turn on it, so turns are
+independent and several run at once on one process, bounded per account by a semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .appserver import CRASHED, AppServer
+from .events import (
+    RateLimitSnapshot,
+    RateLimitUpdate,
+    ReasoningDelta,
+    TextDelta,
+    TurnDone,
+    TurnError,
+    Usage,
+    error_from_turn,
+    parse_rate_limits,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+# Codex agent features a chat turn has no use for (codex-protocol.md section 8): turning them
+# off halves time to first token and cuts the side requests and tools sent per turn.
+LEAN_CHAT_OVERRIDES = (
+    "features.apps=false",
+    "features.plugins=false",
+    "features.browser_use=false",
+    "features.computer_use=false",
+    "features.code_mode_host=false",
+    "features.goals=false",
+    "features.image_generation=false",
+    "features.hooks=false",
+    "features.shell_snapshot=false",
+    "features.skill_search=false",
+    "features.tool_suggest=false",
+    "features.remote_plugin=false",
+    "features.in_app_browser=false",
+    "features.multi_agent=false",
+    "features.shell_tool=false",
+    "features.unified_exec=false",
+    "features.view_image=false",
+    'web_search="disabled"',
+    "features.sleep_tool=false",
+    "features.incremental_tools=false",
+)
+INTERRUPT = "_codexpool/interrupt"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine needs from the settings."""
+
+    codex_bin: str
+    config_overrides: tuple[str, ...] = ()
+    lean_chat: bool = True
+    base_instructions: str | None = None
+    max_turns_per_account: int = 4
+    max_queue_wait_s: float = 5.0
+    idle_shutdown_s: float = 900.0
+    turn_timeout_cap_s: float = 300.0
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    scratch_root: Path = Path("scratch")
+    request_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One chat turn."""
+
+    prompt: str
+    developer_instructions: str | None = None
+    model: str | None = None
+    effort: str | None = None
+    timeout_s: float | None = None
+    output_schema: dict[str, Any] | None = None
+
+
+@dataclass
+class _Account:
+    key: str
+    home: Path
+    sem: asyncio.Semaphore
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    server: AppServer | None = None
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    limits: RateLimitSnapshot | None = None
+    turns: dict[str, str] = field(default_factory=dict)  # thread id -> turn id (running)
+
+
+RateLimitCallback = Callable[[str, RateLimitSnapshot], None]
+
+
+class Engine:
+    """Owns every account's app-server; the only place codex chat processes are started."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._accounts: dict[str, _Account] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+        self.on_rate_limits: RateLimitCallback | None = None
+        self.starts = 0  # app-server processes started (tests and metrics)
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the idle reaper."""
+        self._reaper = asyncio.create_task(self._reap_idle(), name="appserver-reaper")
+
+    async def close(self) -> None:
+        """Stop every app-server process group (no orphans, no zombies)."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(
+            *(self.stop_account(key) for key in list(self._accounts)), return_exceptions=True
+        )
+
+    def live_processes(self) -> int:
+        """Return how many app-server processes are running."""
+        return sum(1 for a in self._accounts.values() if a.server is not None and a.server.alive)
+
+    def latest_limits(self, account_key: str) -> RateLimitSnapshot | None:
+        """Return the freshest limits seen for an account (read or pushed)."""
+        acct = self._accounts.get(account_key)
+        return acct.limits if acct else None
+
+    def _account(self, key: str, home: Path) -> _Account:
+        acct = self._accounts.get(key)
+        if acct is None or acct.home != home:
+            acct = _Account(key, home, asyncio.Semaphore(self.config.max_turns_per_account))
+            self._accounts[key] = acct
+        return acct
+
+    def _take_limits(self, acct: _Account, raw: Any) -> None:
+        snapshot = parse_rate_limits(raw)
+        if snapshot is None:
+            return
+        acct.limits = snapshot.merged_over(acct.limits)
+        if self.on_rate_limits is not None:
+            try:
+                self.on_rate_limits(acct.key, acct.limits)
+            except Exception:
+                _LOGGER.exception("on_rate_limits hook failed")
+
+    async def _server(self, acct: _Account) -> AppServer:
+        """Return the account's running app-server, starting (or restarting) it once."""
+        if acct.server is not None and acct.server.alive:
+            return acct.server
+        async with acct.lock:
+            if acct.server is not None and acct.server.alive:
+                return acct.server
+            if self._closed:
+                raise TurnError("shutdown", "the gateway is shutting down")
+            if acct.server is not None:
+                _LOGGER.warning("codex app-server of account %s died; restarting", acct.key)
+                await acct.server.close()
+            overrides = list(self.config.config_overrides)
+            if self.config.lean_chat:
+                overrides = [*LEAN_CHAT_OVERRIDES, *overrides]
+            scratch = self.config.scratch_root / acct.key
+            scratch.mkdir(parents=True, exist_ok=True)
+            server = AppServer(
+                self.config.codex_bin,
+                acct.home,
+                overrides,
+                extra_env=dict(self.config.extra_env),
+                cwd=scratch,
+                on_rate_limits=lambda raw: self._take_limits(acct, raw),
+                name=acct.key,
+            )
+            try:
+                await server.start(self.config.request_timeout_s)
+            except FileNotFoundError as exc:
+                raise TurnError("crashed", f"codex binary not found: {exc.filename}") from exc
+            except OSError as exc:
+                raise TurnError("crashed", f"cannot start codex: {exc}") from exc
+            self.starts += 1
+            _LOGGER.info("Started codex app-server for account %s (pid %s)", acct.key, server.pid)
+            acct.server = server
+            return server
+
+    async def stop_account(self, account_key: str | int) -> None:
+        """Stop an account's app-server (unlink, deletion, idle, shutdown)."""
+        acct = self._accounts.pop(str(account_key), None)
+        if acct is not None and acct.server is not None:
+            server, acct.server = acct.server, None
+            for thread_id in list(acct.turns):
+                server.post_to_thread(thread_id, CRASHED)
+            await server.close()
+            _LOGGER.info("Stopped codex app-server of account %s", acct.key)
+
+    def interrupt_all(self, message: str) -> int:
+        """Interrupt every running turn (graceful shutdown); return how many."""
+        count = 0
+        for acct in self._accounts.values():
+            if acct.server is None:
+                continue
+            for thread_id in list(acct.turns):
+                if acct.server.post_to_thread(
+                    thread_id, {"method": INTERRUPT, "params": {"message": message}}
+                ):
+                    count += 1
+        return count
+
+    async def read_rate_limits(self, account_key: str, codex_home: Path) -> RateLimitSnapshot:
+        """Read an account's limits through its app-server (`account/rateLimits/read`)."""
+        acct = self._account(account_key, codex_home)
+        server = await self._server(acct)
+        acct.last_used = time.monotonic()
+        result = await server.request(
+            "account/rateLimits/read", None, timeout=self.config.request_timeout_s
+        )
+        snapshot = parse_rate_limits(result)
+        if snapshot is None:
+            raise TurnError("upstream", "codex returned no rate limits")
+        self._take_limits(acct, result.get("rateLimits") if isinstance(result, dict) else None)
+        return snapshot
+
+    async def list_models(self, account_key: str, codex_home: Path) -> list[dict[str, Any]]:
+        """Return Codex's model list for an account (empty on failure)."""
+        acct = self._account(account_key, codex_home)
+        try:
+            server = await self._server(acct)
+            result = await server.request("model/list", {}, timeout=self.config.request_timeout_s)
+        except TurnError as exc:
+            _LOGGER.info("model/list failed for account %s: %s", account_key, exc.message)
+            return []
+        data = result.get("data") if isinstance(result, dict) else None
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+    async def run_turn(
+        self, account_key: str, codex_home: Path, request: TurnRequest
+    ) -> AsyncIterator[TextDelta | ReasoningDelta | Usage | RateLimitUpdate | TurnDone]:
+        """Run one chat turn and yield its events; raises TurnError on failure.
+
+        Stopping the iteration early (client gone) interrupts the turn on the app-server.
+        """
+        acct = self._account(account_key, codex_home)
+        try:
+            await asyncio.wait_for(acct.sem.acquire(), self.config.max_queue_wait_s)
+        except TimeoutError as exc:
+            raise TurnError(
+                "busy", f"account {account_key} already runs its maximum of concurrent turns"
+            ) from exc
+        acct.active += 1
+        server: AppServer | None = None
+        thread_id: str | None = None
+        turn_id: str | None = None
+        finished = False
+        try:
+            cap = self.config.turn_timeout_cap_s
+            timeout = min(request.timeout_s or cap, cap)
+            deadline = time.monotonic() + timeout
+            server = await self._server(acct)
+            thread_params: dict[str, Any] = {
+                "cwd": str(self.config.scratch_root / acct.key),
+                "approvalPolicy": "never",
+                "sandbox": "read-only",
+                "ephemeral": True,
+            }
+            if self.config.base_instructions:
+                thread_params["baseInstructions"] = self.config.base_instructions
+            if request.developer_instructions:
+                thread_params["developerInstructions"] = request.developer_instructions
+            if request.model:
+                thread_params["model"] = request.model
+            started = await server.request(
+                "thread/start", thread_params, timeout=self.config.request_timeout_s
+            )
+            thread_id = str(started["thread"]["id"])
+            queue = server.subscribe(thread_id)
+            turn_params: dict[str, Any] = {
+                "threadId": thread_id,
+                "input": [{"type": "text", "text": request.prompt, "text_elements": []}],
+            }
+            if request.model:
+                turn_params["model"] = request.model
+            if request.effort:
+                turn_params["effort"] = request.effort
+            if request.output_schema is not None:
+                turn_params["outputSchema"] = request.output_schema
+            turn = await server.request(
+                "turn/start", turn_params, timeout=self.config.request_timeout_s
+            )
+            turn_id = str(turn["turn"]["id"])
+            acct.turns[thread_id] = turn_id
+            usage: Usage | None = None
+            fatal: TurnError | None = None
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TurnError("timeout", f"the Codex turn took longer than {timeout:.0f}s")
+                try:
+                    msg = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    raise TurnError(
+                        "timeout", f"the Codex turn took longer than {timeout:.0f}s"
+                    ) from None
+                method = msg.get("method")
+                params = msg.get("params") or {}
+                if method == "item/agentMessage/delta":
+                    yield TextDelta(str(params.get("delta", "")))
+                elif method in ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta"):
+                    yield ReasoningDelta(str(params.get("delta", "")))
+                elif method == "thread/tokenUsage/updated":
+                    total = (params.get("tokenUsage") or {}).get("total") or {}
+                    usage = Usage(
+                        int(total.get("inputTokens") or 0),
+                        int(total.get("cachedInputTokens") or 0),
+                        int(total.get("outputTokens") or 0),
+                        int(total.get("reasoningOutputTokens") or 0),
+                    )
+                elif method == "error":
+                    if not params.get("willRetry"):
+                        fatal = error_from_turn(params.get("error"))
+                elif method == "turn/completed":
+                    finished = True
+                    t = params.get("turn") or {}
+                    status = t.get("status")
+                    if status == "completed":
+                        if usage is not None:
+                            yield usage
+                        yield TurnDone("completed")
+                        return
+                    if status == "failed":
+                        raise self._with_reset(acct, fatal or error_from_turn(t.get("error")))
+                    raise TurnError("interrupted", "the Codex turn was interrupted")
+                elif msg is CRASHED:
+                    finished = True
+                    raise TurnError("crashed", server._death_message())
+                elif method == INTERRUPT:
+                    raise TurnError("shutdown", str(params.get("message", "interrupted")))
+        finally:
+            if thread_id is not None:
+                acct.turns.pop(thread_id, None)
+            if not finished and server is not None and turn_id is not None and server.alive:
+                # Client gone, deadline or shutdown: stop spending the account's quota.
+                with contextlib.suppress(TurnError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(
+                        server.request(
+                            "turn/interrupt", {"threadId": thread_id, "turnId": turn_id}, 5.0
+                        ),
+                        5.0,
+                    )
+            if server is not None and thread_id is not None:
+                server.unsubscribe(thread_id)
+            acct.active -= 1
+            acct.last_used = time.monotonic()
+            acct.sem.release()
+
+    def _with_reset(self, acct: _Account, err: TurnError) -> TurnError:
+        """Attach the reset time of the exhausted window to a usage-limit error."""
+        if err.kind == "usage_limit" and err.resets_at is None and acct.limits is not None:
+            windows = [w for w in (acct.limits.primary, acct.limits.secondary) if w is not None]
+            full = [w for w in windows if w.used_percent >= 100 and w.resets_at]
+            pick = full or [w for w in windows if w.resets_at]
+            if pick:
+                err.resets_at = max(w.resets_at for w in pick if w.resets_at)
+        return err
+
+    async def _reap_idle(self) -> None:
+        period = max(1.0, min(30.0, self.config.idle_shutdown_s / 2))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for acct in list(self._accounts.values()):
+                if (
+                    acct.server is not None
+                    and acct.active == 0
+                    and now - acct.last_used > self.config.idle_shutdown_s
+                ):
+                    _LOGGER.info("Account %s idle: stopping its codex app-server", acct.key)
+                    await self.stop_account(acct.key)

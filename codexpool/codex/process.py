@@ -1,0 +1,93 @@
+"""Spawning and ending codex subprocesses: argument lists, own process group, clean env.
+
+Every codex process gets its own session (process group) so that ending it also ends anything it
+started (sandbox helpers, MCP servers): terminate the group, wait, kill the group, reap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+# Variables that would redirect codex away from the account's own login or endpoints; a
+# production gateway never lets its own environment leak them into an account's process.
+STRIPPED_ENV = (
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "CODEX_API_KEY",
+    "CODEX_ACCESS_TOKEN",
+    "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+    "CODEX_REVOKE_TOKEN_URL_OVERRIDE",
+    "CODEX_APP_SERVER_LOGIN_ISSUER",
+    "CODEX_APP_SERVER_LOGIN_CLIENT_ID",
+    "CODEXPOOL_SETTINGS",
+    "ADMIN_PASSWORD",
+    "OPENAI_KEY_ENCRYPTION_SECRET",
+    "CODEXPOOL_SESSION_SECRET",
+)
+STREAM_LIMIT = 64 * 1024 * 1024  # one JSON-RPC line can carry a whole turn's items
+
+
+def child_env(codex_home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment of a codex child: ours minus redirecting variables, plus home."""
+    env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+    env["CODEX_HOME"] = str(codex_home)
+    env.update(extra or {})
+    return env
+
+
+def override_args(overrides: Sequence[str]) -> list[str]:
+    """Return `-c key=value` pairs for codex."""
+    args: list[str] = []
+    for item in overrides:
+        args += ["-c", item]
+    return args
+
+
+async def spawn(
+    argv: Sequence[str],
+    codex_home: Path,
+    *,
+    cwd: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    stdin: int | None = asyncio.subprocess.PIPE,
+) -> asyncio.subprocess.Process:
+    """Start a codex process in its own process group with piped stdio."""
+    codex_home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(cwd or codex_home),
+        env=child_env(codex_home, extra_env),
+        start_new_session=True,
+        limit=STREAM_LIMIT,
+    )
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+async def terminate(proc: asyncio.subprocess.Process, grace: float = 3.0) -> int | None:
+    """End the process group: SIGTERM, wait up to `grace`, SIGKILL, then reap."""
+    if proc.returncode is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            _LOGGER.warning("codex pid %s ignored SIGTERM; killing its group", proc.pid)
+    # Children of the group may outlive the leader: always sweep the group.
+    _signal_group(proc, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await proc.wait()
+    return proc.returncode
