@@ -91,6 +91,8 @@ def create_app(settings: Settings) -> web.Application:
     sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)
     openai_api.setup(app)
+    # Chat turns still running at the end of the grace end with an error chunk + [DONE].
+    shutdown.add_interrupter(app, lambda a, message: a[ENGINE].interrupt_all(message))
     admin.setup(app)
     portal.setup(app)
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)

@@ -43,6 +43,7 @@ _ERROR_MAP: dict[str, tuple[int, str, str]] = {
     "crashed": (502, "codex_crashed", "gateway"),
     "bad_request": (400, "upstream_bad_request", "upstream"),
     "interrupted": (499, "interrupted", "gateway"),
+    "shutdown": (503, "server_shutting_down", "gateway"),
 }
 
 

@@ -78,7 +78,7 @@ class AppServer:
         """Return the process id."""
         return self.proc.pid if self.proc else None
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, wait_s: float = 30.0) -> None:
         """Spawn the process and complete the initialize handshake."""
         self.proc = await spawn(self._argv, self._home, cwd=self._cwd, extra_env=self._env)
         self._reader = asyncio.create_task(self._read_stdout(), name=f"appserver-{self.name}")
@@ -94,7 +94,7 @@ class AppServer:
                     },
                     "capabilities": {"experimentalApi": True},
                 },
-                timeout=timeout,
+                wait_s=wait_s,
             )
             await self.notify("initialized")
         except BaseException:
@@ -111,7 +111,7 @@ class AppServer:
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise TurnError("crashed", self._death_message()) from exc
 
-    async def request(self, method: str, params: Any = None, timeout: float = 30.0) -> Any:
+    async def request(self, method: str, params: Any = None, wait_s: float = 30.0) -> Any:
         """Send a request and return its result; JSON-RPC errors become TurnError."""
         rid = self._next_id
         self._next_id += 1
@@ -119,9 +119,9 @@ class AppServer:
         self._pending[rid] = fut
         try:
             await self._send({"id": rid, "method": method, "params": params})
-            return await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(fut, wait_s)
         except TimeoutError as exc:
-            raise TurnError("timeout", f"codex did not answer {method} in {timeout:.0f}s") from exc
+            raise TurnError("timeout", f"codex did not answer {method} in {wait_s:.0f}s") from exc
         finally:
             self._pending.pop(rid, None)
 

@@ -229,7 +229,7 @@ class Engine:
         server = await self._server(acct)
         acct.last_used = time.monotonic()
         result = await server.request(
-            "account/rateLimits/read", None, timeout=self.config.request_timeout_s
+            "account/rateLimits/read", None, wait_s=self.config.request_timeout_s
         )
         snapshot = parse_rate_limits(result)
         if snapshot is None:
@@ -242,7 +242,7 @@ class Engine:
         acct = self._account(account_key, codex_home)
         try:
             server = await self._server(acct)
-            result = await server.request("model/list", {}, timeout=self.config.request_timeout_s)
+            result = await server.request("model/list", {}, wait_s=self.config.request_timeout_s)
         except TurnError as exc:
             _LOGGER.info("model/list failed for account %s: %s", account_key, exc.message)
             return []
@@ -286,7 +286,7 @@ class Engine:
             if request.model:
                 thread_params["model"] = request.model
             started = await server.request(
-                "thread/start", thread_params, timeout=self.config.request_timeout_s
+                "thread/start", thread_params, wait_s=self.config.request_timeout_s
             )
             thread_id = str(started["thread"]["id"])
             queue = server.subscribe(thread_id)
@@ -301,7 +301,7 @@ class Engine:
             if request.output_schema is not None:
                 turn_params["outputSchema"] = request.output_schema
             turn = await server.request(
-                "turn/start", turn_params, timeout=self.config.request_timeout_s
+                "turn/start", turn_params, wait_s=self.config.request_timeout_s
             )
             turn_id = str(turn["turn"]["id"])
             acct.turns[thread_id] = turn_id

@@ -60,7 +60,7 @@ async def spawn(
     stdin: int | None = asyncio.subprocess.PIPE,
 ) -> asyncio.subprocess.Process:
     """Start a codex process in its own process group with piped stdio."""
-    codex_home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    codex_home.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 (tiny, local)
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=stdin,
