@@ -49,6 +49,8 @@ class ModelCatalog:
         ids: list[str] = []
         details: dict[str, dict[str, Any]] = {}
         for m in models:
+            if m.get("hidden"):
+                continue
             mid = m.get("id") or m.get("model") or m.get("slug")
             if isinstance(mid, str) and mid and mid not in details:
                 ids.append(mid)

@@ -69,9 +69,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """List the models clients may ask for."""
-    await require_api_key(request)
-    return web.json_response(request.app[MODELS].as_openai_list())
+    """List the models clients may ask for (refreshed from Codex `model/list` when due)."""
+    principal = await require_api_key(request)
+    catalog = request.app[MODELS]
+    if catalog.stale:
+        try:
+            account = await request.app[POOL].choose(principal)
+        except ApiError:
+            account = None  # no linked account yet: the bundled list still answers
+        if account is not None:
+            models = await request.app[ENGINE].list_models(account.key, account.codex_home)
+            catalog.update(models)
+    return web.json_response(catalog.as_openai_list())
 
 
 async def list_modes(request: web.Request) -> web.Response:

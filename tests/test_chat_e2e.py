@@ -1,0 +1,329 @@
+"""Chat completions end to end: the official openai SDK -> the real server -> the real codex
+app-server -> the fake ChatGPT backend, plus the bad-input matrix and failure paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from codexpool.testing.fake_backend import codex_overrides, make_auth_json
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+def link_user(server: LiveServer, tmp_path: Path, name: str, account_id: str) -> str:
+    """Create a portal user, link it from an auth.json, and return its new key."""
+    server.cli("user", "add", name)
+    auth = tmp_path / f"{name}-auth.json"
+    auth.write_text(json.dumps(make_auth_json(account_id, f"{name}@example.com")))
+    server.cli("link", "import", name, "--auth-json", str(auth))
+    return server.cli("key", "rotate", name).stdout.strip()
+
+
+@pytest.fixture
+def linked(live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path):
+    """A running server with one linked user ("alice" on fake account acct_alice)."""
+    server = live_server_factory(
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url)
+    )
+    key = link_user(server, tmp_path, "alice", "acct_alice")
+    server.start()
+    return server, key
+
+
+def post(server: LiveServer, path: str, body: bytes | dict, headers: dict | None = None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(
+        server.url + path,
+        data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def assert_openai_error(status: int, raw: bytes, want_status: int, code: str | None) -> dict:
+    """Check the OpenAI error contract: status, JSON body, message, type and code."""
+    assert status == want_status, raw
+    body = json.loads(raw)
+    err = body["error"]
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["type"], str) and err["type"]
+    assert "param" in err
+    if code is not None:
+        assert err["code"] == code, err
+    assert "Traceback" not in raw.decode()
+    return err
+
+
+def test_no_linked_accounts(live_server_factory: Any, codex_bin: str) -> None:
+    server = live_server_factory(start=False)
+    master = server.cli("key", "rotate", "--master").stdout.strip()
+    server.start()
+    with urllib.request.urlopen(server.url + "/api/health", timeout=10) as resp:
+        health = json.loads(resp.read())
+    assert health["ready"] is True and health["accounts"] == {"linked": 0, "eligible": 0}
+    client = openai.OpenAI(base_url=server.api, api_key=master, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(
+            model="codex", messages=[{"role": "user", "content": "hello"}]
+        )
+    assert info.value.status_code == 503
+    assert info.value.body["code"] == "no_linked_accounts"
+    assert "link" in info.value.body["message"].lower()
+    assert info.value.response.headers["x-codexpool-error-source"] == "gateway"
+
+
+def test_sdk_stream_and_usage(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    fake_backend.script("acct_alice", fake_backend.reply("One two three four five six", chunks=6))
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="gpt-5.5",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == "One two three four five six"
+    assert len(pieces) >= 3  # really streamed, not one blob
+    assert finish == "stop"
+    assert usage is not None and usage.prompt_tokens == 11 and usage.completion_tokens >= 1
+    # The client's system message reached the model as developer instructions.
+    body = fake_backend.requests("/codex/responses")[-1]["body"]
+    assert "Be brief." in json.dumps(body)
+
+
+def test_sdk_non_stream_sync_and_async(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    fake_backend.script("acct_alice", fake_backend.reply("Plain answer"))
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    done = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "hi"}], reasoning_effort="low"
+    )
+    assert done.choices[0].message.content == "Plain answer"
+    assert done.choices[0].finish_reason == "stop"
+    assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
+
+    async def run_async() -> list[str]:
+        aclient = openai.AsyncOpenAI(base_url=server.api, api_key=key, max_retries=0)
+        async with aclient:
+            answers = await asyncio.gather(
+                *(
+                    aclient.chat.completions.create(
+                        model="codex", messages=[{"role": "user", "content": f"q{i}"}]
+                    )
+                    for i in range(4)
+                )
+            )
+            stream = await aclient.chat.completions.create(
+                model="codex", messages=[{"role": "user", "content": "s"}], stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        return [a.choices[0].message.content for a in answers] + [text]
+
+    results = asyncio.run(run_async())
+    assert all(r == "Hello from the fake backend." for r in results), results
+    models = client.models.list()
+    ids = [m.id for m in models.data]
+    assert "codex" in ids and "gpt-5.5" in ids
+
+
+def test_bad_input_matrix(linked: Any) -> None:
+    server, key = linked
+    auth = {"Authorization": f"Bearer {key}"}
+    path = "/api/openai/v1/chat/completions"
+    ok_messages = [{"role": "user", "content": "hi"}]
+    cases: list[tuple[bytes | dict, dict, int, str | None]] = [
+        (b"{not json", auth, 400, "invalid_json"),
+        (b"[1, 2]", auth, 400, "invalid_json"),
+        ({"model": "codex", "messages": []}, auth, 400, None),
+        ({"model": "codex", "messages": "hi"}, auth, 400, None),
+        ({"model": 42, "messages": ok_messages}, auth, 400, None),
+        ({"model": "codex", "messages": ok_messages, "stream": "yes"}, auth, 400, None),
+        ({"model": "no-such-model", "messages": ok_messages}, auth, 404, "model_not_found"),
+        ({"model": "codex", "messages": ok_messages}, {}, 401, "missing_api_key"),
+        (
+            {"model": "codex", "messages": ok_messages},
+            {"Authorization": "Bearer sk-nope"},
+            401,
+            "invalid_api_key",
+        ),
+        (
+            {"model": "codex", "messages": ok_messages},
+            {"x-api-key": "sk-nope"},
+            401,
+            "invalid_api_key",
+        ),
+        (b"x" * (9 * 1024 * 1024), auth, 413, "request_too_large"),
+    ]
+    for body, headers, want, code in cases:
+        status, resp_headers, raw = post(server, path, body, headers)
+        assert_openai_error(status, raw, want, code)
+        assert resp_headers.get("x-codexpool-error-source") == "gateway"
+    # x-api-key works like Bearer; a rotated (revoked) key stops at once.
+    status, _, _ = post(
+        server, path, {"model": "codex", "messages": ok_messages}, {"x-api-key": key}
+    )
+    assert status == 200
+    server.cli("key", "rotate", "alice")
+    status, _, raw = post(server, path, {"model": "codex", "messages": ok_messages}, auth)
+    assert_openai_error(status, raw, 401, "invalid_api_key")
+    # Unknown route and wrong method are OpenAI-shaped too.
+    status, _, raw = post(server, "/api/openai/v1/nope", {}, auth)
+    assert_openai_error(status, raw, 404, "not_found")
+
+
+def test_usage_limit_and_upstream_errors(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    resets = int(time.time()) + 1800
+    fake_backend.script("acct_alice", fake_backend.usage_limit(resets))
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "x"}])
+    assert info.value.body["code"] == "usage_limit_reached"
+    assert info.value.response.headers["x-codexpool-error-source"] == "upstream"
+    assert 0 < int(info.value.response.headers["retry-after"]) <= 1800
+    fake_backend.script("acct_alice", fake_backend.status(500))
+    with pytest.raises(openai.APIStatusError) as info2:
+        list(
+            client.chat.completions.create(
+                model="codex", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
+    assert info2.value.status_code == 502
+    assert info2.value.body["code"] == "upstream_error"
+
+
+def test_deadline_gives_timeout(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    fake_backend.script("acct_alice", fake_backend.hang())
+    t0 = time.monotonic()
+    status, headers, raw = post(
+        server,
+        "/api/openai/v1/chat/completions",
+        {"model": "codex", "messages": [{"role": "user", "content": "x"}], "timeoutMs": 1500},
+        {"Authorization": f"Bearer {key}"},
+    )
+    assert time.monotonic() - t0 < 15
+    assert_openai_error(status, raw, 504, "timeout")
+    # The account still serves the next request.
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    done = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "y"}]
+    )
+    assert done.choices[0].message.content
+
+
+def _usage_rows(server: LiveServer) -> list[tuple]:
+    con = sqlite3.connect(server.settings.db_path)
+    try:
+        return con.execute("SELECT status, error_code, stream FROM requests ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_client_disconnect_interrupts_turn(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    fake_backend.script(
+        "acct_alice", fake_backend.reply("a b c d e f g h i j", chunks=10, delay_between_ms=500)
+    )
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "long"}], stream=True
+    )
+    got = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            got += 1
+            if got == 2:
+                break
+    stream.close()  # the client goes away mid-answer
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if fake_backend.closed_streams() >= 1 and any(r[0] == 499 for r in _usage_rows(server)):
+            break
+        time.sleep(0.1)
+    assert fake_backend.closed_streams() >= 1  # codex stopped reading the upstream answer
+    assert any(r[0] == 499 for r in _usage_rows(server))
+    done = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "y"}]
+    )
+    assert done.choices[0].message.content
+
+
+def _codex_pids(server: LiveServer) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("codex"):
+                continue
+            if str(server.settings.data_path).encode() in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_app_server_killed_mid_stream(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "warm"}])
+    fake_backend.script(
+        "acct_alice", fake_backend.reply("a b c d e f g h", chunks=8, delay_between_ms=400)
+    )
+    stream = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                for pid in _codex_pids(server):
+                    os.kill(pid, signal.SIGKILL)
+    assert "codex" in str(info.value).lower()
+    done = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "y"}]
+    )
+    assert done.choices[0].message.content == "Hello from the fake backend."
+
+
+def test_usage_rows_match_requests(linked: Any) -> None:
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    for i in range(3):
+        client.chat.completions.create(
+            model="codex", messages=[{"role": "user", "content": str(i)}]
+        )
+    list(
+        client.chat.completions.create(
+            model="codex", messages=[{"role": "user", "content": "s"}], stream=True
+        )
+    )
+    assert server.stop() == 0  # graceful stop drains the usage writer
+    rows = _usage_rows(server)
+    assert rows == [(200, None, 0)] * 3 + [(200, None, 1)]
