@@ -1,0 +1,245 @@
+"""Gateway overhead: time to first content and total time through codexpool versus driving a
+warm codex app-server directly, at 1, 10 and 50 concurrent streams, plus a cold
+`codex exec --json` per request for comparison.
+
+Everything runs on loopback against the fake ChatGPT backend answering instantly, with the real
+codex binary. Not a test: it prints a table.
+
+    .venv/bin/python bench/overhead.py [--rounds 3] [--levels 1,10,50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from codexpool.codex.engine import Engine, EngineConfig, TurnRequest  # noqa: E402
+from codexpool.codex.events import TextDelta  # noqa: E402
+from codexpool.codex.process import child_env, override_args  # noqa: E402
+from codexpool.config import find_codex_bin  # noqa: E402
+from codexpool.testing.fake_backend import (  # noqa: E402
+    FakeBackend,
+    codex_overrides,
+    make_auth_json,
+)
+from tests.conftest import LiveServer, write_settings  # noqa: E402
+
+FAKE_CODEX = str(REPO / "codexpool" / "testing" / "fake_codex.py")
+
+
+async def codex_version(codex_bin: str) -> str:
+    """Return `codex --version`."""
+    proc = await asyncio.create_subprocess_exec(
+        codex_bin, "--version", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return out.decode().strip()
+
+
+def pct(values: list[float], q: float) -> float:
+    """Return the q-quantile (0..1) in milliseconds of values in seconds."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[idx] * 1000
+
+
+async def one_gateway_stream(
+    session: aiohttp.ClientSession, url: str, key: str
+) -> tuple[float, float]:
+    """Stream one chat completion; return (time to first content chunk, total)."""
+    body = {"model": "codex", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    t0 = time.perf_counter()
+    first = None
+    async with session.post(url, json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
+        assert resp.status == 200, await resp.text()
+        async for line in resp.content:
+            if first is None and line.startswith(b"data: {") and b'"content":"' in line:
+                if b'"content":""' not in line:
+                    first = time.perf_counter() - t0
+            if line.strip() == b"data: [DONE]":
+                break
+    total = time.perf_counter() - t0
+    return (first if first is not None else total), total
+
+
+async def one_direct_turn(engine: Engine, home: Path) -> tuple[float, float]:
+    """Run one turn on the engine directly; return (time to first text, total)."""
+    t0 = time.perf_counter()
+    first = None
+    async for event in engine.run_turn("direct", home, TurnRequest(prompt="hi")):
+        if first is None and isinstance(event, TextDelta) and event.text:
+            first = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    return (first if first is not None else total), total
+
+
+async def measure(run_one, level: int, rounds: int) -> tuple[list[float], list[float]]:
+    """Run `rounds` waves of `level` concurrent requests; return TTFB and totals."""
+    ttfb: list[float] = []
+    totals: list[float] = []
+    for _ in range(rounds):
+        results = await asyncio.gather(*(run_one() for _ in range(level)))
+        for first, total in results:
+            ttfb.append(first)
+            totals.append(total)
+    return ttfb, totals
+
+
+def cold_exec(
+    codex_bin: str, home: Path, overrides: list[str], n: int
+) -> list[tuple[float, float]]:
+    """Time `codex exec --json` per request: (to the agent message, total)."""
+    out = []
+    argv = [
+        codex_bin,
+        *override_args(overrides),
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--sandbox",
+        "read-only",
+        "--ephemeral",
+        "-",
+    ]
+    for _ in range(n):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=child_env(home),
+            cwd=home,
+        )
+        assert proc.stdin and proc.stdout
+        proc.stdin.write(b"hi")
+        proc.stdin.close()
+        first = None
+        for line in proc.stdout:
+            if first is None and b'"agent_message"' in line:
+                first = time.perf_counter() - t0
+        proc.wait()
+        total = time.perf_counter() - t0
+        out.append((first or total, total))
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--levels", default="1,10,50")
+    parser.add_argument("--exec-runs", type=int, default=5)
+    parser.add_argument(
+        "--fake-codex",
+        action="store_true",
+        help="use the instant fake app-server instead of the real binary (gateway overhead only)",
+    )
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    codex_bin = FAKE_CODEX if args.fake_codex else find_codex_bin()
+    if not codex_bin:
+        raise SystemExit("codex binary not found (run scripts/install-codex.sh)")
+    version = "fake app-server" if args.fake_codex else await codex_version(codex_bin)
+
+    fake = FakeBackend().start()
+    overrides = codex_overrides(fake.url)
+    work = Path(tempfile.mkdtemp(prefix="codexpool-bench-"))
+    top = max(levels)
+    server = LiveServer(
+        write_settings(
+            work / "data",
+            codexBin=codex_bin,
+            codexConfigOverrides=overrides,
+            maxTurnsPerAccount=top,
+            maxQueueWaitMs=60_000,
+            logLevel="warning",
+        )
+    )
+    auth = work / "auth.json"
+    auth.write_text(json.dumps(make_auth_json("acct_bench", "bench@example.com")))
+    server.cli("user", "add", "bench")
+    server.cli("link", "import", "bench", "--auth-json", str(auth))
+    key = server.cli("key", "rotate", "bench").stdout.strip()
+    server.start()
+    rows: list[tuple[str, int, list[float], list[float]]] = []
+    try:
+        url = server.api + "/chat/completions"
+        conn = aiohttp.TCPConnector(limit=top + 10)
+        async with aiohttp.ClientSession(connector=conn) as session:
+            await measure(lambda: one_gateway_stream(session, url, key), 2, 2)  # warm up
+            for level in levels:
+                ttfb, totals = await measure(
+                    lambda: one_gateway_stream(session, url, key), level, args.rounds
+                )
+                rows.append(("gateway", level, ttfb, totals))
+    finally:
+        server.stop()
+
+    home = work / "direct-home"
+    home.mkdir()
+    (home / "auth.json").write_text(auth.read_text())
+    config = EngineConfig(
+        codex_bin=codex_bin,
+        config_overrides=tuple(overrides),
+        max_turns_per_account=top,
+        max_queue_wait_s=60,
+        scratch_root=work / "scratch",
+    )
+    async with Engine(config) as engine:
+        await measure(lambda: one_direct_turn(engine, home), 2, 2)
+        for level in levels:
+            ttfb, totals = await measure(lambda: one_direct_turn(engine, home), level, args.rounds)
+            rows.append(("direct app-server", level, ttfb, totals))
+
+    cold = [] if args.fake_codex else cold_exec(codex_bin, home, overrides, args.exec_runs)
+    fake.stop()
+
+    print(
+        f"\n{version}, "
+        f"{os.cpu_count()} cores, fake backend answering instantly, {args.rounds} waves/level"
+    )
+    print(
+        f"{'path':<20}{'conc':>5}{'n':>5}{'ttfb p50':>10}{'ttfb p99':>10}"
+        f"{'total p50':>11}{'total p99':>11}   (ms)"
+    )
+    by_key = {}
+    for name, level, ttfb, totals in rows:
+        by_key[(name, level)] = ttfb
+        print(
+            f"{name:<20}{level:>5}{len(ttfb):>5}{pct(ttfb, 0.5):>10.1f}{pct(ttfb, 0.99):>10.1f}"
+            f"{pct(totals, 0.5):>11.1f}{pct(totals, 0.99):>11.1f}"
+        )
+    print("\ngateway-added time to first content (gateway minus direct):")
+    for level in levels:
+        g, d = by_key[("gateway", level)], by_key[("direct app-server", level)]
+        print(
+            f"  {level:>3} streams: p50 {pct(g, 0.5) - pct(d, 0.5):+.1f} ms, "
+            f"p99 {pct(g, 0.99) - pct(d, 0.99):+.1f} ms"
+        )
+    if not cold:
+        return
+    firsts = [c[0] for c in cold]
+    totals = [c[1] for c in cold]
+    print(
+        f"\ncold `codex exec --json` per request (n={len(cold)}): agent message p50 "
+        f"{statistics.median(firsts) * 1000:.0f} ms, total p50 {statistics.median(totals) * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

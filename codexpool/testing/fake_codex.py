@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""A fake `codex app-server` that answers instantly in the real JSON-RPC shapes (stdlib only).
+
+It exists to measure the gateway's own overhead: with the real binary, codex's CPU per turn
+(~0.09 s) dominates every figure on a small machine. Only the messages the engine uses are
+spoken; shapes follow what codex 0.169.0 sent in codex-protocol.md section 2.3.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+REPLY = ["Hello", " from", " the fake", " app-server."]
+
+
+def send(msg: dict) -> None:
+    """Write one JSON-RPC line."""
+    sys.stdout.write(json.dumps(msg, separators=(",", ":")) + "\n")
+
+
+def turn(rid: object, thread_id: str) -> None:
+    """Answer turn/start and stream a whole turn."""
+    turn_id = str(uuid.uuid4())
+    send({"id": rid, "result": {"turn": {"id": turn_id, "status": "inProgress", "items": []}}})
+    base = {"threadId": thread_id, "turnId": turn_id}
+    send({"method": "turn/started", "params": {**base, "turn": {"id": turn_id}}})
+    for piece in REPLY:
+        send(
+            {
+                "method": "item/agentMessage/delta",
+                "params": {**base, "itemId": "msg_1", "delta": piece},
+            }
+        )
+    usage = {
+        "totalTokens": 16,
+        "inputTokens": 11,
+        "cachedInputTokens": 3,
+        "outputTokens": 5,
+        "reasoningOutputTokens": 0,
+    }
+    send(
+        {
+            "method": "thread/tokenUsage/updated",
+            "params": {**base, "tokenUsage": {"total": usage, "last": usage}},
+        }
+    )
+    send(
+        {
+            "method": "turn/completed",
+            "params": {
+                "threadId": thread_id,
+                "turn": {"id": turn_id, "status": "completed", "error": None},
+            },
+        }
+    )
+
+
+def main() -> None:
+    """Serve JSON-RPC on stdio until stdin closes."""
+    now = int(time.time())
+    limits = {
+        "limitId": "codex",
+        "primary": {"usedPercent": 10, "windowDurationMins": 300, "resetsAt": now + 3600},
+        "secondary": {"usedPercent": 5, "windowDurationMins": 10080, "resetsAt": now + 86400},
+        "planType": "plus",
+    }
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        method, rid = msg.get("method"), msg.get("id")
+        if rid is None:
+            continue  # notifications (initialized) need no answer
+        if method == "initialize":
+            send(
+                {
+                    "id": rid,
+                    "result": {
+                        "userAgent": "fake_codex/0.169.0",
+                        "codexHome": "",
+                        "platformFamily": "unix",
+                        "platformOs": "linux",
+                    },
+                }
+            )
+        elif method == "thread/start":
+            send({"id": rid, "result": {"thread": {"id": str(uuid.uuid4())}}})
+        elif method == "turn/start":
+            turn(rid, msg["params"]["threadId"])
+        elif method == "account/rateLimits/read":
+            send({"id": rid, "result": {"rateLimits": limits}})
+        elif method == "model/list":
+            send({"id": rid, "result": {"data": []}})
+        else:
+            send({"id": rid, "result": {}})
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
