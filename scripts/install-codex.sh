@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CODEX_VERSION="${CODEX_VERSION:-0.169.0}"
 current=""
-bin=$(ls .codex-cli/node_modules/@openai/codex-*/vendor/*/bin/codex 2>/dev/null | head -n 1 || true)
+bin=$(find .codex-cli/node_modules/@openai -path "*/vendor/*/bin/codex" -type f 2>/dev/null | head -n 1 || true)
 if [ -n "$bin" ]; then current=$("$bin" --version 2>/dev/null | awk '{print $2}'); fi
 if [ "$current" = "$CODEX_VERSION" ]; then
   echo "codex $current already installed: $bin"
@@ -16,5 +16,5 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 mkdir -p .codex-cli
 npm install --prefix .codex-cli --no-audit --no-fund --loglevel=error "@openai/codex@${CODEX_VERSION}"
-bin=$(ls .codex-cli/node_modules/@openai/codex-*/vendor/*/bin/codex | head -n 1)
+bin=$(find .codex-cli/node_modules/@openai -path "*/vendor/*/bin/codex" -type f | head -n 1)
 echo "installed $("$bin" --version): $bin"
