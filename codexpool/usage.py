@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from . import accounts
 from .store import Store
@@ -38,6 +38,26 @@ class UsageRow:
     cached_tokens: int | None = None
     output_tokens: int | None = None
     reasoning_tokens: int | None = None
+
+    def as_params(self) -> tuple[object, ...]:
+        """Return the INSERT parameters (a plain tuple: dataclasses.astuple deep-copies)."""
+        return (
+            self.ts,
+            self.endpoint,
+            self.key_id,
+            self.key_kind,
+            self.account_user_id,
+            self.model,
+            int(self.stream),
+            self.status,
+            self.error_code,
+            self.latency_ms,
+            self.ttft_ms,
+            self.input_tokens,
+            self.cached_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+        )
 
 
 INSERT_SQL = (
@@ -116,7 +136,7 @@ class UsageRecorder:
         for row in batch:
             if row.key_id is not None:
                 used[row.key_id] = max(used.get(row.key_id, 0.0), row.ts)
-        params = [(*astuple(r)[:6], int(r.stream), *astuple(r)[7:]) for r in batch]
+        params = [r.as_params() for r in batch]
         for attempt in range(5):
             try:
                 await self._store.executemany(INSERT_SQL, params)
