@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import re
-import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import audit, linking
+from .codex.process import child_env, terminate
 from .config import Settings
 from .store import Store
 
@@ -39,24 +38,6 @@ TERM_GRACE_S = 3.0
 MAX_LOG_LINES = 50
 MAX_LINE_CHARS = 500
 TERMINAL_STATES = frozenset({"linked", "failed", "expired", "cancelled"})
-
-# Variables that would redirect a child's auth or traffic (codex-protocol.md 3.5), plus our
-# own secrets, which a child never needs.
-STRIPPED_ENV = frozenset(
-    {
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "CODEX_API_KEY",
-        "CODEX_ACCESS_TOKEN",
-        "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
-        "CODEX_REVOKE_TOKEN_URL_OVERRIDE",
-        "CODEX_APP_SERVER_LOGIN_ISSUER",
-        "CODEX_APP_SERVER_LOGIN_CLIENT_ID",
-        "CODEX_APP_SERVER_CHATGPT_BASE_URL",
-        "ADMIN_PASSWORD",
-        "OPENAI_KEY_ENCRYPTION_SECRET",
-    }
-)
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 URL_RE = re.compile(r"https?://\S+/codex/device\S*")
@@ -90,16 +71,6 @@ def redact(text: str) -> str:
     for pattern, repl in _REDACTIONS:
         text = pattern.sub(repl, text)
     return text
-
-
-def child_env(home: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Return the environment of a codex child: ours minus overrides and secrets, + CODEX_HOME."""
-    env = dict(os.environ if base is None else base)
-    for name in list(env):
-        if name in STRIPPED_ENV or name.startswith("CODEXPOOL_"):
-            del env[name]
-    env["CODEX_HOME"] = str(home)
-    return env
 
 
 def login_argv(codex_bin: str, settings: Settings) -> list[str]:
@@ -167,21 +138,6 @@ class DeviceFlow:
         }
 
 
-async def terminate_group(proc: asyncio.subprocess.Process, grace_s: float = TERM_GRACE_S) -> None:
-    """End a child and its whole process group: SIGTERM, then SIGKILL, then reap."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace_s)
-        except TimeoutError:
-            pass
-    # The leader may be gone while children it forked still hold the group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
-
-
 def ensure_home(home: Path) -> None:
     """Create a private CODEX_HOME (a quick local mkdir; fine on the loop)."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -205,7 +161,7 @@ async def run_codex(
     except TimeoutError:
         return 124, "timed out"
     finally:
-        await terminate_group(proc)
+        await terminate(proc, TERM_GRACE_S)
     return int(proc.returncode or 0), strip_ansi(out.decode("utf-8", "replace")).strip()
 
 
@@ -357,7 +313,7 @@ class DeviceLogins:
                 return
             await self._conclude(flow, code, home)
         finally:
-            await terminate_group(proc)
+            await terminate(proc, TERM_GRACE_S)
             pumps.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pumps

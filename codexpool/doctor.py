@@ -9,14 +9,13 @@ starting the server. Every check prints one `ok`/`FAIL`/`warn` line; a FAIL make
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import accounts, linking
+from .codex.process import child_env
 from .config import Settings, find_codex_bin
 from .store import Store, StoreError
 
@@ -42,19 +41,6 @@ class Report:
         """Record a problem and how to fix it."""
         self.failures += 1
         self.out(f"FAIL {what}\n     fix: {fix}")
-
-
-def codex_env(home: Path) -> dict[str, str]:
-    """Return a minimal environment for a codex child: PATH, locale and this CODEX_HOME only.
-
-    Nothing from the caller's environment that could redirect codex (base URLs, API keys,
-    token endpoints) is passed on.
-    """
-    env = {k: v for k, v in os.environ.items() if k in {"PATH", "LANG", "LC_ALL", "TZ"}}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["HOME"] = str(home)
-    env["CODEX_HOME"] = str(home)
-    return env
 
 
 def check_data_folder(settings: Settings, report: Report) -> bool:
@@ -92,7 +78,7 @@ def check_codex(settings: Settings, report: Report) -> str | None:
             capture_output=True,
             text=True,
             timeout=LOGIN_STATUS_TIMEOUT_S,
-            env=codex_env(settings.data_path),
+            env=child_env(settings.data_path),
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -142,7 +128,7 @@ def check_accounts(settings: Settings, codex: str | None, report: Report) -> Non
                 capture_output=True,
                 text=True,
                 timeout=LOGIN_STATUS_TIMEOUT_S,
-                env=codex_env(home),
+                env=child_env(home),
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:

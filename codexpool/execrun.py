@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .doctor import codex_env
+from .codex.process import child_env, terminate
 
 _LOGGER = logging.getLogger(__name__)
 TERM_GRACE_S = 3.0
@@ -53,23 +51,6 @@ class ExecRun:
     async def wait_stopped(self) -> None:
         """Return when stop() was called."""
         await self._stop_event.wait()
-
-
-async def end_process_group(proc: asyncio.subprocess.Process) -> int | None:
-    """SIGTERM the run's process group, SIGKILL it after a grace, and reap the leader."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), TERM_GRACE_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    # The leader is gone; helpers it left in its group must not outlive it either.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode
 
 
 class Executions:
@@ -107,7 +88,7 @@ class Executions:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=codex_env(codex_home),
+            env=child_env(codex_home),
             start_new_session=True,  # its own process group: ended as one
             limit=MAX_LINE,
         )
@@ -151,7 +132,7 @@ class Executions:
             await stderr_task
             yield {"type": "exit", "exit_code": code, "stderr": run.stderr_tail[-5:]}
         finally:
-            await end_process_group(proc)
+            await terminate(proc, TERM_GRACE_S)
             stderr_task.cancel()
             with contextlib.suppress(BaseException):
                 await stderr_task

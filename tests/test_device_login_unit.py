@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from codexpool import linking
+from codexpool.codex.process import child_env
 from codexpool.config import Settings
 from codexpool.device_login import (
     DeviceLogins,
-    child_env,
     login_argv,
     redact,
     strip_ansi,
@@ -125,7 +125,7 @@ def test_child_env_strips_overrides_and_secrets(tmp_path: Path) -> None:
         "CODEXPOOL_SESSION_SECRET": "x",
         "CODEX_HOME": "/elsewhere",
     }
-    env = child_env(tmp_path, base)
+    env = child_env(tmp_path, base=base)
     assert env == {"PATH": "/usr/bin", "CODEX_HOME": str(tmp_path)}
 
 

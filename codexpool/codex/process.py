@@ -27,17 +27,26 @@ STRIPPED_ENV = (
     "CODEX_REVOKE_TOKEN_URL_OVERRIDE",
     "CODEX_APP_SERVER_LOGIN_ISSUER",
     "CODEX_APP_SERVER_LOGIN_CLIENT_ID",
-    "CODEXPOOL_SETTINGS",
+    "CODEX_APP_SERVER_CHATGPT_BASE_URL",
+    # our own secrets: a codex child never needs them
     "ADMIN_PASSWORD",
     "OPENAI_KEY_ENCRYPTION_SECRET",
-    "CODEXPOOL_SESSION_SECRET",
 )
 STREAM_LIMIT = 64 * 1024 * 1024  # one JSON-RPC line can carry a whole turn's items
 
 
-def child_env(codex_home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment of a codex child: ours minus redirecting variables, plus home."""
-    env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+def child_env(
+    codex_home: Path,
+    extra: Mapping[str, str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return the environment of a codex child: ours minus redirecting variables and our own
+    settings (`CODEXPOOL_*`), plus its CODEX_HOME and any explicit extras."""
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if k not in STRIPPED_ENV and not k.startswith("CODEXPOOL_")
+    }
     env["CODEX_HOME"] = str(codex_home)
     env.update(extra or {})
     return env
