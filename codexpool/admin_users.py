@@ -1,18 +1,21 @@
 """What the admin panel shows and does with portal users: the table, totals, deletion.
 
-Plain async functions over the store, so they are testable without HTTP. Limit columns read
-`limit_snapshots` (filled by the pool's limit reader); until a read exists they are null.
+Plain async functions over the store, so they are testable without HTTP. Limit columns come
+from the pool's limit cache (or `limit_snapshots`); until a read exists they are null.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from . import accounts, linking
 from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
+from .limits import Limits
+from .pool import Pool, PoolView
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,7 +26,7 @@ SELECT u.id, u.username, u.created_at, u.pool_opt_in, u.disabled,
        k.last_used_at AS key_last_used_at,
        l.primary_used, l.primary_resets_at, l.primary_window_mins,
        l.secondary_used, l.secondary_resets_at, l.secondary_window_mins,
-       l.fetched_at AS limits_fetched_at, l.ok AS limits_ok,
+       l.fetched_at AS limits_fetched_at, l.ok AS limits_ok, l.error AS limits_error,
        (SELECT COUNT(*) FROM requests r
          WHERE r.account_user_id = u.id AND r.status < 400) AS served,
        (SELECT MAX(r.ts) FROM requests r WHERE r.account_user_id = u.id) AS last_request_at
@@ -46,18 +49,64 @@ def _latest(*values: float | None) -> float | None:
     return max(present) if present else None
 
 
-async def user_table(store: Store, settings: Settings) -> dict[str, Any]:
-    """Return the admin table: one row per portal user, totals, and the master key summary."""
+def _row_limits(r: Any) -> Limits | None:
+    """Return the persisted snapshot of a table row (used when memory has none yet)."""
+    if r["limits_fetched_at"] is None:
+        return None
+    return Limits(
+        r["primary_used"],
+        r["primary_window_mins"],
+        r["primary_resets_at"],
+        r["secondary_used"],
+        r["secondary_window_mins"],
+        r["secondary_resets_at"],
+        None,
+        float(r["limits_fetched_at"]),
+        bool(r["limits_ok"]),
+        r["limits_error"],
+    )
+
+
+def limit_fields(lim: Limits | None, now: float) -> dict[str, Any]:
+    """Return the limit columns of one account (all null when never read)."""
+    return {
+        "hourlyRemaining": lim.hourly_remaining(now) if lim else None,
+        "hourlyResetsAt": lim.primary_resets_at if lim else None,
+        "hourlyWindowMins": lim.primary_window_mins if lim else None,
+        "weeklyRemaining": lim.weekly_remaining(now) if lim else None,
+        "weeklyResetsAt": lim.secondary_resets_at if lim else None,
+        "weeklyWindowMins": lim.secondary_window_mins if lim else None,
+        "limitsFetchedAt": lim.fetched_at if lim else None,
+        "limitsAgeSeconds": round(lim.age(now), 1) if lim else None,
+        "limitsStale": (not lim.ok) if lim else None,
+        "limitsError": lim.error if lim else None,
+    }
+
+
+async def user_table(store: Store, settings: Settings, pool: Pool | None = None) -> dict[str, Any]:
+    """Return the admin table: one row per portal user, totals, pool state and master key.
+
+    Limits come from the pool's in-memory cache (fed by reads and by the pushes after every
+    turn), falling back to the persisted snapshot for accounts not read since start-up.
+    """
+    now = time.time()
+    view = None
+    if pool is not None:
+        await pool.candidates()
+        view = pool.view(now)
     users: list[dict[str, Any]] = []
     totals = {"hourlyRemaining": 0.0, "weeklyRemaining": 0.0, "linked": 0, "keyed": 0}
     for r in await store.fetchall(_TABLE_SQL):
-        linked = linking.is_linked(linking.codex_home(settings, r["id"]))
+        uid = r["id"]
+        linked = linking.is_linked(linking.codex_home(settings, uid))
         has_key = r["key_hint"] is not None
-        hourly = remaining(r["primary_used"])
-        weekly = remaining(r["secondary_used"])
+        lim = (pool.limits_of(uid) if pool is not None else None) or _row_limits(r)
+        fields = limit_fields(lim, now)
+        cooldown = pool.cooldown_of(uid, now) if pool is not None else None
+        reason = _reason(view, uid, has_key)
         users.append(
             {
-                "id": r["id"],
+                "id": uid,
                 "username": r["username"],
                 "createdAt": r["created_at"],
                 "linked": linked,
@@ -65,23 +114,22 @@ async def user_table(store: Store, settings: Settings) -> dict[str, Any]:
                 "keyLabel": r["key_label"],
                 "keyHint": r["key_hint"],
                 "keyCreatedAt": r["key_created_at"],
-                "hourlyRemaining": hourly,
-                "hourlyResetsAt": r["primary_resets_at"],
-                "weeklyRemaining": weekly,
-                "weeklyResetsAt": r["secondary_resets_at"],
-                "limitsFetchedAt": r["limits_fetched_at"],
-                "limitsStale": None if r["limits_ok"] is None else not r["limits_ok"],
+                **fields,
                 "lastUsedAt": _latest(r["key_last_used_at"], r["last_request_at"]),
                 "requestsServed": r["served"],
                 "poolOptIn": bool(r["pool_opt_in"]),
                 "disabled": bool(r["disabled"]),
+                "eligible": reason is None if view is not None else None,
+                "ineligibleReason": reason,
+                "coolingDownUntil": cooldown.until if cooldown else None,
+                "coolingDownReason": cooldown.reason if cooldown else None,
             }
         )
         totals["linked"] += linked
         totals["keyed"] += has_key
         if linked and has_key:  # spec: only linked, keyed users with a displayed value count
-            totals["hourlyRemaining"] += hourly or 0.0
-            totals["weeklyRemaining"] += weekly or 0.0
+            totals["hourlyRemaining"] += fields["hourlyRemaining"] or 0.0
+            totals["weeklyRemaining"] += fields["weeklyRemaining"] or 0.0
     master = await accounts.live_key_row(store, user_id=None, kind="master")
     return {
         "users": users,
@@ -90,6 +138,8 @@ async def user_table(store: Store, settings: Settings) -> dict[str, Any]:
             "hourlyRemaining": round(totals["hourlyRemaining"], 1),
             "weeklyRemaining": round(totals["weeklyRemaining"], 1),
             "users": len(users),
+            "eligible": len(view.eligible) if view is not None else None,
+            "nextResetAt": view.next_reset if view is not None else None,
         },
         "masterKey": {
             "exists": master is not None,
@@ -99,6 +149,17 @@ async def user_table(store: Store, settings: Settings) -> dict[str, Any]:
             "lastUsedAt": master["last_used_at"] if master else None,
         },
     }
+
+
+def _reason(view: PoolView | None, user_id: int, has_key: bool) -> str | None:
+    """Return why the master key cannot use this account (None: it can, or no pool view)."""
+    if view is None:
+        return None
+    if not has_key:
+        return "no_key"
+    if user_id in view.eligible:
+        return None
+    return view.reasons.get(user_id, "not_linked")
 
 
 async def find_user(store: Store, raw_username: object) -> accounts.User:

@@ -7,6 +7,7 @@ that fails halfway only tears down what actually started.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,13 +17,14 @@ from . import sessions, shutdown
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_middleware
-from .keys import CIPHER, CODEX_BIN, ENGINE, MODELS, POOL, SETTINGS, STORE, USAGE
+from .keys import CIPHER, CODEX_BIN, ENGINE, LIMITS, MODELS, POOL, SETTINGS, STORE, USAGE
+from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
 from .routes import admin, device, execute, health, metrics, openai_api, portal, quicktest
 from .security import KeyCipher
 from .store import Store
-from .usage import UsageRecorder
+from .usage import UsageRecorder, run_pruner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,9 +65,31 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(engine_config(settings, app[CODEX_BIN] or "codex"))
     await engine.start()
     app[ENGINE] = engine
-    app[POOL] = Pool(settings, app[STORE])
+    limits = LimitCache(app[STORE], engine, settings.openai_rate_limit_cache_ttl_ms / 1000)
+    await limits.load()  # last good snapshots survive restarts (stale until re-read)
+    engine.on_rate_limits = limits.on_push  # pushed after every turn: no extra reads
+    app[LIMITS] = limits
+    app[POOL] = Pool(settings, app[STORE], limits)
     yield
     await engine.close()  # ends every app-server process group
+    await limits.close()  # cancels reads in flight, writes the last snapshots
+
+
+async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the limit refresher, the snapshot persister and usage pruning; cancel on exit."""
+    limits, pool, settings = app[LIMITS], app[POOL], app[SETTINGS]
+    await pool.candidates()  # the refresher's first round sees every account
+    tasks = [
+        asyncio.create_task(limits.run_refresher(pool.targets), name="limits-refresher"),
+        asyncio.create_task(limits.run_persister(), name="limits-persister"),
+        asyncio.create_task(
+            run_pruner(app[STORE], settings.usage_retention_days), name="usage-pruner"
+        ),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -85,8 +109,9 @@ def create_app(settings: Settings) -> web.Application:
     app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""
     if not app[CODEX_BIN]:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
-    # Lifetimes, in dependency order: database, usage writer, engine (+ pool).
-    app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx])
+    # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), then
+    # the background tasks that use them all.
+    app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx, _background_ctx])
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)

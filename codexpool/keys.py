@@ -9,6 +9,7 @@ from .admin_auth import AdminAuth
 from .codex.engine import Engine
 from .config import Settings
 from .device_login import DeviceLogins
+from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
 from .security import KeyCipher
@@ -21,6 +22,7 @@ STORE = web.AppKey("store", Store)
 CIPHER = web.AppKey("cipher", KeyCipher)
 ENGINE = web.AppKey("engine", Engine)
 POOL = web.AppKey("pool", Pool)
+LIMITS = web.AppKey("limits", LimitCache)
 USAGE = web.AppKey("usage", UsageRecorder)
 MODELS = web.AppKey("models", ModelCatalog)
 CODEX_BIN = web.AppKey("codex_bin", str)

@@ -1,21 +1,43 @@
 """Which linked account serves a request: the key owner's, or the next eligible one in the pool.
 
-Selection is a pure function over a snapshot of accounts, so it is cheap, testable without a
-server, and fair: a round-robin cursor over the eligible accounts sorted by id.
+Selection is two pure functions over in-memory data, so the master key's hot path touches
+neither SQLite nor the disk:
+
+- `build_view(candidates, limits, cooldowns, now)` decides eligibility for every account once
+  and says until when that answer holds (the next cooldown end or window reset);
+- `pick(eligible_ids, last_id)` is round-robin by account id: the next eligible id after the
+  one served last. Keyed by id rather than by position, it stays fair while accounts join or
+  leave: over N requests each of K eligible accounts serves N/K rounded up or down.
+
+The candidate index (keyed users with their link, opt-in and disabled flags) is reloaded from
+the database on a short TTL and at once after in-process key, link or user changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import logging
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import linking
 from .accounts import KeyPrincipal
+from .codex.events import TurnError
 from .config import Settings
 from .errors import ApiError
+from .limits import LimitCache, Limits, Target
 from .observe import SERVED_ACCOUNT
 from .store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+INDEX_TTL_S = 2.0  # picks up changes made by the CLI in another process
+USAGE_LIMIT_FALLBACK_S = 300.0  # cooldown when a usage-limit error names no reset time
+UNAUTHORIZED_COOLDOWN_S = 600.0  # a lost login needs a relink; retried after this anyway
 
 
 @dataclass(frozen=True)
@@ -32,63 +54,365 @@ class Account:
         return str(self.user_id)
 
 
-class Pool:
-    """Resolves principals to accounts; holds the round-robin cursor of the master key."""
+@dataclass(frozen=True)
+class Candidate:
+    """A keyed user as the index saw them (limits and cooldowns are kept apart)."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    user_id: int
+    username: str
+    codex_home: Path
+    linked: bool
+    opt_in: bool = True
+    disabled: bool = False
+    auth_mtime: float = 0.0
+
+    def account(self) -> Account:
+        """Return the engine-facing account."""
+        return Account(self.user_id, self.username, self.codex_home)
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """An account skipped until `until` (wall time) because a turn hit `reason`."""
+
+    until: float
+    reason: str  # "usage_limit" | "unauthorized"
+
+
+def ineligible_reason(
+    c: Candidate, lim: Limits | None, cooldown: Cooldown | None, now: float
+) -> str | None:
+    """Return why the master key may not use this account now, or None when it may."""
+    if c.disabled:
+        return "disabled"
+    if not c.linked:
+        return "not_linked"
+    if not c.opt_in:
+        return "opted_out"
+    if cooldown is not None and cooldown.until > now:
+        return "cooling_down"
+    if lim is None:
+        return "limits_unknown"
+    hourly, weekly = lim.hourly_remaining(now), lim.weekly_remaining(now)
+    if hourly is None or weekly is None:
+        return "limits_unknown"
+    if hourly <= 0:
+        return "hourly_exhausted"
+    if weekly <= 0:
+        return "weekly_exhausted"
+    return None
+
+
+def available_at(lim: Limits | None, cooldown: Cooldown | None, now: float) -> float | None:
+    """Return when time alone makes an exhausted or cooling account usable again, if known."""
+    times: list[float] = []
+    if cooldown is not None and cooldown.until > now:
+        times.append(cooldown.until)
+    if lim is not None:
+        for used, resets in (
+            (lim.primary_used, lim.primary_resets_at),
+            (lim.secondary_used, lim.secondary_resets_at),
+        ):
+            if used is not None and used >= 100 and resets is not None and resets > now:
+                times.append(float(resets))
+    return max(times) if times else None  # every blocker must have lifted
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """Eligibility of every candidate at one moment, valid until `valid_until` (wall time)."""
+
+    eligible: tuple[int, ...]  # user ids, ascending
+    reasons: Mapping[int, str]  # ineligible user id -> why
+    members: int  # linked, enabled, opted-in accounts (whatever their limits)
+    unknown: tuple[int, ...]  # members whose limits were never read
+    next_reset: float | None  # earliest time an exhausted or cooling member comes back
+    valid_until: float
+
+
+def build_view(
+    candidates: Sequence[Candidate],
+    limits: Mapping[int, Limits],
+    cooldowns: Mapping[int, Cooldown],
+    now: float,
+) -> PoolView:
+    """Decide every candidate's eligibility at `now` (pure: no I/O, no clock)."""
+    eligible: list[int] = []
+    reasons: dict[int, str] = {}
+    unknown: list[int] = []
+    members = 0
+    next_reset: float | None = None
+    valid_until = math.inf
+    for c in candidates:
+        lim = limits.get(c.user_id)
+        cd = cooldowns.get(c.user_id)
+        why = ineligible_reason(c, lim, cd, now)
+        if why not in ("disabled", "not_linked", "opted_out"):
+            members += 1
+        if why is None:
+            eligible.append(c.user_id)
+            # An eligible account's windows may reset and be re-read; nothing to wait for.
+            continue
+        reasons[c.user_id] = why
+        if why == "limits_unknown":
+            unknown.append(c.user_id)
+        back = available_at(lim, cd, now) if why != "limits_unknown" else None
+        if back is not None and why in ("cooling_down", "hourly_exhausted", "weekly_exhausted"):
+            next_reset = back if next_reset is None else min(next_reset, back)
+            valid_until = min(valid_until, back)
+    eligible.sort()
+    return PoolView(tuple(eligible), reasons, members, tuple(unknown), next_reset, valid_until)
+
+
+def pick(eligible: Sequence[int], last: int) -> int:
+    """Return the first eligible id after `last`, wrapping around (round-robin by id)."""
+    i = bisect.bisect_right(eligible, last)
+    return eligible[i] if i < len(eligible) else eligible[0]
+
+
+def _retry_after(at: float, now: float) -> str:
+    return str(max(1, math.ceil(at - now)))
+
+
+def _when(at: float, now: float) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    return f"{stamp} (unix {int(at)}, in {max(1, math.ceil(at - now))} s)"
+
+
+@dataclass
+class _Index:
+    candidates: tuple[Candidate, ...] = ()
+    by_id: dict[int, Candidate] = field(default_factory=dict)
+    loaded_at: float = -math.inf  # monotonic
+
+
+class Pool:
+    """Resolves principals to accounts; owns the candidate index, cooldowns and the cursor."""
+
+    def __init__(self, settings: Settings, store: Store, limits: LimitCache | None = None) -> None:
         self._settings = settings
         self._store = store
-        self._cursor = 0
-        # account user id -> monotonic time until which it is skipped (usage limit, lost login)
-        self.cooldowns: dict[int, float] = {}
+        self._limits = limits
+        self._index = _Index()
+        self._reload: asyncio.Task[None] | None = None
+        self._view: PoolView | None = None
+        self._last = -1  # id of the account served last by the master key
+        # account user id -> until when it is skipped (usage limit, lost login)
+        self.cooldowns: dict[int, Cooldown] = {}
+        if limits is not None:
+            limits.on_change = self._limits_changed
 
+    # --- index ---------------------------------------------------------------------------
     def account_for(self, user_id: int, username: str) -> Account:
         """Return the account of one user."""
         return Account(user_id, username, linking.codex_home(self._settings, user_id))
 
+    def invalidate(self) -> None:
+        """Reload the candidate index on next use (keys, links, opt-in or users changed)."""
+        self._index.loaded_at = -math.inf
+
+    async def _load_index(self) -> None:
+        rows = await self._store.fetchall(
+            "SELECT u.id, u.username, u.pool_opt_in, u.disabled FROM users u "
+            "JOIN api_keys k ON k.user_id = u.id AND k.kind = 'user' AND k.revoked_at IS NULL "
+            "ORDER BY u.id"
+        )
+        old = self._index.by_id
+        candidates = []
+        for r in rows:
+            home = linking.codex_home(self._settings, r["id"])
+            try:
+                mtime = (home / "auth.json").stat().st_mtime
+            except OSError:
+                mtime = 0.0
+            c = Candidate(
+                r["id"],
+                r["username"],
+                home,
+                bool(mtime) and linking.is_linked(home),
+                bool(r["pool_opt_in"]),
+                bool(r["disabled"]),
+                mtime,
+            )
+            prev = old.get(c.user_id)
+            cd = self.cooldowns.get(c.user_id)
+            if cd and cd.reason == "unauthorized" and prev and prev.auth_mtime != mtime:
+                del self.cooldowns[c.user_id]  # relinked: try the new login at once
+            candidates.append(c)
+        self._index = _Index(
+            tuple(candidates), {c.user_id: c for c in candidates}, time.monotonic()
+        )
+        self._view = None
+
+    async def candidates(self) -> tuple[Candidate, ...]:
+        """Return the keyed users, reloading the index when it is older than its TTL.
+
+        Only the first load is awaited by callers; later reloads run in the background and
+        requests keep using the previous index meanwhile.
+        """
+        if time.monotonic() - self._index.loaded_at >= INDEX_TTL_S:
+            if self._reload is None or self._reload.done():
+                self._reload = asyncio.create_task(self._load_index(), name="pool-index")
+            if not self._index.by_id or self._index.loaded_at == -math.inf:
+                await asyncio.shield(self._reload)
+        return self._index.candidates
+
+    def targets(self) -> list[Target]:
+        """Return the accounts whose limits the refresher keeps fresh (keyed, linked, enabled)."""
+        return [
+            Target(c.user_id, c.codex_home)
+            for c in self._index.candidates
+            if c.linked and not c.disabled
+        ]
+
+    # --- eligibility ---------------------------------------------------------------------
+    def _limits_changed(self, user_id: int) -> None:
+        self._view = None
+
+    def view(self, now: float | None = None) -> PoolView:
+        """Return the current eligibility view, rebuilt only when something changed."""
+        now = time.time() if now is None else now
+        view = self._view
+        if view is None or now >= view.valid_until:
+            self.cooldowns = {k: v for k, v in self.cooldowns.items() if v.until > now}
+            limits = self._limits.snapshot() if self._limits is not None else {}
+            view = build_view(self._index.candidates, limits, self.cooldowns, now)
+            self._view = view
+        return view
+
+    def select(
+        self, now: float | None = None, exclude: frozenset[int] = frozenset()
+    ) -> Account | None:
+        """Pick the master key's next account from memory (the hot path: no I/O)."""
+        eligible = self.view(now).eligible
+        if exclude:  # failover: skip the accounts this request already tried
+            eligible = tuple(u for u in eligible if u not in exclude)
+        if not eligible:
+            return None
+        self._last = pick(eligible, self._last)
+        return self._index.by_id[self._last].account()
+
     async def linked_accounts(self) -> list[Account]:
         """Return every keyed, linked, opted-in, enabled account, by id."""
-        rows = await self._store.fetchall(
-            "SELECT u.id, u.username FROM users u JOIN api_keys k ON k.user_id = u.id "
-            "AND k.kind = 'user' AND k.revoked_at IS NULL "
-            "WHERE u.disabled = 0 AND u.pool_opt_in = 1 ORDER BY u.id"
-        )
-        accounts = [self.account_for(r["id"], r["username"]) for r in rows]
-        return [a for a in accounts if linking.is_linked(a.codex_home)]
+        return [
+            c.account() for c in await self.candidates() if c.linked and c.opt_in and not c.disabled
+        ]
 
     async def eligible_count(self) -> int:
         """Return how many accounts the master key could use right now."""
-        now = time.monotonic()
-        return sum(
-            1 for a in await self.linked_accounts() if self.cooldowns.get(a.user_id, 0) <= now
-        )
+        await self.candidates()
+        return len(self.view().eligible)
 
-    async def choose(self, principal: KeyPrincipal) -> Account:
+    def limits_of(self, user_id: int) -> Limits | None:
+        """Return an account's cached limits."""
+        return self._limits.get(user_id) if self._limits is not None else None
+
+    def cooldown_of(self, user_id: int, now: float | None = None) -> Cooldown | None:
+        """Return the account's active cooldown, if any."""
+        cd = self.cooldowns.get(user_id)
+        return cd if cd is not None and cd.until > (now or time.time()) else None
+
+    # --- choosing --------------------------------------------------------------------------
+    async def choose(
+        self, principal: KeyPrincipal, exclude: frozenset[int] = frozenset()
+    ) -> Account:
         """Return the account that serves this principal's next request, or raise why none."""
         if principal.kind == "user":
             assert principal.user_id is not None and principal.username is not None
-            account = self.account_for(principal.user_id, principal.username)
-            if not linking.is_linked(account.codex_home):
-                raise ApiError(
-                    403,
-                    "This key's owner has no linked ChatGPT account; link one on the portal "
-                    "(/openai) first.",
-                    "account_not_linked",
-                )
-            SERVED_ACCOUNT.set(account.username)  # for the access log line
-            return account
-        now = time.monotonic()
-        eligible = [
-            a for a in await self.linked_accounts() if self.cooldowns.get(a.user_id, 0) <= now
-        ]
-        if not eligible:
+            account = self._own_account(principal.user_id, principal.username)
+        else:
+            account = await self._pool_account(exclude)
+        SERVED_ACCOUNT.set(account.username)  # for the access log line
+        return account
+
+    def _own_account(self, user_id: int, username: str) -> Account:
+        account = self.account_for(user_id, username)
+        if not linking.is_linked(account.codex_home):
             raise ApiError(
+                403,
+                "This key's owner has no linked ChatGPT account; link one on the portal "
+                "(/openai) first.",
+                "account_not_linked",
+            )
+        now = time.time()
+        lim = self.limits_of(user_id)
+        cd = self.cooldown_of(user_id, now)
+        back = available_at(lim, cd, now)
+        if back is not None:
+            raise ApiError(
+                429,
+                f"This key's ChatGPT account has used up its Codex limit; it resets at "
+                f"{_when(back, now)}.",
+                "account_exhausted",
+                headers={"Retry-After": _retry_after(back, now)},
+            )
+        return account
+
+    async def _pool_account(self, exclude: frozenset[int]) -> Account:
+        await self.candidates()
+        account = self.select(exclude=exclude)
+        if account is None and self._limits is not None and self.view().unknown:
+            # Accounts never read yet (just linked, fresh start): read them now, once.
+            view = self.view()
+            await asyncio.gather(
+                *(
+                    self._limits.refresh(Target(uid, self._index.by_id[uid].codex_home))
+                    for uid in view.unknown
+                    if uid in self._index.by_id
+                ),
+                return_exceptions=True,
+            )
+            account = self.select(exclude=exclude)
+        if account is None:
+            raise self.exhausted_error()
+        return account
+
+    def exhausted_error(self) -> ApiError:
+        """Return the error for a master-key request no account can serve."""
+        now = time.time()
+        view = self.view(now)
+        if view.members == 0:
+            return ApiError(
                 503,
                 "No linked accounts: link a ChatGPT account on the portal (/openai) and give it "
                 "a key before using the master key.",
                 "no_linked_accounts",
             )
-        account = eligible[self._cursor % len(eligible)]
-        self._cursor += 1
-        SERVED_ACCOUNT.set(account.username)  # for the access log line
-        return account
+        if view.next_reset is not None:
+            return ApiError(
+                429,
+                f"The pool is exhausted: all {view.members} pool accounts have used up their "
+                f"Codex limits or are cooling down; the earliest resets at "
+                f"{_when(view.next_reset, now)}.",
+                "pool_exhausted",
+                headers={"Retry-After": _retry_after(view.next_reset, now)},
+            )
+        return ApiError(
+            503,
+            "The Codex limits of the pool's accounts could not be read, so none can be used "
+            "yet; retry shortly (see the server log).",
+            "limits_unavailable",
+            source="upstream",
+            headers={"Retry-After": "5"},
+        )
+
+    def mark_failed(self, account: Account, exc: TurnError) -> bool:
+        """Cool an account down after a usage-limit or lost-login failure; tell if it was."""
+        now = time.time()
+        if exc.kind == "usage_limit":
+            until = float(exc.resets_at) if exc.resets_at and exc.resets_at > now else None
+            cd = Cooldown(until or now + USAGE_LIMIT_FALLBACK_S, "usage_limit")
+        elif exc.kind == "unauthorized":
+            cd = Cooldown(now + UNAUTHORIZED_COOLDOWN_S, "unauthorized")
+        else:
+            return False
+        self.cooldowns[account.user_id] = cd
+        self._view = None
+        _LOGGER.warning(
+            "Account %s (%s) cooled down until %s: %s",
+            account.username,
+            account.user_id,
+            time.strftime("%H:%M:%S", time.gmtime(cd.until)),
+            exc.kind,
+        )
+        return True

@@ -152,3 +152,19 @@ async def prune(store: Store, retention_days: int) -> int:
     """Delete usage rows older than the retention; return how many went."""
     cutoff = time.time() - retention_days * 86_400
     return await store.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+
+
+PRUNE_EVERY_S = 6 * 3600
+
+
+async def run_pruner(store: Store, retention_days: int, every_s: float = PRUNE_EVERY_S) -> None:
+    """Prune old usage rows at start-up and then every few hours (a background task)."""
+    while True:
+        try:
+            gone = await prune(store, retention_days)
+        except Exception:
+            _LOGGER.exception("Pruning usage rows failed")
+        else:
+            if gone:
+                _LOGGER.info("Pruned %s usage rows older than %s days", gone, retention_days)
+        await asyncio.sleep(every_s)

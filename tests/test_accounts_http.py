@@ -380,7 +380,11 @@ async def test_user_table_and_totals(api: Any, settings: Settings, tmp_path: Pat
         "linked": 1,
         "keyed": 1,
         "users": 2,
+        "eligible": 0,  # the pool has not read ivy's limits itself (rows written behind it)
+        "nextResetAt": None,
     }
+    assert jack["eligible"] is False and jack["ineligibleReason"] == "no_key"
+    assert ivy_row["limitsAgeSeconds"] >= 0 and ivy_row["limitsError"] is None
 
 
 async def test_pool_opt_in(api: Any) -> None:

@@ -39,6 +39,8 @@ def linked(live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path
         start=False, codexConfigOverrides=codex_overrides(fake_backend.url)
     )
     key = link_user(server, tmp_path, "alice", "acct_alice")
+    # The fake is shared by the session: undo what an earlier test's usage limit left behind.
+    fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
     server.start()
     return server, key
 
@@ -200,13 +202,6 @@ def test_bad_input_matrix(linked: Any) -> None:
 def test_usage_limit_and_upstream_errors(linked: Any, fake_backend: Any) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    resets = int(time.time()) + 1800
-    fake_backend.script("acct_alice", fake_backend.usage_limit(resets))
-    with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "x"}])
-    assert info.value.body["code"] == "usage_limit_reached"
-    assert info.value.response.headers["x-codexpool-error-source"] == "upstream"
-    assert 0 < int(info.value.response.headers["retry-after"]) <= 1800
     fake_backend.script("acct_alice", fake_backend.status(500))
     with pytest.raises(openai.APIStatusError) as info2:
         list(
@@ -216,6 +211,21 @@ def test_usage_limit_and_upstream_errors(linked: Any, fake_backend: Any) -> None
         )
     assert info2.value.status_code == 502
     assert info2.value.body["code"] == "upstream_error"
+    assert info2.value.response.headers["x-codexpool-error-source"] == "upstream"
+    resets = int(time.time()) + 1800
+    fake_backend.script("acct_alice", fake_backend.usage_limit(resets))
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "x"}])
+    assert info.value.body["code"] == "usage_limit_reached"
+    assert info.value.response.headers["x-codexpool-error-source"] == "upstream"
+    assert 0 < int(info.value.response.headers["retry-after"]) <= 1800
+    # Now the gateway knows: the account is refused up front with its own reset time.
+    with pytest.raises(openai.RateLimitError) as info3:
+        client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "x"}])
+    assert info3.value.body["code"] == "account_exhausted"
+    assert str(resets) in info3.value.body["message"]
+    assert info3.value.response.headers["x-codexpool-error-source"] == "gateway"
+    assert 1790 <= int(info3.value.response.headers["retry-after"]) <= 1800
 
 
 def test_deadline_gives_timeout(linked: Any, fake_backend: Any) -> None:

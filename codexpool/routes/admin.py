@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .. import accounts, admin_users, audit, sessions
 from ..errors import ApiError, read_json_object
-from ..keys import ADMIN_AUTH, CIPHER, DEVICE_LOGINS, SETTINGS, STORE, THROTTLE
+from ..keys import ADMIN_AUTH, CIPHER, DEVICE_LOGINS, LIMITS, POOL, SETTINGS, STORE, THROTTLE
 from .common import ip_of, ok, read_credentials, read_optional_object
 
 ADMIN_SCOPE = "admin"
@@ -50,7 +50,8 @@ async def me(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     """Return the portal user table, totals and the master key summary."""
     await sessions.require_admin(request)
-    table = await admin_users.user_table(request.app[STORE], request.app[SETTINGS])
+    app = request.app
+    table = await admin_users.user_table(app[STORE], app[SETTINGS], app[POOL])
     return web.json_response(table)
 
 
@@ -90,6 +91,8 @@ async def delete_user(request: web.Request) -> web.Response:
     store = request.app[STORE]
     user = await admin_users.find_user(store, body.get("username"))
     await admin_users.delete_user(store, request.app[SETTINGS], request.app[DEVICE_LOGINS], user)
+    request.app[POOL].invalidate()
+    request.app[LIMITS].forget(user.id)
     await audit.record(store, "admin", "user.delete", user.username, None, ip_of(request))
     return ok(username=user.username, deleted=True)
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import audit, sessions
 from ..device_login import DeviceLogins
-from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, SETTINGS, STORE
+from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, SETTINGS, STORE
 from .common import ip_of
 
 
@@ -35,6 +35,7 @@ async def unlink(request: web.Request) -> web.Response:
     """Log the user's account out of Codex, stop its app-server and remove auth.json."""
     user = await sessions.require_portal_user(request)
     was_linked = await request.app[DEVICE_LOGINS].unlink(user.id)
+    request.app[POOL].invalidate()
     await audit.record(
         request.app[STORE],
         f"user:{user.username}",

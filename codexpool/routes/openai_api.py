@@ -6,12 +6,11 @@ import time
 
 from aiohttp import web
 
-from .. import chat
+from .. import dispatch
 from ..api_auth import require_api_key
 from ..errors import ApiError, read_json_object
-from ..keys import ENGINE, MODELS, POOL, SETTINGS, USAGE
+from ..keys import ENGINE, MODELS, POOL
 from ..openai_compat import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
-from ..usage import UsageRow
 
 PREFIX = "/api/openai/v1"
 
@@ -20,52 +19,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Answer an OpenAI chat completion (streamed or not) from a Codex turn."""
     started = time.monotonic()
     principal = await require_api_key(request)
-    settings = request.app[SETTINGS]
-    catalog = request.app[MODELS]
     body = await read_json_object(request)
-    req = parse_chat_request(body, catalog.resolve)
-    account = await request.app[POOL].choose(principal)
-    events = request.app[ENGINE].run_turn(
-        account.key, account.codex_home, chat.turn_request(req, settings.openai_codex_timeout_ms)
+    req = parse_chat_request(body, request.app[MODELS].resolve)
+    return await dispatch.run_chat(
+        request, req, endpoint="chat.completions", principal=principal, started=started
     )
-    outcome = chat.TurnOutcome()
-    status = 499  # stays so only when the client goes away mid-request
-    try:
-        if req.stream:
-            resp = await chat.stream(request, events, req, outcome)
-        else:
-            result, outcome = await chat.complete(events, req)
-            resp = web.json_response(result)
-        status = outcome.status
-        return resp
-    except ApiError as exc:
-        status = exc.status
-        outcome.error = exc
-        raise
-    finally:
-        await events.aclose()  # interrupts the turn if it is still running (client gone)
-        u = outcome.usage
-        request.app[USAGE].record(
-            UsageRow(
-                ts=time.time(),
-                endpoint="chat.completions",
-                key_id=principal.key_id,
-                key_kind=principal.kind,
-                account_user_id=account.user_id,
-                model=req.raw_model,
-                stream=req.stream,
-                status=status,
-                error_code=outcome.error.code if outcome.error else None,
-                latency_ms=(time.monotonic() - started) * 1000,
-                ttft_ms=(outcome.first_token_at - started) * 1000
-                if outcome.first_token_at
-                else None,
-                input_tokens=u.input_tokens if u else None,
-                cached_tokens=u.cached_input_tokens if u else None,
-                output_tokens=u.output_tokens if u else None,
-                reasoning_tokens=u.reasoning_tokens if u else None,
-            )
-        )
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import accounts, audit, linking, sessions
 from ..errors import ApiError, read_json_object
-from ..keys import CIPHER, DEVICE_LOGINS, SETTINGS, STORE, THROTTLE
+from ..keys import CIPHER, DEVICE_LOGINS, POOL, SETTINGS, STORE, THROTTLE
 from ..security import hash_password, verify_password
 from .common import ip_of, ok, read_credentials, read_optional_object
 
@@ -103,6 +103,7 @@ async def rotate_key(request: web.Request) -> web.Response:
         user_id=user.id,
         label=label,
     )
+    app[POOL].invalidate()  # a first key makes the account a pool candidate
     row = await accounts.live_key_row(store, user_id=user.id, kind="user")
     assert row is not None
     await audit.record(
@@ -122,6 +123,7 @@ async def pool_opt_in(request: web.Request) -> web.Response:
         raise ApiError(400, "optIn must be true or false", "invalid_request", param="optIn")
     store = request.app[STORE]
     await accounts.set_pool_opt_in(store, user.id, opt_in)
+    request.app[POOL].invalidate()
     await audit.record(
         store,
         f"user:{user.username}",

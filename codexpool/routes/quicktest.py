@@ -13,16 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import chat, sessions
+from .. import dispatch, sessions
 from ..accounts import KeyPrincipal
 from ..api_auth import extract_key, require_api_key
 from ..errors import ApiError, read_json_object
-from ..keys import ENGINE, MODELS, POOL, SETTINGS, USAGE
+from ..keys import MODELS, POOL
 from ..linking import is_linked
 from ..models import DEFAULT_ALIAS
 from ..openai_compat import ChatRequest
 from ..pool import Account
-from ..usage import UsageRow
 
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_TIMEOUT_MS = 120_000
@@ -57,14 +56,16 @@ def parse_quick_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest
     )
 
 
-async def _account(request: web.Request) -> tuple[Account, KeyPrincipal | None]:
-    """Resolve the caller: an API key when one is sent (never falling back), else the cookie."""
-    pool = request.app[POOL]
+async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | None]:
+    """Resolve the caller: an API key when one is sent (never falling back), else the cookie.
+
+    A key leaves the account to the pool (owner's account, or any eligible one with failover
+    for the master key); the cookie pins the signed-in user's own account.
+    """
     if extract_key(request) is not None:
-        principal = await require_api_key(request)
-        return await pool.choose(principal), principal
+        return None, await require_api_key(request)
     user = await sessions.require_portal_user(request)
-    account = pool.account_for(user.id, user.username)
+    account = request.app[POOL].account_for(user.id, user.username)
     if not is_linked(account.codex_home):
         raise ApiError(
             403,
@@ -77,51 +78,17 @@ async def _account(request: web.Request) -> tuple[Account, KeyPrincipal | None]:
 async def execute_session(request: web.Request) -> web.StreamResponse:
     """Run one quick turn and answer as a chat completion (or a chunk stream)."""
     started = time.monotonic()
-    account, principal = await _account(request)
+    account, principal = await _caller(request)
     body = await read_json_object(request)
     req = parse_quick_request(body, request.app[MODELS].resolve)
-    settings = request.app[SETTINGS]
-    events = request.app[ENGINE].run_turn(
-        account.key, account.codex_home, chat.turn_request(req, settings.openai_codex_timeout_ms)
+    return await dispatch.run_chat(
+        request,
+        req,
+        endpoint="codex.execute-session",
+        principal=principal,
+        account=account,
+        started=started,
     )
-    outcome = chat.TurnOutcome()
-    status = 499
-    try:
-        if req.stream:
-            resp = await chat.stream(request, events, req, outcome)
-        else:
-            result, outcome = await chat.complete(events, req)
-            resp = web.json_response(result)
-        status = outcome.status
-        return resp
-    except ApiError as exc:
-        status = exc.status
-        outcome.error = exc
-        raise
-    finally:
-        await events.aclose()
-        u = outcome.usage
-        request.app[USAGE].record(
-            UsageRow(
-                ts=time.time(),
-                endpoint="codex.execute-session",
-                key_id=principal.key_id if principal else None,
-                key_kind=principal.kind if principal else "session",
-                account_user_id=account.user_id,
-                model=req.raw_model,
-                stream=req.stream,
-                status=status,
-                error_code=outcome.error.code if outcome.error else None,
-                latency_ms=(time.monotonic() - started) * 1000,
-                ttft_ms=(outcome.first_token_at - started) * 1000
-                if outcome.first_token_at
-                else None,
-                input_tokens=u.input_tokens if u else None,
-                cached_tokens=u.cached_input_tokens if u else None,
-                output_tokens=u.output_tokens if u else None,
-                reasoning_tokens=u.reasoning_tokens if u else None,
-            )
-        )
 
 
 def setup(app: web.Application) -> None:

@@ -1,0 +1,117 @@
+"""Run one chat request on an account, failing over to another pool account when it must.
+
+A master-key turn that fails before any byte reached the client because its account hit the
+usage limit or lost its login is retried on the next eligible account (at most `MAX_TRIES`
+accounts in all); the failed account is cooled down until its reset. Response headers go out
+only with the first upstream event (see chat.py), so the client never sees the first failure
+and nothing has to be buffered. Exactly one usage row is written per request, naming the
+account that finally served it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from . import chat
+from .accounts import KeyPrincipal
+from .codex.events import TurnError
+from .errors import ApiError
+from .keys import ENGINE, POOL, SETTINGS, USAGE
+from .openai_compat import ChatRequest
+from .pool import Account
+from .usage import UsageRow
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_TRIES = 3
+FAILOVER_KINDS = frozenset({"usage_limit", "unauthorized"})
+
+
+async def run_chat(
+    request: web.Request,
+    req: ChatRequest,
+    *,
+    endpoint: str,
+    principal: KeyPrincipal | None,
+    account: Account | None = None,
+    started: float | None = None,
+) -> web.StreamResponse:
+    """Answer a chat request; `account` pins it (portal cookie), else the pool chooses."""
+    started = time.monotonic() if started is None else started
+    app = request.app
+    pool, engine = app[POOL], app[ENGINE]
+    turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms)
+    can_fail_over = account is None and principal is not None and principal.kind == "master"
+    served: Account | None = account
+    outcome = chat.TurnOutcome()
+    status = 499  # stays so only when the client goes away mid-request
+    tried: set[int] = set()
+    try:
+        for attempt in range(1, MAX_TRIES + 1):
+            if account is None:
+                assert principal is not None
+                served = None
+                served = await pool.choose(principal, frozenset(tried))
+            assert served is not None
+            tried.add(served.user_id)
+            outcome = chat.TurnOutcome()
+            events = engine.run_turn(served.key, served.codex_home, turn)
+            try:
+                if req.stream:
+                    resp = await chat.stream(request, events, req, outcome)
+                else:
+                    body, outcome = await chat.complete(events, req)
+                    resp = web.json_response(body)
+                status = outcome.status
+                return resp
+            except ApiError as exc:
+                # A raised error means nothing reached the client yet (chat.py contract).
+                cause = exc.__cause__
+                if not isinstance(cause, TurnError) or not pool.mark_failed(served, cause):
+                    raise
+                if not can_fail_over or cause.kind not in FAILOVER_KINDS:
+                    raise
+                if attempt == MAX_TRIES:
+                    if not pool.view().eligible:
+                        raise pool.exhausted_error() from exc
+                    raise
+                _LOGGER.info(
+                    "Account %s failed before any output (%s); failing over (try %s of %s)",
+                    served.username,
+                    cause.kind,
+                    attempt + 1,
+                    MAX_TRIES,
+                )
+            finally:
+                await events.aclose()  # interrupts the turn if it is still running
+        raise AssertionError("unreachable")  # the loop returns or raises
+    except ApiError as exc:
+        status = exc.status
+        outcome.error = exc
+        raise
+    finally:
+        u = outcome.usage
+        app[USAGE].record(
+            UsageRow(
+                ts=time.time(),
+                endpoint=endpoint,
+                key_id=principal.key_id if principal else None,
+                key_kind=principal.kind if principal else "session",
+                account_user_id=served.user_id if served else None,
+                model=req.raw_model,
+                stream=req.stream,
+                status=status,
+                error_code=outcome.error.code if outcome.error else None,
+                latency_ms=(time.monotonic() - started) * 1000,
+                ttft_ms=(outcome.first_token_at - started) * 1000
+                if outcome.first_token_at
+                else None,
+                input_tokens=u.input_tokens if u else None,
+                cached_tokens=u.cached_input_tokens if u else None,
+                output_tokens=u.output_tokens if u else None,
+                reasoning_tokens=u.reasoning_tokens if u else None,
+            )
+        )
