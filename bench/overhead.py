@@ -100,6 +100,22 @@ async def measure(run_one, level: int, rounds: int) -> tuple[list[float], list[f
     return ttfb, totals
 
 
+async def measure_steady(run_one, level: int, seconds: float) -> tuple[list[float], list[float]]:
+    """Keep `level` streams open for `seconds` (each client starts a new one when one ends)."""
+    ttfb: list[float] = []
+    totals: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def client() -> None:
+        while time.perf_counter() < stop_at:
+            first, total = await run_one()
+            ttfb.append(first)
+            totals.append(total)
+
+    await asyncio.gather(*(client() for _ in range(level)))
+    return ttfb, totals
+
+
 def cold_exec(
     codex_bin: str, home: Path, overrides: list[str], n: int
 ) -> list[tuple[float, float]]:
@@ -149,7 +165,26 @@ async def main() -> None:
         action="store_true",
         help="use the instant fake app-server instead of the real binary (gateway overhead only)",
     )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=0.0,
+        help="instead of waves, keep N streams open for this many seconds per level",
+    )
+    parser.add_argument(
+        "--delta-ms",
+        type=int,
+        default=0,
+        help="with --fake-codex: ms between the fake's text deltas (streams stay open longer)",
+    )
     args = parser.parse_args()
+    os.environ["FAKE_CODEX_DELAY_MS"] = str(args.delta_ms)  # read by the fake app-server
+
+    async def run(run_one, level: int) -> tuple[list[float], list[float]]:
+        if args.steady:
+            return await measure_steady(run_one, level, args.steady)
+        return await measure(run_one, level, args.rounds)
+
     levels = [int(x) for x in args.levels.split(",")]
     codex_bin = FAKE_CODEX if args.fake_codex else find_codex_bin()
     if not codex_bin:
@@ -183,9 +218,7 @@ async def main() -> None:
         async with aiohttp.ClientSession(connector=conn) as session:
             await measure(lambda: one_gateway_stream(session, url, key), 2, 2)  # warm up
             for level in levels:
-                ttfb, totals = await measure(
-                    lambda: one_gateway_stream(session, url, key), level, args.rounds
-                )
+                ttfb, totals = await run(lambda: one_gateway_stream(session, url, key), level)
                 rows.append(("gateway", level, ttfb, totals))
     finally:
         server.stop()
@@ -203,7 +236,7 @@ async def main() -> None:
     async with Engine(config) as engine:
         await measure(lambda: one_direct_turn(engine, home), 2, 2)
         for level in levels:
-            ttfb, totals = await measure(lambda: one_direct_turn(engine, home), level, args.rounds)
+            ttfb, totals = await run(lambda: one_direct_turn(engine, home), level)
             rows.append(("direct app-server", level, ttfb, totals))
 
     cold = [] if args.fake_codex else cold_exec(codex_bin, home, overrides, args.exec_runs)
@@ -211,7 +244,12 @@ async def main() -> None:
 
     print(
         f"\n{version}, "
-        f"{os.cpu_count()} cores, fake backend answering instantly, {args.rounds} waves/level"
+        f"{os.cpu_count()} cores, fake backend answering instantly, "
+        + (
+            f"{args.steady:.0f} s steady per level, {args.delta_ms} ms between deltas"
+            if args.steady
+            else f"{args.rounds} waves/level"
+        )
     )
     print(
         f"{'path':<20}{'conc':>5}{'n':>5}{'ttfb p50':>10}{'ttfb p99':>10}"

@@ -7,8 +7,6 @@ stream that carries an error.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +18,7 @@ from aiohttp import web
 from . import sse
 from .codex.engine import TurnRequest
 from .codex.events import (
+    Heartbeat,
     RateLimitUpdate,
     ReasoningDelta,
     TextDelta,
@@ -30,7 +29,6 @@ from .errors import ApiError, error_body
 from .openai_compat import ChatRequest, ChunkFactory, completion, usage_dict
 
 _LOGGER = logging.getLogger(__name__)
-PING_SECONDS = 15.0
 
 # TurnError.kind -> (HTTP status, error code, who produced it)
 _ERROR_MAP: dict[str, tuple[int, str, str]] = {
@@ -121,10 +119,6 @@ async def complete(events: AsyncIterator[object], req: ChatRequest) -> tuple[dic
     return body, outcome
 
 
-async def _next_event(events: AsyncIterator[object]) -> object:
-    return await events.__anext__()
-
-
 async def stream(
     request: web.Request, events: AsyncIterator[object], req: ChatRequest, outcome: TurnOutcome
 ) -> web.StreamResponse:
@@ -132,24 +126,11 @@ async def stream(
     chunks = ChunkFactory(req.raw_model)
     resp: web.StreamResponse | None = None
     try:
-        while True:
-            nxt = asyncio.ensure_future(_next_event(events))
-            try:
-                while True:
-                    done, _ = await asyncio.wait({nxt}, timeout=PING_SECONDS)
-                    if done:
-                        break
-                    if resp is not None:
-                        await resp.write(sse.PING)  # keeps proxies from closing a quiet stream
-                event = nxt.result()
-            except StopAsyncIteration:
-                break
-            except BaseException:
-                if not nxt.done():
-                    nxt.cancel()
-                    with contextlib.suppress(BaseException):
-                        await nxt
-                raise
+        async for event in events:
+            if isinstance(event, Heartbeat):
+                if resp is not None:
+                    await resp.write(sse.PING)  # keeps proxies from closing a quiet stream
+                continue
             if resp is None:
                 resp = await sse.open_stream(request)
                 await resp.write(sse.encode(chunks.role()))

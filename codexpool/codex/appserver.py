@@ -119,7 +119,8 @@ class AppServer:
         self._pending[rid] = fut
         try:
             await self._send({"id": rid, "method": method, "params": params})
-            return await asyncio.wait_for(fut, wait_s)
+            async with asyncio.timeout(wait_s):
+                return await fut
         except TimeoutError as exc:
             raise TurnError("timeout", f"codex did not answer {method} in {wait_s:.0f}s") from exc
         finally:

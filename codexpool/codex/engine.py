@@ -18,6 +18,7 @@ from typing import Any
 
 from .appserver import CRASHED, AppServer
 from .events import (
+    Heartbeat,
     RateLimitSnapshot,
     RateLimitUpdate,
     ReasoningDelta,
@@ -73,6 +74,7 @@ class EngineConfig:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     scratch_root: Path = Path("scratch")
     request_timeout_s: float = 30.0
+    heartbeat_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ class Engine:
 
     async def run_turn(
         self, account_key: str, codex_home: Path, request: TurnRequest
-    ) -> AsyncIterator[TextDelta | ReasoningDelta | Usage | RateLimitUpdate | TurnDone]:
+    ) -> AsyncIterator[TextDelta | ReasoningDelta | Usage | RateLimitUpdate | Heartbeat | TurnDone]:
         """Run one chat turn and yield its events; raises TurnError on failure.
 
         Stopping the iteration early (client gone) interrupts the turn on the app-server.
@@ -311,9 +313,15 @@ class Engine:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TurnError("timeout", f"the Codex turn took longer than {timeout:.0f}s")
+                wait = min(remaining, self.config.heartbeat_s)
                 try:
-                    msg = await asyncio.wait_for(queue.get(), remaining)
+                    # asyncio.timeout, not wait_for: no extra task per message on the hot path.
+                    async with asyncio.timeout(wait):
+                        msg = await queue.get()
                 except TimeoutError:
+                    if wait < remaining:
+                        yield Heartbeat()
+                        continue
                     raise TurnError(
                         "timeout", f"the Codex turn took longer than {timeout:.0f}s"
                     ) from None

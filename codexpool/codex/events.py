@@ -71,13 +71,18 @@ class RateLimitUpdate:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """Nothing happened for a while; lets a streaming client send a keep-alive."""
+
+
+@dataclass(frozen=True)
 class TurnDone:
     """The turn finished normally."""
 
     status: str
 
 
-Event = TextDelta | ReasoningDelta | Usage | RateLimitUpdate | TurnDone
+Event = TextDelta | ReasoningDelta | Usage | RateLimitUpdate | Heartbeat | TurnDone
 
 KINDS = (
     "usage_limit",

@@ -8,26 +8,34 @@ spoken; shapes follow what codex 0.169.0 sent in codex-protocol.md section 2.3.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
 import time
 import uuid
 
 REPLY = ["Hello", " from", " the fake", " app-server."]
+# Milliseconds between text deltas (env FAKE_CODEX_DELAY_MS): 0 answers instantly; a delay keeps
+# many streams open at once, for steady-state measurements.
+DELAY_S = float(os.environ.get("FAKE_CODEX_DELAY_MS", "0")) / 1000
 
 
 def send(msg: dict) -> None:
     """Write one JSON-RPC line."""
     sys.stdout.write(json.dumps(msg, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
-def turn(rid: object, thread_id: str) -> None:
+async def turn(rid: object, thread_id: str) -> None:
     """Answer turn/start and stream a whole turn."""
     turn_id = str(uuid.uuid4())
     send({"id": rid, "result": {"turn": {"id": turn_id, "status": "inProgress", "items": []}}})
     base = {"threadId": thread_id, "turnId": turn_id}
     send({"method": "turn/started", "params": {**base, "turn": {"id": turn_id}}})
     for piece in REPLY:
+        if DELAY_S:
+            await asyncio.sleep(DELAY_S)
         send(
             {
                 "method": "item/agentMessage/delta",
@@ -58,8 +66,12 @@ def turn(rid: object, thread_id: str) -> None:
     )
 
 
-def main() -> None:
-    """Serve JSON-RPC on stdio until stdin closes."""
+async def serve() -> None:
+    """Serve JSON-RPC on stdio until stdin closes; turns run concurrently."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks: set[asyncio.Task[None]] = set()
     now = int(time.time())
     limits = {
         "limitId": "codex",
@@ -67,7 +79,7 @@ def main() -> None:
         "secondary": {"usedPercent": 5, "windowDurationMins": 10080, "resetsAt": now + 86400},
         "planType": "plus",
     }
-    for line in sys.stdin:
+    while line := await reader.readline():
         try:
             msg = json.loads(line)
         except ValueError:
@@ -90,15 +102,16 @@ def main() -> None:
         elif method == "thread/start":
             send({"id": rid, "result": {"thread": {"id": str(uuid.uuid4())}}})
         elif method == "turn/start":
-            turn(rid, msg["params"]["threadId"])
+            task = asyncio.create_task(turn(rid, msg["params"]["threadId"]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         elif method == "account/rateLimits/read":
             send({"id": rid, "result": {"rateLimits": limits}})
         elif method == "model/list":
             send({"id": rid, "result": {"data": []}})
         else:
             send({"id": rid, "result": {}})
-        sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(serve())
