@@ -18,6 +18,7 @@ DOCUMENTED_PREFIXES = (
     "/api/openai/keys/",
     "/api/openai/pool/",
     "/api/openai/codex/",
+    "/api/openai/usage",
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import accounts, admin_users, audit, sessions
+from .. import accounts, admin_users, audit, sessions, usage_report
 from ..errors import ApiError, read_json_object
 from ..keys import ADMIN_AUTH, CIPHER, DEVICE_LOGINS, LIMITS, POOL, SETTINGS, STORE, THROTTLE
 from .common import ip_of, ok, read_credentials, read_optional_object
@@ -133,6 +133,13 @@ async def audit_log(request: web.Request) -> web.Response:
     return web.json_response({"data": await audit.recent(request.app[STORE], int(raw))})
 
 
+async def usage(request: web.Request) -> web.Response:
+    """Return usage per UTC day per account and per key (`?days=N`, 1-366, default 7)."""
+    await sessions.require_admin(request)
+    days = usage_report.parse_days(request)
+    return web.json_response(await usage_report.admin_usage(request.app[STORE], days))
+
+
 def setup(app: web.Application) -> None:
     """Register the admin routes (after sessions.setup)."""
     app.router.add_post("/api/auth/login", login)
@@ -144,3 +151,4 @@ def setup(app: web.Application) -> None:
     for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key"):
         app.router.add_post(f"/api/admin/openai-users/{name}", rotate_master_key)
     app.router.add_get("/api/admin/audit", audit_log)
+    app.router.add_get("/api/admin/usage", usage)

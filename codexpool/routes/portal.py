@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from .. import accounts, audit, linking, sessions
+from .. import accounts, audit, linking, sessions, usage_report
 from ..errors import ApiError, read_json_object
 from ..keys import CIPHER, DEVICE_LOGINS, POOL, SETTINGS, STORE, THROTTLE
 from ..security import hash_password, verify_password
@@ -135,6 +135,13 @@ async def pool_opt_in(request: web.Request) -> web.Response:
     return ok(poolOptIn=opt_in)
 
 
+async def usage(request: web.Request) -> web.Response:
+    """Return the user's own usage per UTC day (`?days=N`, 1-366, default 7)."""
+    user = await sessions.require_portal_user(request)
+    days = usage_report.parse_days(request)
+    return web.json_response(await usage_report.user_usage(request.app[STORE], user.id, days))
+
+
 def setup(app: web.Application) -> None:
     """Register the portal account routes (after sessions.setup)."""
     app.router.add_post("/api/openai/auth/register", register)
@@ -143,3 +150,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/openai/auth/me", me)
     app.router.add_post("/api/openai/keys/rotate", rotate_key)
     app.router.add_post("/api/openai/pool/opt-in", pool_opt_in)
+    app.router.add_get("/api/openai/usage", usage)
