@@ -196,7 +196,8 @@ async def test_fair_under_concurrency_and_usage_rows(make_pool: Any, fake_backen
         deadline = time.monotonic() + 10
         while True:  # rows are written off the request path, a moment later
             usage = await (await admin.get("/api/admin/usage?days=1")).json()
-            if usage["totals"]["requests"] == 90 or time.monotonic() > deadline:
+            served = sum(r["requests"] for r in usage["byAccount"])
+            if served == 90 == usage["totals"]["requests"] or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
     assert pool.server.stop() == 0  # drains the usage writer
