@@ -337,6 +337,8 @@ class Pool:
         now = time.time()
         lim = self.limits_of(user_id)
         cd = self.cooldown_of(user_id, now)
+        if cd is not None and cd.reason != "usage_limit":
+            cd = None  # a lost login is reported by the turn itself, with its own message
         back = available_at(lim, cd, now)
         if back is not None:
             raise ApiError(
