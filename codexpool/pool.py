@@ -267,7 +267,19 @@ class Pool:
 
     # --- eligibility ---------------------------------------------------------------------
     def _limits_changed(self, user_id: int) -> None:
-        self._view = None
+        """Keep the view when an eligible account stays eligible (the push after every turn).
+
+        Only a change of eligibility (or of an ineligible account's reset time) needs the full
+        pass, so the hot path stays O(1) even with a push per request.
+        """
+        view = self._view
+        c = self._index.by_id.get(user_id)
+        if view is None or c is None or user_id in view.reasons:
+            self._view = None if c is not None else view
+            return
+        lim = self._limits.get(user_id) if self._limits is not None else None
+        if ineligible_reason(c, lim, self.cooldowns.get(user_id), time.time()) is not None:
+            self._view = None
 
     def view(self, now: float | None = None) -> PoolView:
         """Return the current eligibility view, rebuilt only when something changed."""
