@@ -14,7 +14,8 @@ from aiohttp import web
 
 from .. import shutdown, sse
 from ..api_auth import require_api_key
-from ..errors import ApiError, error_body, read_json_object
+from ..codex.events import TurnError
+from ..errors import ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..keys import CODEX_BIN, POOL, SETTINGS, USAGE
@@ -28,6 +29,9 @@ def _stopped_error(exc: ExecStopped) -> ApiError:
     if exc.kind == "timeout":
         return ApiError(504, f"{exc.message}; the run was stopped.", "timeout")
     return ApiError(503, exc.message, "server_shutting_down")
+
+
+_COOLDOWN_KINDS = {"usage_limit_reached": "usage_limit", "account_unauthorized": "unauthorized"}
 
 
 async def execute(request: web.Request) -> web.StreamResponse:
@@ -65,14 +69,16 @@ async def execute(request: web.Request) -> web.StreamResponse:
         except ExecStopped as exc:
             failure = _stopped_error(exc)
         status, error_code = (failure.status, failure.code) if failure else (200, None)
+        if failure is not None and failure.code in _COOLDOWN_KINDS:
+            # No failover for an agentic run (it may have acted), but the pool learns.
+            kind = _COOLDOWN_KINDS[failure.code]
+            request.app[POOL].mark_failed(account, TurnError(kind, failure.message))
         if resp is None:
             if failure:
                 raise failure
             return web.json_response(result.body())
         if failure:  # headers are gone: an error event the client can read, then [DONE]
-            await resp.write(
-                sse.encode(error_body(failure.message, failure.type, failure.code, None))
-            )
+            await resp.write(sse.encode(failure.body()))
         else:
             await resp.write(sse.encode({"type": "result", **result.body()}))
         await resp.write(sse.DONE)
