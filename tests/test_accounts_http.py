@@ -38,6 +38,7 @@ ADMIN_ROUTES = [
     ("POST", "/api/admin/openai-users/rotate-owner-key"),
     ("POST", "/api/admin/openai-users/rotate-owner-special-key"),
     ("GET", "/api/admin/audit"),
+    ("GET", "/api/admin/usage"),
 ]
 PORTAL_ROUTES = [
     ("GET", "/api/openai/auth/me"),
@@ -48,6 +49,7 @@ PORTAL_ROUTES = [
     ("POST", "/api/openai/codex/device/cancel"),
     ("POST", "/api/openai/codex/unlink"),
     ("POST", "/api/openai/codex/execute-session"),
+    ("GET", "/api/openai/usage"),
 ]
 
 

@@ -1,0 +1,100 @@
+"""Usage reports over HTTP (admin and portal) and retention pruning, over a temp store."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from codexpool import accounts
+from codexpool.config import Settings
+from codexpool.keys import STORE
+from codexpool.usage import prune
+from codexpool.usage_report import since
+
+from .accounts_helpers import (
+    admin_login,
+    assert_openai_error,
+    call,
+    new_portal_user,
+    rotate_user_key,
+)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings) -> Any:
+    from codexpool.app import create_app
+
+    return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
+
+
+async def add_row(
+    store: Any,
+    ts: float,
+    key_id: int | None,
+    kind: str,
+    account: int | None,
+    status: int = 200,
+    tokens: int = 10,
+) -> None:
+    await store.execute(
+        "INSERT INTO requests (ts, endpoint, key_id, key_kind, account_user_id, status,"
+        " input_tokens, cached_tokens, output_tokens, reasoning_tokens, latency_ms, ttft_ms)"
+        " VALUES (?, 'chat.completions', ?, ?, ?, ?, ?, 1, 2, 0, 100, 40)",
+        (ts, key_id, kind, account, status, tokens),
+    )
+
+
+async def test_admin_and_portal_usage(api: Any) -> None:
+    store = api.app[STORE]
+    ivy = await new_portal_user(api, "ivy")
+    await rotate_user_key(api, ivy)
+    jon = await new_portal_user(api, "jon")
+    ivy_id = (await accounts.get_user(store, "ivy")).id  # type: ignore[union-attr]
+    jon_id = (await accounts.get_user(store, "jon")).id  # type: ignore[union-attr]
+    ivy_key = await accounts.live_key_row(store, user_id=ivy_id, kind="user")
+    assert ivy_key is not None
+    now = time.time()
+    yesterday = since(1, now) - 3600
+    await add_row(store, now, ivy_key["id"], "user", ivy_id)
+    await add_row(store, now, ivy_key["id"], "user", ivy_id, status=502, tokens=0)
+    await add_row(store, now, 99, "master", ivy_id)
+    await add_row(store, now, 99, "master", jon_id)
+    await add_row(store, now, 99, "master", None, status=429, tokens=0)
+    await add_row(store, yesterday, ivy_key["id"], "user", ivy_id)
+    await add_row(store, now - 40 * 86_400, ivy_key["id"], "user", ivy_id)
+
+    admin = await admin_login(api)
+    data = await (await call(api, "GET", "/api/admin/usage?days=1", admin)).json()
+    assert data["days"] == 1 and data["since"] == since(1)
+    by_account = {r["username"]: r for r in data["byAccount"]}
+    assert by_account["ivy"]["requests"] == 3 and by_account["ivy"]["errors"] == 1
+    assert by_account["ivy"]["inputTokens"] == 20 and by_account["ivy"]["outputTokens"] == 6
+    assert by_account["jon"]["requests"] == 1
+    assert by_account[None]["requests"] == 1 and by_account[None]["userId"] is None
+    by_key = {r["keyKind"]: r for r in data["byKey"]}
+    assert by_key["user"]["requests"] == 2 and by_key["user"]["username"] == "ivy"
+    assert by_key["user"]["keyHint"] == ivy_key["hint"]
+    assert by_key["master"]["requests"] == 3 and by_key["master"]["errors"] == 1
+    assert data["totals"]["requests"] == 5 and data["totals"]["avgLatencyMs"] == 100.0
+    week = await (await call(api, "GET", "/api/admin/usage", admin)).json()
+    assert week["days"] == 7 and week["totals"]["requests"] == 6
+    assert [r["day"] for r in week["byAccount"]][-1] < week["byAccount"][0]["day"]
+    for bad in ("0", "367", "x", "-1"):
+        resp = await call(api, "GET", f"/api/admin/usage?days={bad}", admin)
+        err = await assert_openai_error(resp, 400, "invalid_request")
+        assert err["param"] == "days"
+
+    mine = await (await call(api, "GET", "/api/openai/usage?days=2", ivy)).json()
+    assert [r["requests"] for r in mine["byKey"]] == [2, 1]  # today, yesterday
+    assert [r["requests"] for r in mine["servedByAccount"]] == [3, 1]
+    assert mine["servedByAccount"][0]["poolRequests"] == 1
+    theirs = await (await call(api, "GET", "/api/openai/usage", jon)).json()
+    assert theirs["byKey"] == [] and theirs["servedByAccount"][0]["requests"] == 1
+    resp = await call(api, "GET", "/api/openai/usage?days=abc", jon)
+    await assert_openai_error(resp, 400, "invalid_request")
+
+    assert await prune(store, 30) == 1  # the 40-day-old row goes, the rest stays
+    assert (await store.fetchone("SELECT COUNT(*) AS n FROM requests"))["n"] == 6
