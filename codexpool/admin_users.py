@@ -103,7 +103,7 @@ async def user_table(store: Store, settings: Settings, pool: Pool | None = None)
         lim = (pool.limits_of(uid) if pool is not None else None) or _row_limits(r)
         fields = limit_fields(lim, now)
         cooldown = pool.cooldown_of(uid, now) if pool is not None else None
-        reason = _reason(view, uid, has_key)
+        reason = pool_reason(view, uid, has_key)
         users.append(
             {
                 "id": uid,
@@ -151,7 +151,7 @@ async def user_table(store: Store, settings: Settings, pool: Pool | None = None)
     }
 
 
-def _reason(view: PoolView | None, user_id: int, has_key: bool) -> str | None:
+def pool_reason(view: PoolView | None, user_id: int, has_key: bool) -> str | None:
     """Return why the master key cannot use this account (None: it can, or no pool view)."""
     if view is None:
         return None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiohttp import web
 
-from .. import accounts, audit, linking, sessions, usage_report
+from .. import accounts, admin_users, audit, linking, sessions, usage_report
 from ..errors import ApiError, read_json_object
 from ..keys import CIPHER, DEVICE_LOGINS, POOL, SETTINGS, STORE, THROTTLE
 from ..security import hash_password, verify_password
@@ -71,6 +72,9 @@ async def me(request: web.Request) -> web.Response:
     app = request.app
     key = await accounts.live_key_row(app[STORE], user_id=user.id, kind="user")
     device = app[DEVICE_LOGINS].status(user.id)
+    pool = app[POOL]
+    await pool.candidates()
+    reason = admin_users.pool_reason(pool.view(), user.id, key is not None)
     return web.json_response(
         {
             "authenticated": True,
@@ -83,6 +87,9 @@ async def me(request: web.Request) -> web.Response:
             "keyCreatedAt": key["created_at"] if key else None,
             "keyLastUsedAt": key["last_used_at"] if key else None,
             "poolOptIn": user.pool_opt_in,
+            "limits": admin_users.limit_fields(pool.limits_of(user.id), time.time()),
+            "poolEligible": reason is None,
+            "poolIneligibleReason": reason,
             "device": device,
         }
     )
