@@ -395,6 +395,8 @@ async def test_pool_opt_in(api: Any) -> None:
     assert await resp.json() == {"ok": True, "poolOptIn": False}
     me = await (await call(api, "GET", "/api/openai/auth/me", cookie)).json()
     assert me["poolOptIn"] is False
+    assert me["limits"]["hourlyRemaining"] is None and me["limits"]["limitsStale"] is None
+    assert me["poolEligible"] is False and me["poolIneligibleReason"] == "no_key"
     resp = await call(api, "POST", "/api/openai/pool/opt-in", cookie, json={"optIn": "no"})
     await assert_openai_error(resp, 400, "invalid_request")
 
