@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -289,12 +289,17 @@ class LimitCache:
             await self.flush()
             await asyncio.sleep(1.0)
 
-    async def run_refresher(self, targets: Callable[[], Iterable[Target]]) -> None:
+    async def run_refresher(self, targets: Callable[[], Awaitable[Iterable[Target]]]) -> None:
         """Keep every target's limits younger than the TTL, spreading reads with jitter."""
         tick = max(0.5, min(15.0, self.ttl_s / 4))
         while True:
             now = time.monotonic()
-            for target in targets():
+            try:
+                current = list(await targets())
+            except Exception:
+                _LOGGER.exception("Listing the accounts to refresh failed")
+                current = []
+            for target in current:
                 if target.user_id in self._inflight:
                     continue
                 at = self._read_at.get(target.user_id)

@@ -179,6 +179,11 @@ def _when(at: float, now: float) -> str:
     return f"{stamp} (unix {int(at)}, in {max(1, math.ceil(at - now))} s)"
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.error("Reloading the pool index failed: %s", task.exception())
+
+
 @dataclass
 class _Index:
     candidates: tuple[Candidate, ...] = ()
@@ -253,15 +258,16 @@ class Pool:
         if time.monotonic() - self._index.loaded_at >= INDEX_TTL_S:
             if self._reload is None or self._reload.done():
                 self._reload = asyncio.create_task(self._load_index(), name="pool-index")
+                self._reload.add_done_callback(_log_failure)
             if not self._index.by_id or self._index.loaded_at == -math.inf:
                 await asyncio.shield(self._reload)
         return self._index.candidates
 
-    def targets(self) -> list[Target]:
+    async def targets(self) -> list[Target]:
         """Return the accounts whose limits the refresher keeps fresh (keyed, linked, enabled)."""
         return [
             Target(c.user_id, c.codex_home)
-            for c in self._index.candidates
+            for c in await self.candidates()
             if c.linked and not c.disabled
         ]
 
