@@ -35,8 +35,9 @@ from codexpool.codex.engine import Engine, EngineConfig  # noqa: E402
 from codexpool.codex.events import RateLimitSnapshot, RateLimitWindow  # noqa: E402
 from codexpool.config import find_codex_bin, load_settings  # noqa: E402
 from codexpool.limits import LimitCache  # noqa: E402
-from codexpool.pool import Candidate, Cooldown, Pool, _Index, build_view  # noqa: E402
+from codexpool.pool import Pool, _Index  # noqa: E402
 from codexpool.security import KeyCipher  # noqa: E402
+from codexpool.selection import Candidate, Cooldown, build_view  # noqa: E402
 from codexpool.store import Store  # noqa: E402
 from codexpool.testing.fake_backend import (  # noqa: E402
     FakeBackend,

@@ -1,4 +1,4 @@
-"""Pool selection as pure functions, and the Pool + LimitCache over a real temp store."""
+"""Selection as pure functions (selection.py), and the Pool + LimitCache over a temp store."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from codexpool.codex.events import RateLimitSnapshot, RateLimitWindow, TurnError
 from codexpool.config import Settings
 from codexpool.errors import ApiError
 from codexpool.limits import LimitCache, Limits, Target
-from codexpool.pool import (
+from codexpool.pool import Pool
+from codexpool.security import KeyCipher
+from codexpool.selection import (
     Candidate,
     Cooldown,
-    Pool,
     available_at,
     build_view,
     ineligible_reason,
     pick,
 )
-from codexpool.security import KeyCipher
 from codexpool.store import Store
 
 NOW = 1_800_000_000.0
