@@ -77,6 +77,7 @@ class Pool:
         self._limits = limits
         self._index = _Index()
         self._reload: asyncio.Task[None] | None = None
+        self._generation = 0
         self._view: PoolView | None = None
         self._last = -1  # id of the account served last by the master key
         # account user id -> until when it is skipped (usage limit, lost login)
@@ -92,8 +93,10 @@ class Pool:
     def invalidate(self) -> None:
         """Reload the candidate index on next use (keys, links, opt-in or users changed)."""
         self._index.loaded_at = -math.inf
+        self._generation += 1  # a reload already running read the old data: not good enough
 
     async def _load_index(self) -> None:
+        generation = self._generation
         rows = await self._store.fetchall(
             "SELECT u.id, u.username, u.pool_opt_in, u.disabled FROM users u "
             "JOIN api_keys k ON k.user_id = u.id AND k.kind = 'user' AND k.revoked_at IS NULL "
@@ -121,9 +124,8 @@ class Pool:
             if cd and cd.reason == "unauthorized" and prev and prev.auth_mtime != mtime:
                 del self.cooldowns[c.user_id]  # relinked: try the new login at once
             candidates.append(c)
-        self._index = _Index(
-            tuple(candidates), {c.user_id: c for c in candidates}, time.monotonic()
-        )
+        loaded_at = time.monotonic() if generation == self._generation else -math.inf
+        self._index = _Index(tuple(candidates), {c.user_id: c for c in candidates}, loaded_at)
         self._view = None
 
     async def candidates(self) -> tuple[Candidate, ...]:
@@ -132,12 +134,15 @@ class Pool:
         Only the first load is awaited by callers; later reloads run in the background and
         requests keep using the previous index meanwhile.
         """
-        if time.monotonic() - self._index.loaded_at >= INDEX_TTL_S:
+        for _ in range(3):  # a reload that raced an invalidation is redone
+            if time.monotonic() - self._index.loaded_at < INDEX_TTL_S:
+                break
             if self._reload is None or self._reload.done():
                 self._reload = asyncio.create_task(self._load_index(), name="pool-index")
                 self._reload.add_done_callback(_log_failure)
-            if not self._index.by_id or self._index.loaded_at == -math.inf:
-                await asyncio.shield(self._reload)
+            if self._index.by_id and self._index.loaded_at != -math.inf:
+                break  # merely old: keep serving from it while it reloads
+            await asyncio.shield(self._reload)
         return self._index.candidates
 
     async def targets(self) -> list[Target]:

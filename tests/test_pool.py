@@ -243,3 +243,34 @@ async def test_failed_read_falls_back_to_last_good_and_persists(
     finally:
         await limits.close()
         await store.close()
+
+
+async def test_index_follows_changes_at_once_after_invalidate(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store, (a,) = await seeded(settings, tmp_path, ["ann"])
+    pool = Pool(settings, store, None)
+    try:
+        assert [c.user_id for c in await pool.candidates()] == [a]
+        _, (b,) = await seeded_more(store, settings, tmp_path, "bob")
+        assert [c.user_id for c in await pool.candidates()] == [a]  # within the index TTL
+        pool.invalidate()
+        assert [c.user_id for c in await pool.candidates()] == [a, b]
+        await accounts.set_pool_opt_in(store, b, False)
+        pool.invalidate()
+        assert [c.opt_in for c in await pool.candidates()] == [True, False]
+        assert [x.user_id for x in await pool.linked_accounts()] == [a]
+    finally:
+        await store.close()
+
+
+async def seeded_more(
+    store: Store, settings: Settings, tmp_path: Path, name: str
+) -> tuple[Store, list[int]]:
+    user = await accounts.create_user(store, name, None)
+    cipher = KeyCipher(settings.openai_key_encryption_secret)
+    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-test-", user_id=user.id)
+    auth = tmp_path / f"{name}.json"
+    auth.write_text(json.dumps({"tokens": {"access_token": "a", "refresh_token": "r"}}))
+    linking.import_auth_json(linking.codex_home(settings, user.id), auth)
+    return store, [user.id]
