@@ -234,6 +234,11 @@ class Pool:
                 "(/openai) first.",
                 "account_not_linked",
             )
+        self.ensure_not_exhausted(user_id, "This key's ChatGPT account")
+        return account
+
+    def ensure_not_exhausted(self, user_id: int, whose: str = "This ChatGPT account") -> None:
+        """Raise 429 `account_exhausted` (with its reset) when the account is known spent."""
         now = time.time()
         lim = self.limits_of(user_id)
         cd = self.cooldown_of(user_id, now)
@@ -243,12 +248,10 @@ class Pool:
         if back is not None:
             raise ApiError(
                 429,
-                f"This key's ChatGPT account has used up its Codex limit; it resets at "
-                f"{_when(back, now)}.",
+                f"{whose} has used up its Codex limit; it resets at {_when(back, now)}.",
                 "account_exhausted",
                 headers={"Retry-After": _retry_after(back, now)},
             )
-        return account
 
     async def _pool_account(self, exclude: frozenset[int]) -> Account:
         await self.candidates()

@@ -72,6 +72,7 @@ async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | 
             "Your ChatGPT account is not linked yet; link it with the device login first.",
             "account_not_linked",
         )
+    request.app[POOL].ensure_not_exhausted(user.id, "Your ChatGPT account")
     return account, None
 
 
