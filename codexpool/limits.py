@@ -277,9 +277,11 @@ class LimitCache:
                 )
             }
             await self._store.executemany(_UPSERT, [r for r in rows if r[0] in existing])
-        except Exception:
+        except BaseException as exc:
+            self._dirty |= {r[0] for r in rows}  # written next time (or by close())
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the persister is stopping
             _LOGGER.exception("Could not persist %s limit snapshots", len(rows))
-            self._dirty |= {r[0] for r in rows}
 
     async def run_persister(self) -> None:
         """Write changed snapshots in batches, at most about once a second."""
