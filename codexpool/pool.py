@@ -103,6 +103,7 @@ class Pool:
             "ORDER BY u.id"
         )
         old = self._index.by_id
+        changed = False
         candidates = []
         for r in rows:
             home = linking.codex_home(self._settings, r["id"])
@@ -123,10 +124,13 @@ class Pool:
             cd = self.cooldowns.get(c.user_id)
             if cd and cd.reason == "unauthorized" and prev and prev.auth_mtime != mtime:
                 del self.cooldowns[c.user_id]  # relinked: try the new login at once
+                changed = True
             candidates.append(c)
         loaded_at = time.monotonic() if generation == self._generation else -math.inf
+        changed = changed or tuple(candidates) != self._index.candidates
         self._index = _Index(tuple(candidates), {c.user_id: c for c in candidates}, loaded_at)
-        self._view = None
+        if changed:  # an unchanged index keeps the view (a full pass costs ~1 ms per 1,000)
+            self._view = None
 
     async def candidates(self) -> tuple[Candidate, ...]:
         """Return the keyed users, reloading the index when it is older than its TTL.
