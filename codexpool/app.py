@@ -21,7 +21,7 @@ from .keys import CIPHER, CODEX_BIN, ENGINE, LIMITS, MODELS, POOL, SETTINGS, STO
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
-from .routes import admin, device, execute, health, metrics, openai_api, portal, quicktest
+from .routes import admin, device, execute, health, metrics, openai_api, pages, portal, quicktest
 from .security import KeyCipher
 from .store import Store
 from .usage import UsageRecorder, run_pruner
@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> web.Application:
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
+    pages.setup(app)  # /, /login, /openai and /static/ with a strict CSP
     metrics.setup(app)  # access log as the outermost middleware, /metrics, usage hook
     return app
 

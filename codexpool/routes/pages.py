@@ -1,0 +1,66 @@
+"""The web pages: admin panel (`/`), its sign-in (`/login`), the portal (`/openai`) and static
+files, served with a Content-Security-Policy that allows no inline script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from ..errors import ApiError
+from ..sessions import require_admin
+
+WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _page(name: str) -> web.FileResponse:
+    resp = web.FileResponse(
+        WEB_ROOT / name, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"}
+    )
+    return resp
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """Serve the admin panel, or send a visitor without an admin session to /login."""
+    try:
+        await require_admin(request)
+    except ApiError:
+        raise web.HTTPFound("/login") from None
+    return _page("index.html")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """Serve the admin sign-in page."""
+    return _page("login.html")
+
+
+async def portal_page(request: web.Request) -> web.StreamResponse:
+    """Serve the portal (it asks for sign-in itself)."""
+    return _page("openai.html")
+
+
+@web.middleware
+async def static_headers(request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+    """Add the security headers to static files too."""
+    resp = await handler(request)
+    if request.path.startswith("/static/"):
+        resp.headers.update(SECURITY_HEADERS)
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    """Register the pages and the static folder."""
+    app.router.add_get("/", admin_page)
+    app.router.add_get("/login", login_page)
+    app.router.add_get("/openai", portal_page)
+    app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False, append_version=False)
+    app.middlewares.append(static_headers)

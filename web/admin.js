@@ -1,0 +1,219 @@
+/** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
+import { ApiError, api } from "./api.js";
+import { bar, copy, el, replace, say, when } from "./dom.js";
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const status = $("status");
+const REFRESH_MS = 15000;
+
+/**
+ * Go to /login when the admin session is gone; otherwise show the error.
+ * @param {unknown} err
+ */
+function fail(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    location.assign("/login");
+    return;
+  }
+  say(status, err instanceof Error ? err.message : String(err), "error");
+}
+
+/**
+ * A small stat card.
+ * @param {string} label
+ * @param {string} value
+ */
+function stat(label, value) {
+  return el("div", { class: "card stat" }, el("div", { class: "muted small" }, label), el("div", { class: "stat-value" }, value));
+}
+
+/** @param {any} data */
+function renderTotals(data) {
+  const t = data.totals || {};
+  const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)}%`);
+  replace(
+    $("totals"),
+    stat("Users", String(t.users ?? data.users.length)),
+    stat("Linked / keyed", `${t.linked ?? 0} / ${t.keyed ?? 0}`),
+    stat("Eligible for the pool", String(t.eligible ?? "—")),
+    stat("Total 5-hour left", pct(t.hourlyRemaining)),
+    stat("Total weekly left", pct(t.weeklyRemaining)),
+    stat("Next reset", t.nextResetAt ? when(t.nextResetAt) : "—"),
+  );
+}
+
+/** @param {any} user */
+function userRow(user) {
+  const keyCell = user.hasKey
+    ? el("span", {}, el("code", {}, user.keyHint || ""), user.keyLabel ? el("span", { class: "muted small" }, ` ${user.keyLabel}`) : null)
+    : el("span", { class: "muted" }, "no key");
+  const pool = user.eligible
+    ? el("span", { class: "pill ok" }, "eligible")
+    : el("span", { class: "pill" }, (user.ineligibleReason || "—").replace(/_/g, " "));
+  return el(
+    "tr",
+    { "data-username": user.username },
+    el("th", { scope: "row" }, user.username),
+    el("td", {}, user.linked ? el("span", { class: "pill ok" }, "linked") : el("span", { class: "pill" }, "not linked")),
+    el("td", {}, keyCell),
+    el("td", {}, bar("5-hour", user.hourlyRemaining, user.hourlyResetsAt, user.limitsStale)),
+    el("td", {}, bar("Weekly", user.weeklyRemaining, user.weeklyResetsAt, user.limitsStale)),
+    el("td", {}, pool),
+    el("td", { class: "small" }, when(user.lastUsedAt)),
+    el("td", {}, String(user.requestsServed ?? 0)),
+    el(
+      "td",
+      { class: "actions" },
+      el(
+        "div",
+        { class: "actions-inner" },
+        el("button", { class: "secondary", disabled: !user.hasKey, onclick: () => reveal(user.username) }, "Reveal key"),
+        el("button", { class: "danger", onclick: () => remove(user.username) }, "Delete"),
+      ),
+    ),
+  );
+}
+
+/** @param {any} data */
+function renderUsers(data) {
+  const rows = data.users.map(userRow);
+  if (!rows.length) {
+    rows.push(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No portal users yet. Users register on /openai.")));
+  }
+  replace($("users"), ...rows);
+  const m = data.masterKey || {};
+  replace(
+    $("master"),
+    m.exists
+      ? el("p", {}, "Current: ", el("code", {}, m.hint || ""), ` (${m.label || "master"}), created ${when(m.createdAt)}, last used ${when(m.lastUsedAt)}`)
+      : el("p", { class: "muted" }, "No master key yet."),
+  );
+  $("refreshed").textContent = `Updated ${new Date().toLocaleTimeString()}`;
+}
+
+/**
+ * Show a secret once with a copy button.
+ * @param {HTMLElement} where
+ * @param {string} title
+ * @param {string} key
+ */
+function showSecret(where, title, key) {
+  const local = el("p", { class: "status", role: "status", "aria-live": "polite" });
+  replace(
+    where,
+    el(
+      "div",
+      { class: "secret" },
+      el("div", { class: "small" }, title),
+      el("code", { class: "key" }, key),
+      el("button", { onclick: () => copy(key, local) }, "Copy"),
+      local,
+    ),
+  );
+}
+
+/** @param {string} username */
+async function reveal(username) {
+  try {
+    const data = await api("POST", "/api/admin/openai-users/reveal-key", { username });
+    showSecret($("master-new"), `Key of ${username}:`, data.key);
+    say(status, `Key of ${username} revealed below the master key section.`, "ok");
+    $("master-new").scrollIntoView({ block: "nearest" });
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** @param {string} username */
+async function remove(username) {
+  if (!confirm(`Delete ${username}? Their key, sessions and ChatGPT link are removed.`)) return;
+  try {
+    await api("POST", "/api/admin/openai-users/delete", { username });
+    say(status, `Deleted ${username}.`, "ok");
+    await refresh();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** @param {any} data */
+function renderAudit(data) {
+  const items = (data.data || []).map((e) =>
+    el("li", {}, el("span", { class: "muted small" }, when(e.ts)), " ", el("strong", {}, e.action), " ", e.actor || "", e.target ? ` → ${e.target}` : ""),
+  );
+  replace($("audit"), ...(items.length ? items : [el("li", { class: "muted" }, "Nothing yet.")]));
+}
+
+/**
+ * Requests per day (bars) with per-account requests and tokens in each bar's tooltip.
+ * @param {any} data
+ */
+function renderUsage(data) {
+  /** @type {Map<string, {requests: number, tokens: number, parts: string[]}>} */
+  const days = new Map();
+  for (const row of data.byAccount || []) {
+    const day = days.get(row.day) || { requests: 0, tokens: 0, parts: [] };
+    const tokens = (row.inputTokens || 0) + (row.outputTokens || 0);
+    day.requests += row.requests || 0;
+    day.tokens += tokens;
+    day.parts.push(`${row.username || "(none)"}: ${row.requests} req, ${tokens} tok`);
+    days.set(row.day, day);
+  }
+  if (!days.size) {
+    replace($("usage"), el("p", { class: "muted" }, "No requests in this period."));
+    return;
+  }
+  const rows = [...days.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const max = Math.max(1, ...rows.map(([, d]) => d.requests));
+  replace(
+    $("usage"),
+    el(
+      "div",
+      { class: "chart", role: "img", "aria-label": "Requests per day" },
+      ...rows.map(([day, d]) => {
+        const col = el("div", { class: "chart-bar" });
+        col.style.height = `${Math.max(2, (d.requests / max) * 100)}%`;
+        const title = `${day}: ${d.requests} requests, ${d.tokens} tokens\n${d.parts.join("\n")}`;
+        return el("div", { class: "chart-col", title }, el("span", { class: "small" }, String(d.requests)), col, el("span", { class: "small muted" }, day.slice(5)));
+      }),
+    ),
+  );
+}
+
+/** Reload everything; keeps the scroll position (rows are replaced in place). */
+async function refresh() {
+  try {
+    const users = await api("GET", "/api/admin/openai-users");
+    renderTotals(users);
+    renderUsers(users);
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  api("GET", "/api/admin/audit?limit=30").then(renderAudit).catch(() => {});
+  api("GET", "/api/admin/usage?days=14").then(renderUsage).catch(() => {});
+}
+
+$("rotate-master").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const label = String(new FormData(/** @type {HTMLFormElement} */ (event.target)).get("label") || "");
+  try {
+    const data = await api("POST", "/api/admin/openai-users/rotate-master-key", label ? { label } : {});
+    showSecret($("master-new"), "New master key (shown once; the old one no longer works):", data.key);
+    say(status, "Master key rotated.", "ok");
+    await refresh();
+  } catch (err) {
+    fail(err);
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  try {
+    await api("POST", "/api/auth/logout");
+  } finally {
+    location.assign("/login");
+  }
+});
+
+refresh();
+setInterval(refresh, REFRESH_MS);

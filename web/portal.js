@@ -1,0 +1,210 @@
+/** Portal: sign-in, device linking, key, quick test, limits and pool opt-in. */
+import { ApiError, api, streamChat } from "./api.js";
+import { bar, copy, el, replace, say, when } from "./dom.js";
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const status = $("status");
+const API_BASE = `${location.origin}/api/openai/v1`;
+let polling = 0;
+
+/** @param {unknown} err */
+function fail(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    showSignIn();
+    return;
+  }
+  say(status, err instanceof Error ? err.message : String(err), "error");
+}
+
+function showSignIn() {
+  $("signin").hidden = false;
+  $("app").hidden = true;
+  replace($("who"));
+}
+
+/** @param {any} device */
+function renderDevice(device, linked) {
+  const box = $("device");
+  const state = device ? device.state : linked ? "linked" : "idle";
+  if (linked || state === "linked") {
+    replace(
+      box,
+      el("p", {}, el("span", { class: "pill ok" }, "linked"), " Your ChatGPT account is linked."),
+      el("button", { class: "secondary", onclick: unlink }, "Unlink"),
+    );
+    return;
+  }
+  const parts = [];
+  if (state === "awaiting_user" && device.userCode) {
+    const local = el("p", { class: "status", role: "status", "aria-live": "polite" });
+    parts.push(
+      el("p", {}, "Open ", el("a", { href: device.verificationUrl, target: "_blank", rel: "noopener noreferrer" }, device.verificationUrl), ", sign in to ChatGPT and enter this code:"),
+      el("div", { class: "row" }, el("code", { class: "user-code", id: "user-code" }, device.userCode), el("button", { onclick: () => copy(device.userCode, local) }, "Copy code")),
+      local,
+      el("p", { class: "muted small" }, `Expires ${when(device.expiresAt)}. Waiting for you to confirm…`),
+      el("button", { class: "secondary", onclick: cancel }, "Cancel"),
+    );
+  } else if (state === "starting") {
+    parts.push(el("p", {}, "Starting Codex device login…"));
+  } else {
+    if (device && device.error) parts.push(el("p", { class: "status status-error" }, device.error));
+    parts.push(el("button", { onclick: startLink }, state === "idle" ? "Link ChatGPT account" : "Try again"));
+  }
+  if (device && device.logs && device.logs.length) {
+    parts.push(el("details", {}, el("summary", {}, "Codex output"), el("pre", { class: "logs" }, device.logs.join("\n"))));
+  }
+  replace(box, ...parts);
+}
+
+async function startLink() {
+  try {
+    say(status, "Starting device login…");
+    renderDevice(await api("POST", "/api/openai/codex/device/start"), false);
+    say(status, "Open the link and enter the code.", "ok");
+    poll();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function cancel() {
+  try {
+    renderDevice(await api("POST", "/api/openai/codex/device/cancel"), false);
+    say(status, "Linking cancelled.", "info");
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function unlink() {
+  if (!confirm("Unlink your ChatGPT account?")) return;
+  try {
+    await api("POST", "/api/openai/codex/unlink");
+    say(status, "Unlinked.", "ok");
+    await load();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function poll() {
+  clearInterval(polling);
+  polling = setInterval(async () => {
+    try {
+      const device = await api("GET", "/api/openai/codex/device/status");
+      if (device.state !== "awaiting_user" && device.state !== "starting") {
+        clearInterval(polling);
+        if (device.linked) say(status, "Your ChatGPT account is linked.", "ok");
+        await load();
+      }
+    } catch (err) {
+      clearInterval(polling);
+      fail(err);
+    }
+  }, 2000);
+}
+
+/** @param {string} key */
+function snippets(key) {
+  const curl = `curl ${API_BASE}/chat/completions \\\n  -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\\n  -d '{"model": "codex", "messages": [{"role": "user", "content": "Hello"}]}'`;
+  const py = `from openai import OpenAI\n\nclient = OpenAI(base_url="${API_BASE}", api_key="${key}")\nprint(client.chat.completions.create(\n    model="codex", messages=[{"role": "user", "content": "Hello"}]\n).choices[0].message.content)`;
+  return [el("h3", {}, "curl"), el("pre", { class: "snippet" }, curl), el("h3", {}, "Python"), el("pre", { class: "snippet" }, py)];
+}
+
+/** @param {any} me */
+function render(me) {
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  replace($("who"), el("span", {}, me.username), " ", el("button", { class: "link", onclick: logout }, "Sign out"));
+  renderDevice(me.device, me.linked);
+  if (me.device && (me.device.state === "awaiting_user" || me.device.state === "starting")) poll();
+  replace(
+    $("key"),
+    me.hasKey
+      ? el("p", {}, "Current key: ", el("code", { id: "key-hint" }, me.keyHint), me.keyLabel ? ` (${me.keyLabel})` : "", `, created ${when(me.keyCreatedAt)}.`)
+      : el("p", { class: "muted" }, "No key yet: make one to use the API."),
+  );
+  const l = me.limits || {};
+  replace(
+    $("limits"),
+    el("div", { class: "row" }, el("span", { class: "label" }, "5-hour"), bar("5-hour", l.hourlyRemaining, l.hourlyResetsAt, l.limitsStale)),
+    el("div", { class: "row" }, el("span", { class: "label" }, "Weekly"), bar("Weekly", l.weeklyRemaining, l.weeklyResetsAt, l.limitsStale)),
+    el("p", { class: "muted small" }, me.poolEligible ? "Your account is serving the pool." : `Not in the pool now${me.poolIneligibleReason ? `: ${me.poolIneligibleReason.replace(/_/g, " ")}` : ""}.`),
+  );
+  /** @type {HTMLInputElement} */ ($("opt-in")).checked = !!me.poolOptIn;
+}
+
+async function load() {
+  try {
+    render(await api("GET", "/api/openai/auth/me"));
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function logout() {
+  await api("POST", "/api/openai/auth/logout").catch(() => {});
+  say(status, "Signed out.", "info");
+  showSignIn();
+}
+
+$("auth-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.target);
+  const submitter = /** @type {HTMLButtonElement|null} */ (/** @type {SubmitEvent} */ (event).submitter);
+  const action = submitter && submitter.dataset.action === "register" ? "register" : "login";
+  const data = new FormData(form);
+  try {
+    await api("POST", `/api/openai/auth/${action}`, { username: String(data.get("username")), password: String(data.get("password")) });
+    say(status, action === "register" ? "Welcome! Link your ChatGPT account below." : "Signed in.", "ok");
+    await load();
+  } catch (err) {
+    fail(err);
+  }
+});
+
+$("rotate-key").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const label = String(new FormData(/** @type {HTMLFormElement} */ (event.target)).get("label") || "");
+  try {
+    const data = await api("POST", "/api/openai/keys/rotate", label ? { label } : {});
+    const local = el("p", { class: "status", role: "status", "aria-live": "polite" });
+    replace(
+      $("key-new"),
+      el("div", { class: "secret" }, el("div", { class: "small" }, "Your new key (shown once; the previous one stopped working):"), el("code", { class: "key", id: "new-key" }, data.key), el("button", { onclick: () => copy(data.key, local) }, "Copy"), local, ...snippets(data.key)),
+    );
+    say(status, "New key created.", "ok");
+    await load();
+  } catch (err) {
+    fail(err);
+  }
+});
+
+$("quick").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const prompt = String(new FormData(/** @type {HTMLFormElement} */ (event.target)).get("prompt") || "");
+  const out = $("answer");
+  out.textContent = "";
+  say(status, "Asking Codex…");
+  try {
+    await streamChat("/api/openai/codex/execute-session", { prompt }, (text) => {
+      out.textContent += text;
+    });
+    say(status, "Done.", "ok");
+  } catch (err) {
+    fail(err);
+  }
+});
+
+$("opt-in").addEventListener("change", async (event) => {
+  const input = /** @type {HTMLInputElement} */ (event.target);
+  try {
+    await api("POST", "/api/openai/pool/opt-in", { optIn: input.checked });
+    say(status, input.checked ? "Your account may serve the pool." : "Your account left the pool.", "ok");
+  } catch (err) {
+    input.checked = !input.checked;
+    fail(err);
+  }
+});
+
+load();
