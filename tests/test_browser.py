@@ -85,7 +85,12 @@ def test_portal_and_admin_flows(
     portal.click("#quick button")
     # (wait_for_function would need eval, which the page's CSP rightly forbids)
     portal.wait_for_selector("#answer:has-text('Hello from the fake backend.')")
+    portal.wait_for_selector("#usage td")  # the quick test shows up in the user's own usage
     shot(portal, "portal")
+    portal.set_viewport_size({"width": 360, "height": 780})
+    shot(portal, "portal-360")
+    # Nothing spills sideways at phone width.
+    assert portal.evaluate("document.documentElement.scrollWidth") <= 360
 
     # --- admin: redirect, sign in, table, reveal, rotate master, delete --------------------
     admin = browser.new_page(viewport={"width": 1280, "height": 900})

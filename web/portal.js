@@ -134,12 +134,43 @@ function render(me) {
   /** @type {HTMLInputElement} */ ($("opt-in")).checked = !!me.poolOptIn;
 }
 
+/**
+ * Per-day usage: requests made with my key, and requests my account served (pool included).
+ * @param {any} data
+ */
+function renderUsage(data) {
+  /** @type {Map<string, {mine: number, served: number, pool: number, tokens: number}>} */
+  const days = new Map();
+  const day = (d) => days.get(d) || { mine: 0, served: 0, pool: 0, tokens: 0 };
+  for (const r of data.byKey || []) {
+    const d = day(r.day);
+    d.mine += r.requests || 0;
+    days.set(r.day, d);
+  }
+  for (const r of data.servedByAccount || []) {
+    const d = day(r.day);
+    d.served += r.requests || 0;
+    d.pool += r.poolRequests || 0;
+    d.tokens += (r.inputTokens || 0) + (r.outputTokens || 0);
+    days.set(r.day, d);
+  }
+  if (!days.size) {
+    replace($("usage"), el("p", { class: "muted" }, "No requests yet."));
+    return;
+  }
+  const head = el("tr", {}, ...["Day", "With my key", "Served by my account", "of them for the pool", "Tokens"].map((h) => el("th", { scope: "col" }, h)));
+  const rows = [...days.entries()].map(([d, v]) => el("tr", {}, el("th", { scope: "row" }, d), el("td", {}, String(v.mine)), el("td", {}, String(v.served)), el("td", {}, String(v.pool)), el("td", {}, String(v.tokens))));
+  replace($("usage"), el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+}
+
 async function load() {
   try {
     render(await api("GET", "/api/openai/auth/me"));
   } catch (err) {
     fail(err);
+    return;
   }
+  api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
 }
 
 async function logout() {
@@ -191,6 +222,7 @@ $("quick").addEventListener("submit", async (event) => {
       out.textContent += text;
     });
     say(status, "Done.", "ok");
+    api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
   } catch (err) {
     fail(err);
   }
