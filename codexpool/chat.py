@@ -89,6 +89,7 @@ def turn_request(req: ChatRequest, timeout_cap_ms: int) -> TurnRequest:
         model=req.model or None,
         effort=req.effort,
         timeout_s=timeout_ms / 1000,
+        output_schema=req.output_schema,
     )
 
 

@@ -45,6 +45,7 @@ class ChatRequest:
     timeout_ms: int | None
     max_tokens: int | None
     raw_model: str = ""
+    output_schema: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -190,18 +191,16 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         raise _bad(
             "tool calling is not supported by this gateway yet", "tools", "unsupported_parameter"
         )
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-        raise _bad(
-            f"response_format {fmt.get('type')!r} is not supported yet",
-            "response_format",
-            "unsupported_parameter",
-        )
+    output_schema, format_instruction = parse_response_format(body.get("response_format"))
     max_tokens = None
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
     timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
     instructions, prompt = fold_messages(body.get("messages"))
+    if format_instruction:
+        instructions = (
+            f"{instructions}\n\n{format_instruction}" if instructions else format_instruction
+        )
     return ChatRequest(
         model=resolve_model(model.strip()),
         raw_model=model.strip(),
@@ -212,6 +211,43 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         include_usage=include_usage,
         timeout_ms=timeout_ms,
         max_tokens=max_tokens,
+        output_schema=output_schema,
+    )
+
+
+JSON_OBJECT_INSTRUCTION = (
+    "Answer with one valid JSON object and nothing else: no prose, no Markdown code fences."
+)
+
+
+def parse_response_format(fmt: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """Map OpenAI `response_format` to (Codex outputSchema, extra developer instruction).
+
+    `json_schema` becomes the turn's `outputSchema` (Codex sends it as the Responses API's
+    structured-output format); `json_object` has no schema there, so it becomes an instruction.
+    """
+    if fmt is None:
+        return None, None
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+        raise _bad("`response_format` must be an object with a `type`", "response_format")
+    kind = fmt["type"]
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return None, JSON_OBJECT_INSTRUCTION
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise _bad(
+                "`response_format.json_schema.schema` must be a JSON schema object",
+                "response_format.json_schema.schema",
+            )
+        return schema, None
+    raise _bad(
+        f"response_format type {kind!r} is not supported (text, json_object, json_schema)",
+        "response_format",
+        "unsupported_parameter",
     )
 
 

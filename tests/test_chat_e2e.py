@@ -337,3 +337,24 @@ def test_usage_rows_match_requests(linked: Any) -> None:
     assert server.stop() == 0  # graceful stop drains the usage writer
     rows = _usage_rows(server)
     assert rows == [(200, None, 0)] * 3 + [(200, None, 1)]
+
+
+def test_json_schema_answer_reaches_codex_as_output_schema(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    fake_backend.script("acct_alice", fake_backend.reply('{"answer": 4}', chunks=3))
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "integer"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+    done = client.chat.completions.create(
+        model="codex",
+        messages=[{"role": "user", "content": "2+2?"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "sum", "schema": schema}},
+    )
+    assert json.loads(done.choices[0].message.content) == {"answer": 4}
+    body = fake_backend.requests("/codex/responses")[-1]["body"]
+    # Codex forwards the schema as the Responses API's structured-output format.
+    assert body["text"]["format"]["schema"]["properties"] == schema["properties"]

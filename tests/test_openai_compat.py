@@ -181,3 +181,54 @@ def test_completion_shape() -> None:
     }
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"]["prompt_tokens"] == 3
+
+
+def test_response_format_json_schema_becomes_output_schema() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    req = parse(
+        {
+            "model": "codex",
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "n", "schema": schema},
+            },
+        }
+    )
+    assert req.output_schema == schema
+    req = parse(
+        {
+            "model": "codex",
+            "messages": [
+                {"role": "system", "content": "Be exact."},
+                {"role": "user", "content": "x"},
+            ],
+            "response_format": {"type": "json_object"},
+        }
+    )
+    assert req.output_schema is None
+    assert req.developer_instructions.startswith("Be exact.")
+    assert "JSON object" in req.developer_instructions
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "json",
+        {"type": 3},
+        {"type": "json_schema"},
+        {"type": "json_schema", "json_schema": {"schema": []}},
+        {"type": "yaml"},
+    ],
+)
+def test_bad_response_format_is_400(fmt: object) -> None:
+    with pytest.raises(ApiError) as info:
+        parse(
+            {
+                "model": "codex",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": fmt,
+            }
+        )
+    assert info.value.status == 400
+    assert info.value.param.startswith("response_format")
