@@ -277,13 +277,18 @@ class ChunkFactory:
         self.model = model
         self.created = int(time.time())
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def _base(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            **self._base(),
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
 
@@ -305,15 +310,7 @@ class ChunkFactory:
 
     def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
         """Return the trailing usage chunk (`stream_options.include_usage`)."""
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
-            "choices": [],
-            "usage": usage,
-        }
+        return {**self._base(), "choices": [], "usage": usage}
 
 
 def completion(
