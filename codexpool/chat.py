@@ -22,11 +22,12 @@ from .codex.events import (
     RateLimitUpdate,
     ReasoningDelta,
     TextDelta,
+    ToolCalls,
     TurnError,
     Usage,
 )
 from .errors import ApiError, error_body
-from .openai_compat import ChatRequest, ChunkFactory, completion, usage_dict
+from .openai_compat import ChatRequest, ChunkFactory, completion, tool_call_objects, usage_dict
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class TurnOutcome:
     first_token_at: float | None = None
     error: ApiError | None = None
     status: int = 200
+    # Set when the model called client functions: the turn is parked, not finished.
+    tool_calls: ToolCalls | None = None
 
     def usage_dict(self) -> dict[str, Any]:
         """Return OpenAI usage (zeros when Codex reported none)."""
@@ -90,6 +93,7 @@ def turn_request(req: ChatRequest, timeout_cap_ms: int) -> TurnRequest:
         effort=req.effort,
         timeout_s=timeout_ms / 1000,
         output_schema=req.output_schema,
+        tools=req.tools,
     )
 
 
@@ -109,13 +113,20 @@ async def complete(events: AsyncIterator[object], req: ChatRequest) -> tuple[dic
     outcome = TurnOutcome()
     try:
         async for event in events:
+            if isinstance(event, ToolCalls):
+                outcome.tool_calls = event  # stop here: the caller parks the turn
+                break
             _take(event, outcome)
     except TurnError as exc:
         outcome.error = turn_error_to_api(exc)
         outcome.status = outcome.error.status
         raise outcome.error from exc
     body = completion(
-        req.raw_model, "".join(outcome.text), outcome.usage_dict(), "".join(outcome.reasoning)
+        req.raw_model,
+        "".join(outcome.text),
+        outcome.usage_dict(),
+        "".join(outcome.reasoning),
+        tool_calls=tool_call_objects(outcome.tool_calls.calls) if outcome.tool_calls else None,
     )
     return body, outcome
 
@@ -135,6 +146,14 @@ async def stream(
             if resp is None:
                 resp = await sse.open_stream(request)
                 await resp.write(sse.encode(chunks.role()))
+            if isinstance(event, ToolCalls):
+                outcome.tool_calls = event  # the caller parks the turn for the tool results
+                for chunk in chunks.tool_call_chunks(tool_call_objects(event.calls)):
+                    await resp.write(sse.encode(chunk))
+                await resp.write(sse.encode(chunks.finish("tool_calls")))
+                await resp.write(sse.DONE)
+                await resp.write_eof()
+                return resp
             _take(event, outcome)
             if isinstance(event, TextDelta) and event.text:
                 await resp.write(sse.encode(chunks.content(event.text)))

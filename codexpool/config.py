@@ -216,6 +216,14 @@ class Settings:
             secret=True,
         ),
     )
+    tool_turn_ttl_seconds: int = field(
+        default=600,
+        metadata=_opt(
+            "toolTurnTtlSeconds",
+            "How long a turn waits for the client's tool results after a function call; then "
+            "it is closed and a late follow-up runs as a fresh turn.",
+        ),
+    )
     testing_login_issuer: str = field(
         default="",
         metadata=_opt(
@@ -321,6 +329,7 @@ def _validate(s: Settings) -> None:
         ("maxBodyBytes", s.max_body_bytes),
         ("appServerIdleSeconds", s.app_server_idle_seconds),
         ("usageRetentionDays", s.usage_retention_days),
+        ("toolTurnTtlSeconds", s.tool_turn_ttl_seconds),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
     ):
         if value <= 0:

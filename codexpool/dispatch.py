@@ -22,6 +22,7 @@ from .errors import ApiError
 from .keys import ENGINE, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
 from .pool import Account
+from .tool_turns import HELD_TURNS
 from .usage import UsageRow
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,11 +40,23 @@ async def run_chat(
     account: Account | None = None,
     started: float | None = None,
 ) -> web.StreamResponse:
-    """Answer a chat request; `account` pins it (portal cookie), else the pool chooses."""
+    """Answer a chat request; `account` pins it (portal cookie), else the pool chooses.
+
+    A request whose trailing `role: "tool"` messages answer a parked turn's function calls
+    resumes that turn on its account; unknown or expired call ids run a fresh turn from the
+    folded conversation, so a client never dead-ends.
+    """
     started = time.monotonic() if started is None else started
     app = request.app
-    pool, engine = app[POOL], app[ENGINE]
+    pool, engine, held_turns = app[POOL], app[ENGINE], app[HELD_TURNS]
     turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms)
+    key_id = principal.key_id if principal else None
+    resume = (
+        held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
+    )
+    if resume is not None:
+        account = resume.account
+        resume.resolve(dict(req.tool_results))
     can_fail_over = account is None and principal is not None and principal.kind == "master"
     served: Account | None = account
     outcome = chat.TurnOutcome()
@@ -58,7 +71,10 @@ async def run_chat(
             assert served is not None
             tried.add(served.user_id)
             outcome = chat.TurnOutcome()
-            events = engine.run_turn(served.key, served.codex_home, turn)
+            if resume is not None and attempt == 1:
+                events = resume.events
+            else:
+                events = engine.run_turn(served.key, served.codex_home, turn)
             try:
                 if req.stream:
                     resp = await chat.stream(request, events, req, outcome)
@@ -86,7 +102,11 @@ async def run_chat(
                     MAX_TRIES,
                 )
             finally:
-                await events.aclose()  # interrupts the turn if it is still running
+                if outcome.tool_calls is not None and outcome.error is None:
+                    # The model called client functions: keep the turn for their results.
+                    held_turns.park(events, outcome.tool_calls, served, key_id)  # type: ignore[arg-type]
+                else:
+                    await events.aclose()  # interrupts the turn if it is still running
         raise AssertionError("unreachable")  # the loop returns or raises
     except ApiError as exc:
         status = exc.status

@@ -46,6 +46,8 @@ class ChatRequest:
     max_tokens: int | None
     raw_model: str = ""
     output_schema: dict[str, Any] | None = None
+    tools: tuple[dict[str, Any], ...] = ()  # Codex DynamicToolSpec objects
+    tool_results: tuple[tuple[str, str], ...] = ()  # trailing (tool_call_id, content) pairs
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,10 +189,13 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     n = body.get("n")
     if n not in (None, 1):
         raise _bad("only `n: 1` is supported", "n", "unsupported_parameter")
-    if body.get("tools") or body.get("functions"):
+    if body.get("functions"):
         raise _bad(
-            "tool calling is not supported by this gateway yet", "tools", "unsupported_parameter"
+            "the legacy `functions` field is not supported; send `tools`",
+            "functions",
+            "unsupported_parameter",
         )
+    tools, tool_instruction = parse_tools(body.get("tools"), body.get("tool_choice"))
     output_schema, format_instruction = parse_response_format(body.get("response_format"))
     max_tokens = None
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
@@ -212,7 +217,67 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         timeout_ms=timeout_ms,
         max_tokens=max_tokens,
         output_schema=output_schema,
+        tools=tools,
+        tool_results=trailing_tool_results(body.get("messages")),
     )
+
+
+def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
+    """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
+    if raw is None or raw == []:
+        return (), None
+    if not isinstance(raw, list):
+        raise _bad("`tools` must be an array", "tools")
+    specs: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for i, tool in enumerate(raw):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
+            raise _bad("each tool must be {type: 'function', function: {...}}", f"tools[{i}]")
+        name = fn.get("name")
+        if not isinstance(name, str) or not name or len(name) > 64:
+            raise _bad("a function needs a name of 1-64 characters", f"tools[{i}].function.name")
+        params = fn.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(params, dict):
+            raise _bad(
+                "`parameters` must be a JSON schema object", f"tools[{i}].function.parameters"
+            )
+        names.add(name)
+        specs.append(
+            {
+                "type": "function",
+                "name": name,
+                "description": str(fn.get("description") or ""),
+                "inputSchema": params,
+            }
+        )
+    if choice in (None, "auto"):
+        return tuple(specs), None
+    if choice == "none":
+        return (), None
+    if choice == "required":
+        return tuple(specs), "You must call at least one of the provided functions now."
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        if name not in names:
+            raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
+        return tuple(specs), f"You must call the function `{name}` now."
+    raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")
+
+
+def trailing_tool_results(messages: Any) -> tuple[tuple[str, str], ...]:
+    """Return the (tool_call_id, content) pairs of the messages after the last assistant one."""
+    if not isinstance(messages, list):
+        return ()
+    out: list[tuple[str, str]] = []
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if not isinstance(msg, dict) or msg.get("role") != "tool":
+            break
+        call_id = msg.get("tool_call_id")
+        if isinstance(call_id, str):
+            out.append((call_id, _content_text(msg.get("content"), i)))
+    return tuple(reversed(out))
 
 
 JSON_OBJECT_INSTRUCTION = (
@@ -304,6 +369,17 @@ class ChunkFactory:
         """Return a reasoning delta (the `reasoning_content` extension many clients show)."""
         return self._chunk({"reasoning_content": text})
 
+    def tool_call_chunks(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return the chunks the SDKs assemble into `tool_calls`: id and name, then arguments."""
+        out = []
+        for i, call in enumerate(calls):
+            head = {"index": i, "id": call["id"], "type": "function"}
+            head["function"] = {"name": call["function"]["name"], "arguments": ""}
+            out.append(self._chunk({"tool_calls": [head]}))
+            args = {"index": i, "function": {"arguments": call["function"]["arguments"]}}
+            out.append(self._chunk({"tool_calls": [args]}))
+        return out
+
     def finish(self, reason: str = "stop") -> dict[str, Any]:
         """Return the chunk that carries `finish_reason`."""
         return self._chunk({}, reason)
@@ -313,13 +389,34 @@ class ChunkFactory:
         return {**self._base(), "choices": [], "usage": usage}
 
 
+def tool_call_objects(calls: Any) -> list[dict[str, Any]]:
+    """Return OpenAI `tool_calls` for Codex function calls (objects with call_id/name/arguments)."""
+    return [
+        {
+            "id": c.call_id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for c in calls
+    ]
+
+
 def completion(
-    model: str, text: str, usage: dict[str, Any], reasoning: str = "", finish: str = "stop"
+    model: str,
+    text: str,
+    usage: dict[str, Any],
+    reasoning: str = "",
+    finish: str = "stop",
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Return a whole `chat.completion` object."""
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if reasoning:
         message["reasoning_content"] = reasoning
+    if tool_calls:
+        message["content"] = text or None
+        message["tool_calls"] = tool_calls
+        finish = "tool_calls"
     return {
         "id": new_completion_id(),
         "object": "chat.completion",

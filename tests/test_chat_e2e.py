@@ -358,3 +358,164 @@ def test_json_schema_answer_reaches_codex_as_output_schema(linked: Any, fake_bac
     body = fake_backend.requests("/codex/responses")[-1]["body"]
     # Codex forwards the schema as the Responses API's structured-output format.
     assert body["text"]["format"]["schema"]["properties"] == schema["properties"]
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def _function_call(call_id: str = "call_w1") -> dict:
+    return {
+        "kind": "function_call",
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+        "call_id": call_id,
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sdk_tool_calling_loop_resumes_the_held_turn(
+    linked: Any, fake_backend: Any, stream: bool
+) -> None:
+    server, key = linked
+    fake_backend.script(
+        "acct_alice", _function_call(), fake_backend.reply("It is 18C and sunny in Paris.")
+    )
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model="codex", messages=messages, tools=[WEATHER_TOOL], stream=True
+            )
+        )
+        calls: dict[int, dict] = {}
+        finish = None
+        for chunk in chunks:
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                for tc in choice.delta.tool_calls or []:
+                    slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                    slot["id"] = tc.id or slot["id"]
+                    if tc.function and tc.function.name:
+                        slot["name"] = tc.function.name
+                    if tc.function and tc.function.arguments:
+                        slot["arguments"] += tc.function.arguments
+        assert finish == "tool_calls"
+        call = calls[0]
+    else:
+        first = client.chat.completions.create(
+            model="codex", messages=messages, tools=[WEATHER_TOOL]
+        )
+        assert first.choices[0].finish_reason == "tool_calls"
+        tc = first.choices[0].message.tool_calls[0]
+        call = {"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
+    assert call["id"] == "call_w1" and call["name"] == "get_weather"
+    assert json.loads(call["arguments"]) == {"city": "Paris"}
+    # The model saw the client's function, and only codex's lean tool set besides it.
+    tools_sent = fake_backend.requests("/codex/responses")[-1]["body"]["tools"]
+    assert any(t.get("name") == "get_weather" for t in tools_sent)
+
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call["id"], "content": "18C sunny"},
+    ]
+    before = fake_backend.responses_count("acct_alice")
+    second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    assert second.choices[0].message.content == "It is 18C and sunny in Paris."
+    assert second.choices[0].finish_reason == "stop"
+    # The same turn went on: codex sent the tool output to the backend in its follow-up call.
+    assert fake_backend.responses_count("acct_alice") == before + 1
+    follow_up = fake_backend.requests("/codex/responses")[-1]["body"]
+    outputs = [i for i in follow_up["input"] if i.get("type") == "function_call_output"]
+    assert outputs and outputs[-1]["call_id"] == "call_w1" and "18C sunny" in str(outputs[-1])
+
+
+def test_unknown_tool_call_id_runs_a_fresh_turn(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    done = client.chat.completions.create(
+        model="codex",
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_gone",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_gone", "content": "21C"},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert done.choices[0].message.content == "Hello from the fake backend."
+    prompt = json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])
+    assert "21C" in prompt  # the result reached the model inside the folded conversation
+
+
+def test_parallel_tool_calls_come_back_together(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    step = {
+        "kind": "function_call",
+        "calls": [
+            {"name": "get_weather", "arguments": '{"city": "Paris"}', "call_id": "call_p1"},
+            {"name": "get_weather", "arguments": '{"city": "Rome"}', "call_id": "call_p2"},
+        ],
+    }
+    fake_backend.script("acct_alice", step, fake_backend.reply("Paris 18C, Rome 24C."))
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    messages: list[dict] = [{"role": "user", "content": "Weather in Paris and Rome?"}]
+    first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    calls = first.choices[0].message.tool_calls
+    assert sorted(c.id for c in calls) == ["call_p1", "call_p2"]
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    for c, result in zip(calls, ("18C", "24C"), strict=True):
+        messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
+    second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    assert second.choices[0].message.content == "Paris 18C, Rome 24C."
+
+
+def test_parked_turn_expires_and_a_late_answer_runs_fresh(
+    live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path
+) -> None:
+    server = live_server_factory(
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url), toolTurnTtlSeconds=1
+    )
+    key = link_user(server, tmp_path, "tina", "acct_tina")
+    server.start()
+    fake_backend.script("acct_tina", _function_call("call_late"))
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    messages: list[dict] = [{"role": "user", "content": "Weather?"}]
+    first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    assert first.choices[0].finish_reason == "tool_calls"
+    time.sleep(2.5)  # past the TTL: the reaper closes the parked turn
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": "call_late", "content": "7C rain"})
+    second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    assert second.choices[0].message.content == "Hello from the fake backend."
+    assert "7C rain" in json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])

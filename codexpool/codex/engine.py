@@ -8,7 +8,9 @@ independent and several run at once on one process, bounded per account by a sem
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,6 +25,8 @@ from .events import (
     RateLimitUpdate,
     ReasoningDelta,
     TextDelta,
+    ToolCall,
+    ToolCalls,
     TurnDone,
     TurnError,
     Usage,
@@ -57,6 +61,14 @@ LEAN_CHAT_OVERRIDES = (
     "features.incremental_tools=false",
 )
 INTERRUPT = "_codexpool/interrupt"
+TOOL_CALL = "_codexpool/tool-call"
+# After a first function call, how long to wait for its parallel siblings before answering.
+PARALLEL_CALL_WINDOW_S = 0.05
+
+
+def tool_result(text: str, success: bool = True) -> dict[str, Any]:
+    """Return the app-server's DynamicToolCallResponse for a text result."""
+    return {"contentItems": [{"type": "inputText", "text": text}], "success": success}
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class TurnRequest:
     effort: str | None = None
     timeout_s: float | None = None
     output_schema: dict[str, Any] | None = None
+    tools: tuple[dict[str, Any], ...] = ()  # DynamicToolSpec objects (client functions)
 
 
 @dataclass
@@ -287,11 +300,16 @@ class Engine:
                 thread_params["developerInstructions"] = request.developer_instructions
             if request.model:
                 thread_params["model"] = request.model
+            if request.tools:
+                thread_params["dynamicTools"] = list(request.tools)
             started = await server.request(
                 "thread/start", thread_params, wait_s=self.config.request_timeout_s
             )
             thread_id = str(started["thread"]["id"])
             queue = server.subscribe(thread_id)
+            replies: list[asyncio.Future[dict[str, Any]]] = []
+            if request.tools:
+                server.set_tool_handler(thread_id, self._tool_handler(server, thread_id, replies))
             turn_params: dict[str, Any] = {
                 "threadId": thread_id,
                 "input": [{"type": "text", "text": request.prompt, "text_elements": []}],
@@ -309,6 +327,7 @@ class Engine:
             acct.turns[thread_id] = turn_id
             usage: Usage | None = None
             fatal: TurnError | None = None
+            backlog: collections.deque[dict[str, Any]] = collections.deque()
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -317,7 +336,7 @@ class Engine:
                 try:
                     # asyncio.timeout, not wait_for: no extra task per message on the hot path.
                     async with asyncio.timeout(wait):
-                        msg = await queue.get()
+                        msg = backlog.popleft() if backlog else await queue.get()
                 except TimeoutError:
                     if wait < remaining:
                         yield Heartbeat()
@@ -357,6 +376,18 @@ class Engine:
                 elif msg is CRASHED:
                     finished = True
                     raise TurnError("crashed", server._death_message())
+                elif method == TOOL_CALL:
+                    calls = [params]
+                    await asyncio.sleep(PARALLEL_CALL_WINDOW_S)
+                    while not queue.empty():
+                        extra = queue.get_nowait()
+                        if extra.get("method") == TOOL_CALL:
+                            calls.append(extra.get("params") or {})
+                        else:
+                            backlog.append(extra)
+                    yield ToolCalls(tuple(self._to_call(c) for c in calls))
+                    # The client took its time to run the functions: the deadline restarts.
+                    deadline = max(deadline, time.monotonic() + timeout)
                 elif method == INTERRUPT:
                     raise TurnError("shutdown", str(params.get("message", "interrupted")))
         finally:
@@ -371,11 +402,40 @@ class Engine:
                         ),
                         5.0,
                     )
+            if thread_id is not None:
+                for reply in replies:  # a parked turn that expired: let codex's request end
+                    if not reply.done():
+                        reply.set_result(tool_result("The client did not return a result.", False))
             if server is not None and thread_id is not None:
                 server.unsubscribe(thread_id)
             acct.active -= 1
             acct.last_used = time.monotonic()
             acct.sem.release()
+
+    @staticmethod
+    def _tool_handler(
+        server: AppServer, thread_id: str, replies: list[asyncio.Future[dict[str, Any]]]
+    ) -> Callable[[dict[str, Any]], Any]:
+        """Return the handler that turns codex's `item/tool/call` into a ToolCall event."""
+
+        async def handle(params: dict[str, Any]) -> dict[str, Any]:
+            reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            replies.append(reply)
+            if not server.post_to_thread(
+                thread_id, {"method": TOOL_CALL, "params": {**params, "_reply": reply}}
+            ):
+                return tool_result("The turn is gone.", False)
+            return await reply
+
+        return handle
+
+    @staticmethod
+    def _to_call(params: dict[str, Any]) -> ToolCall:
+        arguments = params.get("arguments")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        return ToolCall(
+            str(params.get("callId") or ""), str(params.get("tool") or ""), text, params["_reply"]
+        )
 
     def _with_reset(self, acct: _Account, err: TurnError) -> TurnError:
         """Attach the reset time of the exhausted window to a usage-limit error."""

@@ -70,6 +70,24 @@ class RateLimitUpdate:
     snapshot: RateLimitSnapshot
 
 
+@dataclass(frozen=True, eq=False)
+class ToolCall:
+    """The model called one of the client's functions; `reply` resolves the app-server's
+    pending `item/tool/call` request with the client's result."""
+
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI clients expect
+    reply: Any  # asyncio.Future[dict]: the DynamicToolCallResponse to send back
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Every function call the model made in one step (parallel calls arrive together)."""
+
+    calls: tuple[ToolCall, ...]
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     """Nothing happened for a while; lets a streaming client send a keep-alive."""
@@ -82,7 +100,7 @@ class TurnDone:
     status: str
 
 
-Event = TextDelta | ReasoningDelta | Usage | RateLimitUpdate | Heartbeat | TurnDone
+Event = TextDelta | ReasoningDelta | Usage | RateLimitUpdate | ToolCalls | Heartbeat | TurnDone
 
 KINDS = (
     "usage_limit",

@@ -269,14 +269,16 @@ class FakeBackendApp:
             rid = "resp_" + secrets.token_hex(6)
             await resp.write(_sse({"type": "response.created", "response": {"id": rid}}))
             if kind == "function_call":
-                item = {
-                    "type": "function_call",
-                    "id": "fc_" + secrets.token_hex(4),
-                    "call_id": step.get("call_id", "call_1"),
-                    "name": step["name"],
-                    "arguments": step.get("arguments", "{}"),
-                }
-                await resp.write(_sse({"type": "response.output_item.done", "item": item}))
+                # One call, or several parallel calls in one response (`calls`).
+                for call in step.get("calls") or [step]:
+                    item = {
+                        "type": "function_call",
+                        "id": "fc_" + secrets.token_hex(4),
+                        "call_id": call.get("call_id", "call_1"),
+                        "name": call["name"],
+                        "arguments": call.get("arguments", "{}"),
+                    }
+                    await resp.write(_sse({"type": "response.output_item.done", "item": item}))
                 text = ""
             else:
                 text = str(step.get("text", DEFAULT_REPLY))
