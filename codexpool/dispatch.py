@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -39,8 +40,12 @@ async def run_chat(
     principal: KeyPrincipal | None,
     account: Account | None = None,
     started: float | None = None,
+    shape: Any = chat,
 ) -> web.StreamResponse:
     """Answer a chat request; `account` pins it (portal cookie), else the pool chooses.
+
+    `shape` is the module that writes the answer (`chat`, or `responses_api` for /v1/responses):
+    it has `stream(request, events, req, outcome)` and `complete(events, req)`.
 
     A request whose trailing `role: "tool"` messages answer a parked turn's function calls
     resumes that turn on its account; unknown or expired call ids run a fresh turn from the
@@ -77,9 +82,9 @@ async def run_chat(
                 events = engine.run_turn(served.key, served.codex_home, turn)
             try:
                 if req.stream:
-                    resp = await chat.stream(request, events, req, outcome)
+                    resp = await shape.stream(request, events, req, outcome)
                 else:
-                    body, outcome = await chat.complete(events, req)
+                    body, outcome = await shape.complete(events, req)
                     resp = web.json_response(body)
                 status = outcome.status
                 return resp

@@ -519,3 +519,44 @@ def test_parked_turn_expires_and_a_late_answer_runs_fresh(
     second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     assert second.choices[0].message.content == "Hello from the fake backend."
     assert "7C rain" in json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])
+
+
+def test_responses_api_with_the_sdk(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    fake_backend.script("acct_alice", fake_backend.reply("Plain response text", chunks=3))
+    done = client.responses.create(model="codex", input="Hi", instructions="Be brief.")
+    assert done.output_text == "Plain response text"
+    assert done.status == "completed" and done.usage.input_tokens == 11
+    assert "Be brief." in json.dumps(fake_backend.requests("/codex/responses")[-1]["body"])
+
+    fake_backend.script("acct_alice", fake_backend.reply("Streamed response text", chunks=3))
+    deltas, final = [], None
+    with client.responses.stream(model="codex", input="Hi") as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+        final = stream.get_final_response()
+    assert "".join(deltas) == "Streamed response text" and len(deltas) >= 2
+    assert final.output_text == "Streamed response text"
+
+    # Function calling through the Responses shapes resumes the parked turn.
+    fake_backend.script(
+        "acct_alice", _function_call("call_r1"), fake_backend.reply("18C in Paris.")
+    )
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": WEATHER_TOOL["function"]["parameters"],
+    }
+    first = client.responses.create(model="codex", input="Weather in Paris?", tools=[tool])
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert calls and calls[0].call_id == "call_r1" and calls[0].name == "get_weather"
+    second = client.responses.create(
+        model="codex",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": "call_r1", "output": "18C"}],
+        tools=[tool],
+    )
+    assert second.output_text == "18C in Paris."

@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from .. import dispatch
+from .. import dispatch, responses_api
 from ..api_auth import require_api_key
 from ..errors import ApiError, read_json_object
 from ..keys import ENGINE, MODELS, POOL
@@ -23,6 +23,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = parse_chat_request(body, request.app[MODELS].resolve)
     return await dispatch.run_chat(
         request, req, endpoint="chat.completions", principal=principal, started=started
+    )
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """Answer `POST /v1/responses` through the chat path, shaped as the Responses API."""
+    started = time.monotonic()
+    principal = await require_api_key(request)
+    body = await read_json_object(request)
+    req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
+    return await dispatch.run_chat(
+        request,
+        req,
+        endpoint="responses",
+        principal=principal,
+        started=started,
+        shape=responses_api,
     )
 
 
@@ -55,5 +71,6 @@ async def list_modes(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Register the OpenAI-compatible routes."""
     app.router.add_post(f"{PREFIX}/chat/completions", chat_completions)
+    app.router.add_post(f"{PREFIX}/responses", responses)
     app.router.add_get(f"{PREFIX}/models", list_models)
     app.router.add_get(f"{PREFIX}/modes", list_modes)

@@ -1,0 +1,307 @@
+"""The Responses API (`POST /v1/responses`) on top of the chat machinery.
+
+A Responses body is translated into the equivalent chat body (instructions -> system message,
+input items -> messages, `function_call_output` items -> tool messages, function tools ->
+chat tools), so validation, pool selection, failover, tool-call parking and usage rows are the
+chat path's own. Only the output is shaped differently: a `response` object, or the
+`response.*` event stream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from . import sse
+from .chat import TurnOutcome, _take, turn_error_to_api
+from .codex.events import Heartbeat, TextDelta, ToolCalls, TurnError
+from .errors import ApiError, error_body
+from .openai_compat import ChatRequest
+
+_ROLE_OK = ("user", "assistant", "system", "developer")
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, "invalid_request", param=param)
+
+
+def _item_text(content: Any, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad("`content` must be a string or a list of parts", param)
+    parts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in (
+            "input_text",
+            "output_text",
+            "text",
+        ):
+            raise _bad("only text content parts are supported", f"{param}[{j}]")
+        parts.append(str(part.get("text", "")))
+    return "\n".join(parts)
+
+
+def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Translate a Responses request body into a chat completions body."""
+    messages: list[dict[str, Any]] = []
+    if body.get("instructions") is not None:
+        if not isinstance(body["instructions"], str):
+            raise _bad("`instructions` must be a string", "instructions")
+        messages.append({"role": "system", "content": body["instructions"]})
+    raw = body.get("input")
+    if isinstance(raw, str):
+        messages.append({"role": "user", "content": raw})
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise _bad("each input item must be an object", f"input[{i}]")
+            kind = item.get("type", "message")
+            if kind == "message":
+                role = item.get("role")
+                if role not in _ROLE_OK:
+                    raise _bad(f"role must be one of {', '.join(_ROLE_OK)}", f"input[{i}].role")
+                messages.append(
+                    {
+                        "role": role,
+                        "content": _item_text(item.get("content"), f"input[{i}].content"),
+                    }
+                )
+            elif kind == "function_call":
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": item.get("call_id"),
+                                "type": "function",
+                                "function": {
+                                    "name": item.get("name"),
+                                    "arguments": item.get("arguments", "{}"),
+                                },
+                            }
+                        ],
+                    }
+                )
+            elif kind == "function_call_output":
+                output = item.get("output")
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": item.get("call_id"),
+                        "content": output if isinstance(output, str) else str(output),
+                    }
+                )
+            else:
+                raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
+    else:
+        raise _bad("`input` must be a string or an array of items", "input")
+    chat: dict[str, Any] = {
+        "model": body.get("model"),
+        "messages": messages,
+        "stream": body.get("stream", False),
+    }
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("`tools` must be an array", "tools")
+        chat["tools"] = []
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or tool.get("type") != "function":
+                raise _bad("only function tools are supported", f"tools[{i}]")
+            chat["tools"].append(
+                {
+                    "type": "function",
+                    "function": {
+                        k: tool[k] for k in ("name", "description", "parameters") if k in tool
+                    },
+                }
+            )
+    for name in ("tool_choice", "reasoning", "timeoutMs"):
+        if name in body:
+            chat[name] = body[name]
+    if isinstance(body.get("tool_choice"), dict) and "name" in body["tool_choice"]:
+        chat["tool_choice"] = {
+            "type": "function",
+            "function": {"name": body["tool_choice"]["name"]},
+        }
+    if body.get("max_output_tokens") is not None:
+        chat["max_output_tokens"] = body["max_output_tokens"]
+    return chat
+
+
+class ResponseBuilder:
+    """Builds the `response` object and its stream events for one answer."""
+
+    def __init__(self, model: str) -> None:
+        self.id = "resp_" + uuid.uuid4().hex[:24]
+        self.msg_id = "msg_" + uuid.uuid4().hex[:24]
+        self.model = model
+        self.created_at = int(time.time())
+        self.seq = 0
+
+    def event(self, kind: str, **fields: Any) -> bytes:
+        """Encode one Responses stream event."""
+        self.seq += 1
+        return sse.encode({"type": kind, "sequence_number": self.seq, **fields}, event=kind)
+
+    def message_item(self, text: str, status: str = "completed") -> dict[str, Any]:
+        """Return the assistant message output item."""
+        return {
+            "type": "message",
+            "id": self.msg_id,
+            "status": status,
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
+
+    def response(
+        self, status: str, outcome: TurnOutcome | None, output: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Return the `response` object."""
+        usage = None
+        if outcome is not None and outcome.usage is not None:
+            u = outcome.usage
+            usage = {
+                "input_tokens": u.input_tokens,
+                "input_tokens_details": {"cached_tokens": u.cached_input_tokens},
+                "output_tokens": u.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+                "total_tokens": u.input_tokens + u.output_tokens,
+            }
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "model": self.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "error": None,
+            "incomplete_details": None,
+            "usage": usage,
+        }
+
+    def output(self, outcome: TurnOutcome) -> list[dict[str, Any]]:
+        """Return the output items: function calls when the model called tools, else text."""
+        items: list[dict[str, Any]] = []
+        if outcome.text:
+            items.append(self.message_item("".join(outcome.text)))
+        if outcome.tool_calls is not None:
+            for call in outcome.tool_calls.calls:
+                items.append(
+                    {
+                        "type": "function_call",
+                        "id": "fc_" + call.call_id,
+                        "call_id": call.call_id,
+                        "name": call.name,
+                        "arguments": call.arguments,
+                        "status": "completed",
+                    }
+                )
+        return items
+
+
+async def complete(events: Any, req: ChatRequest) -> tuple[dict[str, Any], TurnOutcome]:
+    """Run a turn and return one `response` object."""
+    outcome = TurnOutcome()
+    try:
+        async for event in events:
+            if isinstance(event, ToolCalls):
+                outcome.tool_calls = event
+                break
+            _take(event, outcome)
+    except TurnError as exc:
+        outcome.error = turn_error_to_api(exc)
+        outcome.status = outcome.error.status
+        raise outcome.error from exc
+    builder = ResponseBuilder(req.raw_model)
+    return builder.response("completed", outcome, builder.output(outcome)), outcome
+
+
+async def stream(
+    request: web.Request, events: Any, req: ChatRequest, outcome: TurnOutcome
+) -> web.StreamResponse:
+    """Stream a turn as Responses events; headers go out with the first upstream event."""
+    b = ResponseBuilder(req.raw_model)
+    resp: web.StreamResponse | None = None
+    started_text = False
+
+    async def open_() -> web.StreamResponse:
+        r = await sse.open_stream(request)
+        await r.write(b.event("response.created", response=b.response("in_progress", None, [])))
+        return r
+
+    try:
+        async for event in events:
+            if isinstance(event, Heartbeat):
+                if resp is not None:
+                    await resp.write(sse.PING)
+                continue
+            if resp is None:
+                resp = await open_()
+            if isinstance(event, ToolCalls):
+                outcome.tool_calls = event
+                break
+            _take(event, outcome)
+            if isinstance(event, TextDelta) and event.text:
+                if not started_text:
+                    started_text = True
+                    item = b.message_item("", "in_progress")
+                    item["content"] = []
+                    await resp.write(
+                        b.event("response.output_item.added", output_index=0, item=item)
+                    )
+                    await resp.write(
+                        b.event(
+                            "response.content_part.added",
+                            item_id=b.msg_id,
+                            output_index=0,
+                            content_index=0,
+                            part={"type": "output_text", "text": "", "annotations": []},
+                        )
+                    )
+                await resp.write(
+                    b.event(
+                        "response.output_text.delta",
+                        item_id=b.msg_id,
+                        output_index=0,
+                        content_index=0,
+                        delta=event.text,
+                    )
+                )
+    except TurnError as exc:
+        err = turn_error_to_api(exc)
+        outcome.error, outcome.status = err, err.status
+        if resp is None:
+            raise err from exc
+        await resp.write(b.event("error", **error_body(err.message, err.type, err.code)["error"]))
+        await resp.write_eof()
+        return resp
+    if resp is None:
+        resp = await open_()
+    items = b.output(outcome)
+    text = "".join(outcome.text)
+    if started_text:
+        await resp.write(
+            b.event(
+                "response.output_text.done",
+                item_id=b.msg_id,
+                output_index=0,
+                content_index=0,
+                text=text,
+            )
+        )
+    for index, item in enumerate(items):
+        await resp.write(b.event("response.output_item.done", output_index=index, item=item))
+    await resp.write(
+        b.event("response.completed", response=b.response("completed", outcome, items))
+    )
+    await resp.write_eof()
+    return resp
