@@ -94,6 +94,7 @@ def turn_request(req: ChatRequest, timeout_cap_ms: int) -> TurnRequest:
         timeout_s=timeout_ms / 1000,
         output_schema=req.output_schema,
         tools=req.tools,
+        images=req.images,
     )
 
 

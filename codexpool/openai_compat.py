@@ -48,6 +48,7 @@ class ChatRequest:
     output_schema: dict[str, Any] | None = None
     tools: tuple[dict[str, Any], ...] = ()  # Codex DynamicToolSpec objects
     tool_results: tuple[tuple[str, str], ...] = ()  # trailing (tool_call_id, content) pairs
+    images: tuple[str, ...] = ()  # image URLs (https or data:) sent with the turn
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -79,6 +80,8 @@ def _content_text(content: Any, index: int) -> str:
             texts.append(text)
         elif ptype == "refusal":
             texts.append(str(part.get("refusal", "")))
+        elif ptype in ("image_url", "input_image"):
+            texts.append("[image attached]")  # the image itself goes in as turn input
         else:
             raise _bad(
                 f"content part type {ptype!r} is not supported by this gateway yet",
@@ -86,6 +89,55 @@ def _content_text(content: Any, index: int) -> str:
                 "unsupported_content",
             )
     return "\n".join(texts)
+
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+MAX_IMAGES = 8
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+def collect_images(messages: Any) -> tuple[str, ...]:
+    """Return the image URLs of the messages' `image_url` parts, validated.
+
+    Only https URLs and base64 `data:` URLs of PNG, JPEG, GIF or WebP are accepted: plain http
+    and other schemes would let a request make the upstream fetch arbitrary addresses.
+    """
+    urls: list[str] = []
+    if not isinstance(messages, list):
+        return ()
+    for i, msg in enumerate(messages):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in ("image_url", "input_image"):
+                continue
+            param = f"messages[{i}].content[{j}].image_url"
+            ref = part.get("image_url")
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if not isinstance(url, str):
+                raise _bad("an image part needs `image_url.url`", param)
+            if url.startswith("data:"):
+                head, _, data = url.partition(",")
+                mime = head[5:].split(";")[0].lower()
+                if mime not in IMAGE_TYPES or ";base64" not in head:
+                    raise _bad(
+                        "data URLs must be base64 PNG, JPEG, GIF or WebP images",
+                        param,
+                        "unsupported_image",
+                    )
+                if len(data) * 3 // 4 > MAX_IMAGE_BYTES:
+                    raise _bad(
+                        f"images may be at most {MAX_IMAGE_BYTES // (1024 * 1024)} MiB",
+                        param,
+                        "image_too_large",
+                    )
+            elif not url.startswith("https://"):
+                raise _bad("image URLs must be https:// or data: URLs", param, "unsupported_image")
+            urls.append(url)
+    if len(urls) > MAX_IMAGES:
+        raise _bad(f"at most {MAX_IMAGES} images per request", "messages", "too_many_images")
+    return tuple(urls)
 
 
 def fold_messages(messages: Any) -> tuple[str | None, str]:
@@ -219,6 +271,7 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         output_schema=output_schema,
         tools=tools,
         tool_results=trailing_tool_results(body.get("messages")),
+        images=collect_images(body.get("messages")),
     )
 
 

@@ -560,3 +560,47 @@ def test_responses_api_with_the_sdk(linked: Any, fake_backend: Any) -> None:
         tools=[tool],
     )
     assert second.output_text == "18C in Paris."
+
+
+PIXEL_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
+    "hQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def test_image_parts_reach_the_model(linked: Any, fake_backend: Any) -> None:
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    done = client.chat.completions.create(
+        model="codex",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": PIXEL_PNG}},
+                ],
+            }
+        ],
+    )
+    assert done.choices[0].message.content
+    body = json.dumps(fake_backend.requests("/codex/responses")[-1]["body"])
+    assert "iVBORw0KGgo" in body and "input_image" in body
+    bad = [
+        ("http://example.com/cat.png", "unsupported_image"),
+        ("data:text/plain;base64,aGk=", "unsupported_image"),
+        ("file:///etc/passwd", "unsupported_image"),
+    ]
+    for url, code in bad:
+        status, _, raw = post(
+            server,
+            "/api/openai/v1/chat/completions",
+            {
+                "model": "codex",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+                ],
+            },
+            {"Authorization": f"Bearer {key}"},
+        )
+        assert_openai_error(status, raw, 400, code)

@@ -100,6 +100,7 @@ class TurnRequest:
     timeout_s: float | None = None
     output_schema: dict[str, Any] | None = None
     tools: tuple[dict[str, Any], ...] = ()  # DynamicToolSpec objects (client functions)
+    images: tuple[str, ...] = ()  # image URLs (https or data:) given to the model
 
 
 @dataclass
@@ -312,7 +313,10 @@ class Engine:
                 server.set_tool_handler(thread_id, self._tool_handler(server, thread_id, replies))
             turn_params: dict[str, Any] = {
                 "threadId": thread_id,
-                "input": [{"type": "text", "text": request.prompt, "text_elements": []}],
+                "input": [
+                    {"type": "text", "text": request.prompt, "text_elements": []},
+                    *({"type": "image", "url": url} for url in request.images),
+                ],
             }
             if request.model:
                 turn_params["model"] = request.model
