@@ -339,10 +339,13 @@ def test_usage_rows_match_requests(linked: Any) -> None:
     assert rows == [(200, None, 0)] * 3 + [(200, None, 1)]
 
 
-def test_json_schema_answer_reaches_codex_as_output_schema(linked: Any, fake_backend: Any) -> None:
+def test_json_schema_answer_reaches_codex_as_output_schema(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.reply('{"answer": 4}', chunks=3))
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     schema = {
         "type": "object",
         "properties": {"answer": {"type": "integer"}},
@@ -385,13 +388,14 @@ def _function_call(call_id: str = "call_w1") -> dict:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_sdk_tool_calling_loop_resumes_the_held_turn(
-    linked: Any, fake_backend: Any, stream: bool
+    linked: Any, fake_backend: Any, stream: bool, request: pytest.FixtureRequest
 ) -> None:
     server, key = linked
     fake_backend.script(
         "acct_alice", _function_call(), fake_backend.reply("It is 18C and sunny in Paris.")
     )
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
         chunks = list(
@@ -451,9 +455,12 @@ def test_sdk_tool_calling_loop_resumes_the_held_turn(
     assert outputs and outputs[-1]["call_id"] == "call_w1" and "18C sunny" in str(outputs[-1])
 
 
-def test_unknown_tool_call_id_runs_a_fresh_turn(linked: Any, fake_backend: Any) -> None:
+def test_unknown_tool_call_id_runs_a_fresh_turn(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     done = client.chat.completions.create(
         model="codex",
         messages=[
@@ -478,7 +485,9 @@ def test_unknown_tool_call_id_runs_a_fresh_turn(linked: Any, fake_backend: Any) 
     assert "21C" in prompt  # the result reached the model inside the folded conversation
 
 
-def test_parallel_tool_calls_come_back_together(linked: Any, fake_backend: Any) -> None:
+def test_parallel_tool_calls_come_back_together(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     step = {
         "kind": "function_call",
@@ -489,6 +498,7 @@ def test_parallel_tool_calls_come_back_together(linked: Any, fake_backend: Any) 
     }
     fake_backend.script("acct_alice", step, fake_backend.reply("Paris 18C, Rome 24C."))
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris and Rome?"}]
     first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     calls = first.choices[0].message.tool_calls
@@ -501,7 +511,11 @@ def test_parallel_tool_calls_come_back_together(linked: Any, fake_backend: Any) 
 
 
 def test_parked_turn_expires_and_a_late_answer_runs_fresh(
-    live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     server = live_server_factory(
         start=False, codexConfigOverrides=codex_overrides(fake_backend.url), toolTurnTtlSeconds=1
@@ -510,6 +524,7 @@ def test_parked_turn_expires_and_a_late_answer_runs_fresh(
     server.start()
     fake_backend.script("acct_tina", _function_call("call_late"))
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     messages: list[dict] = [{"role": "user", "content": "Weather?"}]
     first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     assert first.choices[0].finish_reason == "tool_calls"
@@ -521,9 +536,12 @@ def test_parked_turn_expires_and_a_late_answer_runs_fresh(
     assert "7C rain" in json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])
 
 
-def test_responses_api_with_the_sdk(linked: Any, fake_backend: Any) -> None:
+def test_responses_api_with_the_sdk(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     fake_backend.script("acct_alice", fake_backend.reply("Plain response text", chunks=3))
     done = client.responses.create(model="codex", input="Hi", instructions="Be brief.")
     assert done.output_text == "Plain response text"
@@ -568,9 +586,12 @@ PIXEL_PNG = (
 )
 
 
-def test_image_parts_reach_the_model(linked: Any, fake_backend: Any) -> None:
+def test_image_parts_reach_the_model(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     done = client.chat.completions.create(
         model="codex",
         messages=[
