@@ -17,7 +17,19 @@ from . import sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_middleware
-from .keys import CIPHER, CODEX_BIN, ENGINE, LIMITS, MODELS, POOL, SETTINGS, STORE, USAGE
+from .key_limits import KeyQuotas
+from .keys import (
+    CIPHER,
+    CODEX_BIN,
+    ENGINE,
+    KEY_QUOTAS,
+    LIMITS,
+    MODELS,
+    POOL,
+    SETTINGS,
+    STORE,
+    USAGE,
+)
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
@@ -56,6 +68,7 @@ async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = UsageRecorder(app[STORE])
     await recorder.start()
     app[USAGE] = recorder
+    app[KEY_QUOTAS] = KeyQuotas(app[STORE])
     yield
     await recorder.close()  # after the engine stopped: every finished request gets its row
 

@@ -98,6 +98,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_ts ON audit(ts);
     """,
+    # 2: per-key limits (NULL = no cap); allowed_models is newline-separated model ids.
+    """
+    ALTER TABLE api_keys ADD COLUMN max_requests_per_day INTEGER;
+    ALTER TABLE api_keys ADD COLUMN max_tokens_per_day INTEGER;
+    ALTER TABLE api_keys ADD COLUMN max_concurrent INTEGER;
+    ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
