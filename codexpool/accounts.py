@@ -253,12 +253,3 @@ async def reveal_key(store: Store, cipher: KeyCipher, user_id: int) -> str | Non
     """Return the user's live key in plain text (admin reveal), or None when there is none."""
     row = await live_key_row(store, user_id=user_id, kind="user")
     return cipher.decrypt(row["ciphertext"]) if row else None
-
-
-async def touch_keys(store: Store, used: dict[int, float]) -> None:
-    """Write last-used times for keys in one batch (called off the request path)."""
-    if used:
-        await store.executemany(
-            "UPDATE api_keys SET last_used_at = ? WHERE id = ?",
-            [(ts, key_id) for key_id, ts in used.items()],
-        )

@@ -57,7 +57,7 @@ def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = Store(app[SETTINGS].db_path)
+    store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
     await store.open()
     app[STORE] = store
     yield
@@ -65,7 +65,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    recorder = UsageRecorder(app[STORE])
+    recorder = UsageRecorder(app[STORE], app[SETTINGS].data_path / "usage-spool.jsonl")
     await recorder.start()
     app[USAGE] = recorder
     app[KEY_QUOTAS] = KeyQuotas(app[STORE])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -145,6 +146,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return resp
     except ConnectionResetError:
         raise
+    except sqlite3.OperationalError as exc:
+        # Storage trouble is the server's state, not a bug: say so and when to retry.
+        locked = "locked" in str(exc) or "busy" in str(exc)
+        _LOGGER.warning("Database unavailable in %s %s: %s", request.method, request.path, exc)
+        return ApiError(
+            503,
+            "The database is busy (another process holds its lock); retry shortly."
+            if locked
+            else "The database cannot be written right now; see the server log.",
+            "database_busy" if locked else "database_unavailable",
+            headers={"Retry-After": "2" if locked else "30"},
+        ).response()
     except Exception:
         rid = request.get(REQUEST_ID, "-")
         _LOGGER.exception(

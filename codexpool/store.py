@@ -108,14 +108,25 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
 
 
 class Store:
-    """One aiosqlite connection; aiosqlite serialises statements on its own thread."""
+    """Two aiosqlite connections, each with its own thread: one for writes, one for reads.
 
-    def __init__(self, path: Path) -> None:
+    aiosqlite runs a connection's statements one after another on that connection's thread, so
+    with a single connection a write waiting out `busy_timeout` (another process holding the
+    write lock, e.g. a backup or the CLI) would stall every key lookup behind it. In WAL mode
+    readers never wait for writers, so reads get their own query-only connection and keep
+    answering while a write waits. Writes commit before they return, so a read that follows a
+    write in the same task sees it.
+    """
+
+    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         # Multi-statement transactions must not interleave on the shared connection.
         self._tx_lock = asyncio.Lock()
 
@@ -132,11 +143,15 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             self._db.row_factory = aiosqlite.Row
-            await self._db.execute("PRAGMA busy_timeout = 5000")
+            await self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             await self._db.execute("PRAGMA journal_mode = WAL")
             await self._db.execute("PRAGMA synchronous = NORMAL")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader.row_factory = aiosqlite.Row
+            await self._reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            await self._reader.execute("PRAGMA query_only = ON")
         except StoreError:
             await self.close()
             raise
@@ -163,10 +178,19 @@ class Store:
             )
 
     async def close(self) -> None:
-        """Close the connection (idempotent)."""
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        """Close the connections (idempotent)."""
+        for name in ("_reader", "_db"):
+            conn = getattr(self, name)
+            if conn is not None:
+                setattr(self, name, None)
+                await conn.close()
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """Return the open query-only connection."""
+        if self._reader is None:
+            raise StoreError("store is not open")
+        return self._reader
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement on its own and return lastrowid (inserts) or rowcount.
@@ -183,13 +207,13 @@ class Store:
             await self.db.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        """Return the first row or None."""
-        async with self.db.execute(sql, params) as cur:
+        """Return the first row or None (on the read connection)."""
+        async with self.reader.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        """Return all rows."""
-        async with self.db.execute(sql, params) as cur:
+        """Return all rows (on the read connection)."""
+        async with self.reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
     @asynccontextmanager
