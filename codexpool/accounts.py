@@ -209,12 +209,17 @@ async def set_key_limits(store: Store, owner: Owner, limits: KeyLimits) -> bool:
 
 async def lookup_key(store: Store, key: str) -> KeyPrincipal | None:
     """Return the live key's principal, or None for an unknown, revoked or orphaned key."""
+    return await lookup_digest(store, key_digest(key))
+
+
+async def lookup_digest(store: Store, digest: str) -> KeyPrincipal | None:
+    """Return the principal of the live key with this SHA-256 digest, or None."""
     row = await store.fetchone(
         f"SELECT k.id, k.kind, k.user_id, u.username, u.disabled, {KEY_LIMIT_COLUMNS} "
         "FROM api_keys k "
         "LEFT JOIN users u ON u.id = k.user_id "
         "WHERE k.digest = ? AND k.revoked_at IS NULL",
-        (key_digest(key),),
+        (digest,),
     )
     if row is None:
         return None

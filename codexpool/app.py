@@ -17,11 +17,13 @@ from . import sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_middleware
+from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .keys import (
     CIPHER,
     CODEX_BIN,
     ENGINE,
+    KEY_CACHE,
     KEY_QUOTAS,
     LIMITS,
     MODELS,
@@ -60,6 +62,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
     await store.open()
     app[STORE] = store
+    app[KEY_CACHE] = KeyCache(store)
     yield
     await store.close()
 

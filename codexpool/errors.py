@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from aiohttp import web
+
+from .ids import unique_hex
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id (echoed in a header) so log lines and errors can be matched."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else unique_hex(32)
     request[REQUEST_ID] = rid
     try:
         resp = await handler(request)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -108,6 +109,7 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+MARKER_MAX = 4096  # bytes; the change marker starts over past this
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
 
 
@@ -127,6 +129,12 @@ class Store:
         self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        # Bumped by every write of this process except bookkeeping (usage rows), so in-memory
+        # caches of stored state (key lookups) know when to drop what they hold. Writes also
+        # grow a marker file beside the database, so a cache notices the writes of *other*
+        # processes (the CLI rotating a key while the server runs) with one stat().
+        self.generation = 0
+        self.marker = path.with_name(path.name + ".changed")
         # Multi-statement transactions must not interleave on the shared connection.
         self._tx_lock = asyncio.Lock()
 
@@ -192,18 +200,29 @@ class Store:
             raise StoreError("store is not open")
         return self._reader
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    async def execute(self, sql: str, params: Sequence[Any] = (), bookkeeping: bool = False) -> int:
         """Run one write statement on its own and return lastrowid (inserts) or rowcount.
 
         It takes the transaction lock so it never lands inside another task's transaction
         (which could roll it back); inside `transaction()` use the yielded connection instead.
         """
-        async with self._tx_lock, self.db.execute(sql, params) as cur:
-            return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+        async with self._tx_lock:
+            if not bookkeeping:
+                self.generation += 1
+            try:
+                async with self.db.execute(sql, params) as cur:
+                    return (
+                        cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+                    )
+            finally:
+                if not bookkeeping:
+                    self._changed()  # readers that filled a cache meanwhile saw old data
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(
+        self, sql: str, rows: Iterable[Sequence[Any]], bookkeeping: bool = False
+    ) -> None:
         """Run one statement for many parameter rows inside one transaction."""
-        async with self.transaction():
+        async with self.transaction(bookkeeping):
             await self.db.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
@@ -217,9 +236,14 @@ class Store:
             return list(await cur.fetchall())
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run the block as one IMMEDIATE transaction, rolled back on error."""
+    async def transaction(self, bookkeeping: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """Run the block as one IMMEDIATE transaction, rolled back on error.
+
+        `bookkeeping=True` marks writes no cache depends on (usage rows, last-used times).
+        """
         async with self._tx_lock:
+            if not bookkeeping:
+                self.generation += 1
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -227,6 +251,28 @@ class Store:
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+            if not bookkeeping:
+                self._changed()  # after the commit: a cache filled before it is dropped
+
+    def _changed(self) -> None:
+        self.generation += 1
+        try:
+            grown = self.marker.stat().st_size < MARKER_MAX
+        except OSError:
+            grown = False
+        try:
+            with self.marker.open("ab" if grown else "wb") as f:
+                f.write(b".")  # the size changes on every write, whatever the clock's grain
+        except OSError as exc:
+            _LOGGER.debug("Cannot update %s: %s", self.marker, exc)
+
+    def change_stamp(self) -> tuple[int, int, int]:
+        """Return a value that changes whenever any process wrote through a Store."""
+        try:
+            st = os.stat(self.marker)
+        except OSError:
+            return (self.generation, 0, 0)
+        return (self.generation, st.st_mtime_ns, st.st_size)
 
     async def ping(self) -> bool:
         """Tell whether the database answers a trivial query (for /api/health)."""

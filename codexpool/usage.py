@@ -19,6 +19,7 @@ from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
 BATCH_MAX = 500
+BATCH_GATHER_S = 0.02
 RETRY_MAX_S = 5.0
 CLOSING_ATTEMPTS = 2  # at shutdown a batch gets this many tries before it is spooled
 
@@ -123,6 +124,9 @@ class UsageRecorder:
                 stop = True
             else:
                 batch.append(item)
+                # Let a burst gather: one transaction for many rows costs far less than one
+                # each, and a row a few milliseconds later harms no one.
+                await asyncio.sleep(BATCH_GATHER_S)
             while not self._queue.empty() and len(batch) < BATCH_MAX:
                 item = self._queue.get_nowait()
                 taken += 1
@@ -171,7 +175,7 @@ class UsageRecorder:
         for row in batch:
             if row.key_id is not None:
                 used[row.key_id] = max(used.get(row.key_id, 0.0), row.ts)
-        async with self._store.transaction() as db:
+        async with self._store.transaction(bookkeeping=True) as db:
             await db.executemany(INSERT_SQL, [r.as_params() for r in batch])
             if used:
                 await db.executemany(
@@ -222,7 +226,7 @@ class UsageRecorder:
 async def prune(store: Store, retention_days: int) -> int:
     """Delete usage rows older than the retention; return how many went."""
     cutoff = time.time() - retention_days * 86_400
-    return await store.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+    return await store.execute("DELETE FROM requests WHERE ts < ?", (cutoff,), bookkeeping=True)
 
 
 PRUNE_EVERY_S = 6 * 3600

@@ -54,6 +54,16 @@ def usage_rows(server: LiveServer) -> list[tuple]:
         con.close()
 
 
+def rows_eventually(server: LiveServer, want: int, within: float = 10) -> list[tuple]:
+    """Return the usage rows once `want` are written (the writer batches for a moment)."""
+    deadline = time.monotonic() + within
+    rows = usage_rows(server)
+    while len(rows) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rows = usage_rows(server)
+    return rows
+
+
 def stream_text(client: openai.OpenAI, **kw: Any) -> str:
     stream = client.chat.completions.create(model="codex", messages=HI, stream=True, **kw)
     return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
@@ -76,7 +86,7 @@ def test_malformed_sse_before_any_text_is_a_clear_upstream_error(
         assert err.response.headers["x-codexpool-error-source"] == "upstream"
         fake_backend.script("acct_faye", fake_backend.reply("fine again"))
         assert stream_text(client) == "fine again"
-    assert [r for r in usage_rows(server)] == [(502, "upstream_error"), (200, None)]
+    assert rows_eventually(server, 2) == [(502, "upstream_error"), (200, None)]
 
 
 def test_malformed_sse_mid_answer_ends_the_stream_with_an_error(
