@@ -7,6 +7,7 @@ the queue is drained before the database closes, so an acknowledged request is n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,6 +21,7 @@ from .store import Store
 _LOGGER = logging.getLogger(__name__)
 BATCH_MAX = 500
 BATCH_GATHER_S = 0.02
+SETTLE_S = 2.0
 RETRY_MAX_S = 5.0
 CLOSING_ATTEMPTS = 2  # at shutdown a batch gets this many tries before it is spooled
 
@@ -113,6 +115,13 @@ class UsageRecorder:
     async def flush(self) -> None:
         """Wait until every row queued so far is written (tests and shutdown use it)."""
         await self._queue.join()
+
+    async def settle(self, within: float = SETTLE_S) -> None:
+        """Wait briefly for queued rows, so a usage report includes the request just made;
+        a database that cannot be written makes the report a little stale, never stuck."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._queue.join()
 
     async def _run(self) -> None:
         stop = False

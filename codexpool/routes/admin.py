@@ -18,6 +18,7 @@ from ..keys import (
     SETTINGS,
     STORE,
     THROTTLE,
+    USAGE,
 )
 from .common import ip_of, ok, read_credentials, read_optional_object
 
@@ -181,6 +182,7 @@ async def usage(request: web.Request) -> web.Response:
     """Return usage per UTC day per account and per key (`?days=N`, 1-366, default 7)."""
     await sessions.require_admin(request)
     days = usage_report.parse_days(request)
+    await request.app[USAGE].settle()
     return web.json_response(await usage_report.admin_usage(request.app[STORE], days))
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import accounts, admin_users, audit, linking, sessions, usage_report
 from ..errors import ApiError, read_json_object
 from ..key_limits import Owner
-from ..keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE
+from ..keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..security import hash_password, verify_password
 from .common import ip_of, ok, read_credentials, read_optional_object
 
@@ -151,6 +151,7 @@ async def usage(request: web.Request) -> web.Response:
     """Return the user's own usage per UTC day (`?days=N`, 1-366, default 7)."""
     user = await sessions.require_portal_user(request)
     days = usage_report.parse_days(request)
+    await request.app[USAGE].settle()
     return web.json_response(await usage_report.user_usage(request.app[STORE], user.id, days))
 
 
