@@ -117,6 +117,7 @@ def test_sdk_stream_and_usage(linked: Any, fake_backend: Any) -> None:
     # The client's system message reached the model as developer instructions.
     body = fake_backend.requests("/codex/responses")[-1]["body"]
     assert "Be brief." in json.dumps(body)
+    assert body.get("tools", []) == []  # a plain chat offers the model no tools at all
 
 
 def test_sdk_non_stream_sync_and_async(linked: Any, fake_backend: Any) -> None:
@@ -426,9 +427,10 @@ def test_sdk_tool_calling_loop_resumes_the_held_turn(
         call = {"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
     assert call["id"] == "call_w1" and call["name"] == "get_weather"
     assert json.loads(call["arguments"]) == {"city": "Paris"}
-    # The model saw the client's function, and only codex's lean tool set besides it.
+    # The model saw the client's function and nothing else: no shell, no patch tool, no
+    # request_user_input (lean profile + the engine's catalog without apply_patch).
     tools_sent = fake_backend.requests("/codex/responses")[-1]["body"]["tools"]
-    assert any(t.get("name") == "get_weather" for t in tools_sent)
+    assert [t.get("name") for t in tools_sent] == ["get_weather"]
 
     messages += [
         {

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .appserver import CRASHED, AppServer
+from .catalog import write_chat_catalog
 from .events import (
     Heartbeat,
     RateLimitSnapshot,
@@ -59,7 +60,10 @@ LEAN_CHAT_OVERRIDES = (
     'web_search="disabled"',
     "features.sleep_tool=false",
     "features.incremental_tools=false",
+    "tools.experimental_request_user_input.enabled=false",
+    "tools.update_plan.enabled=false",
 )
+CATALOG_FILE = "_chat-model-catalog.json"  # in scratch_root, beside the account folders
 INTERRUPT = "_codexpool/interrupt"
 TOOL_CALL = "_codexpool/tool-call"
 # After a first function call, how long to wait for its parallel siblings before answering.
@@ -129,6 +133,7 @@ class Engine:
         self._closed = False
         self.on_rate_limits: RateLimitCallback | None = None
         self.starts = 0  # app-server processes started (tests and metrics)
+        self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -138,7 +143,18 @@ class Engine:
         await self.close()
 
     async def start(self) -> None:
-        """Start the idle reaper."""
+        """Build the chat model catalog (lean profile) and start the idle reaper."""
+        if self.config.lean_chat:
+            catalog = await write_chat_catalog(
+                self.config.codex_bin,
+                self.config.scratch_root / CATALOG_FILE,
+                self.config.extra_env,
+            )
+            if catalog is not None:
+                self._lean_overrides = (
+                    *LEAN_CHAT_OVERRIDES,
+                    f"model_catalog_json={json.dumps(str(catalog))}",
+                )
         self._reaper = asyncio.create_task(self._reap_idle(), name="appserver-reaper")
 
     async def close(self) -> None:
@@ -193,7 +209,7 @@ class Engine:
                 await acct.server.close()
             overrides = list(self.config.config_overrides)
             if self.config.lean_chat:
-                overrides = [*LEAN_CHAT_OVERRIDES, *overrides]
+                overrides = [*self._lean_overrides, *overrides]
             scratch = self.config.scratch_root / acct.key
             scratch.mkdir(parents=True, exist_ok=True)
             server = AppServer(
