@@ -252,3 +252,21 @@ def test_bad_response_format_is_400(fmt: object) -> None:
         )
     assert info.value.status == 400
     assert info.value.param.startswith("response_format")
+
+
+def test_chat_catalog_clears_apply_patch_and_refuses_non_catalogs() -> None:
+    from codexpool.codex.catalog import without_patch_tool
+
+    catalog = {
+        "models": [
+            {"slug": "gpt-5.5", "apply_patch_tool_type": "freeform", "priority": 1},
+            {"slug": "x", "apply_patch_tool_type": "function"},
+        ],
+        "etag": "keep",
+    }
+    out = without_patch_tool(catalog)
+    assert [m["apply_patch_tool_type"] for m in out["models"]] == [None, None]
+    assert out["etag"] == "keep" and out["models"][0]["priority"] == 1
+    for bad in ([], {"models": {}}, {"models": []}, {"models": ["x"]}, "text"):
+        with pytest.raises(ValueError):
+            without_patch_tool(bad)
