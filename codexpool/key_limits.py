@@ -191,34 +191,21 @@ class KeyQuotas:
             )
         now = self._clock()
         use = await self._current(owner, now)
-        retry_tomorrow = str(max(1, int((use.day + 1) * SECONDS_PER_DAY - now) + 1))
-        if limits.requests_per_day is not None and use.requests >= limits.requests_per_day:
-            raise ApiError(
-                429,
-                f"This API key's limit of {limits.requests_per_day} requests per day (UTC) is "
-                "used up; it resets at midnight UTC.",
-                REQUESTS_EXCEEDED,
-                type="rate_limit_error",
-                headers={"Retry-After": retry_tomorrow},
-            )
-        if limits.tokens_per_day is not None and use.tokens >= limits.tokens_per_day:
-            raise ApiError(
-                429,
-                f"This API key's limit of {limits.tokens_per_day} tokens per day (UTC) is used "
-                "up; it resets at midnight UTC.",
-                TOKENS_EXCEEDED,
-                type="rate_limit_error",
-                headers={"Retry-After": retry_tomorrow},
-            )
-        if limits.concurrent_requests is not None and use.in_flight >= limits.concurrent_requests:
-            raise ApiError(
-                429,
-                f"This API key already has {use.in_flight} requests in progress, its limit; "
-                "retry when one has finished.",
-                CONCURRENCY_EXCEEDED,
-                type="rate_limit_error",
-                headers={"Retry-After": "1"},
-            )
+        tomorrow = str(max(1, int((use.day + 1) * SECONDS_PER_DAY - now) + 1))
+        for cap, used, what, code, retry in (
+            (limits.requests_per_day, use.requests, "requests per day (UTC)", REQUESTS_EXCEEDED, tomorrow),
+            (limits.tokens_per_day, use.tokens, "tokens per day (UTC)", TOKENS_EXCEEDED, tomorrow),
+            (limits.concurrent_requests, use.in_flight, "requests at once", CONCURRENCY_EXCEEDED, "1"),
+        ):  # fmt: skip
+            if cap is not None and used >= cap:
+                when = "when one has finished" if retry == "1" else "after midnight UTC"
+                raise ApiError(
+                    429,
+                    f"This API key's limit of {cap} {what} is reached; retry {when}.",
+                    code,
+                    type="rate_limit_error",
+                    headers={"Retry-After": retry},
+                )
         use.requests += 1
         use.in_flight += 1
         return Ticket(self, owner, use.day)
