@@ -155,6 +155,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         ).response()
 
 
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """Parse a query parameter of ASCII digits within [low, high] or raise a 400 naming it.
+
+    `str.isdigit()` alone is not enough: it accepts characters such as "²" that `int()` then
+    rejects with a ValueError (a 500), and other scripts' digits the docs do not promise.
+    """
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ApiError(
+            400, f"{name} must be a whole number {low}-{high}", "invalid_request", param=name
+        )
+    return int(raw)
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """Parse the request body as a JSON object or raise a 400/415 ApiError saying why."""
     ctype = request.content_type
