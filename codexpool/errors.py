@@ -182,6 +182,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}", "invalid_json") from exc
+    except RecursionError as exc:  # e.g. 5,000 nested arrays: the decoder gives up (was a 500)
+        raise ApiError(400, "Request body is nested too deeply.", "invalid_json") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "Request body must be a JSON object.", "invalid_json")
     return data

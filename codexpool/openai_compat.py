@@ -168,8 +168,13 @@ def fold_messages(messages: Any) -> tuple[str | None, str]:
             continue
         if role == "assistant" and msg.get("tool_calls"):
             calls = msg["tool_calls"] if isinstance(msg["tool_calls"], list) else []
-            for call in calls:
+            for j, call in enumerate(calls):
                 fn = call.get("function", {}) if isinstance(call, dict) else {}
+                if not isinstance(fn, dict):  # was an AttributeError (500) on fn.get
+                    raise _bad(
+                        "a tool call's `function` must be an object",
+                        f"messages[{i}].tool_calls[{j}].function",
+                    )
                 text += f"\n[called tool {fn.get('name')!s} with arguments {fn.get('arguments')!s}]"
         if role in ("tool", "function"):
             name = msg.get("name") or msg.get("tool_call_id") or "tool"
@@ -312,7 +317,7 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
         return tuple(specs), "You must call at least one of the provided functions now."
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
-        if name not in names:
+        if not isinstance(name, str) or name not in names:  # a list name was a TypeError (500)
             raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
         return tuple(specs), f"You must call the function `{name}` now."
     raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")

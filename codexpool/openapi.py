@@ -91,6 +91,13 @@ _SUMS: dict[str, Schema] = {
     "avgTtftMs": N_NUM,
 }
 
+_TOOL_CALL: Schema = _obj(
+    ("id", "type", "function"),
+    id=STR,
+    type={"const": "function"},
+    function=_obj(("name", "arguments"), name=STR, arguments=STR),
+)
+
 _MESSAGE: Schema = {
     "type": "object",
     "required": ["role"],
@@ -110,7 +117,7 @@ _MESSAGE: Schema = {
         },
         "name": STR,
         "tool_call_id": STR,
-        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "tool_calls": {"type": "array", "items": _TOOL_CALL},
     },
 }
 

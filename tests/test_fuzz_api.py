@@ -38,6 +38,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -51,6 +52,12 @@ from tests.conftest import ADMIN_PASSWORD, LiveServer
 pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
 
 MAX_EXAMPLES = 15
+# The OpenAI routes hold most of the input handling: they get more examples.
+DEEP_ROUTES = {
+    "POST /api/openai/v1/chat/completions": 60,
+    "POST /api/openai/v1/responses": 60,
+    "POST /api/openai/codex/execute-session": 30,
+}
 TIMEOUT_S = 30  # a request still unanswered by then is a hang: the test fails
 ALLOWED_503_CODES = frozenset({"no_linked_accounts", "limits_unavailable"})
 COOKIE = "codexpool_session"
@@ -156,14 +163,18 @@ class Fuzzer:
         *,
         headers: dict[str, str] | None = None,
         cookies: dict[str, str] | None = None,
-        max_examples: int = MAX_EXAMPLES,
+        max_examples: int | None = None,
     ) -> None:
         """Fuzz one operation in both generation modes with these fixed credentials."""
         op = self.operations[label]
+        if max_examples is None:
+            max_examples = DEEP_ROUTES.get(label, MAX_EXAMPLES)
         has_input = bool(op.body) or any(True for _ in op.iter_parameters())
         modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if has_input else [])
         for mode in modes:
             strategy = op.as_strategy(generation_mode=mode, headers=headers, cookies=cookies)
+            if mode == GenerationMode.POSITIVE:
+                strategy = strategy.map(known_model)
 
             @hypothesis.settings(
                 max_examples=max_examples,
@@ -191,6 +202,14 @@ class Fuzzer:
             print(f"  {label}: {dict(sorted(counts.items()))}")
         shown = "\n".join(self.failures[:30])
         assert not self.failures, f"{len(self.failures)} contract violations:\n{shown}"
+
+
+def known_model(case: Any) -> Any:
+    """Ask for a model the server offers, so valid bodies get past the model lookup (404)
+    into the pool and the account checks instead of all stopping at the same 404."""
+    if isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
+        case.body["model"] = "codex"
+    return case
 
 
 def security_of(fuzzer: Fuzzer, label: str) -> set[str]:
@@ -290,3 +309,83 @@ def test_fuzz_api_keys(fuzz_server: Callable[[], LiveServer]) -> None:
         fuzzer.run(label, headers={"Authorization": f"Bearer {user_key}"})
         fuzzer.run(label, headers={"x-api-key": master_key})
     fuzzer.assert_clean()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["model", "messages", "role", "content", "input", "username", "x"])
+            | st.text(max_size=8),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+RAW_BODIES = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200).map(str.encode),
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    # Nesting depths around and far past Python's recursion limit.
+    st.sampled_from([10, 990, 5_000, 200_000]).map(lambda n: b"[" * n + b"]" * n),
+    st.sampled_from([10, 5_000, 200_000]).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+)
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=latin-1",
+        "text/plain",
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+    ]
+)
+
+
+def test_fuzz_raw_bodies(fuzz_server: Callable[[], LiveServer]) -> None:
+    """Every route that reads a body, fed bytes that are not what the document describes
+    (not JSON, other media types, JSON of any shape, very deep nesting), signed in with both
+    sessions and a user key so the body is really read. The logouts and device routes read no
+    body and are not part of this."""
+    server = fuzz_server()
+    session = requests.Session()
+    register(server, session, "rawbody")
+    user_key = session.post(f"{server.url}/api/openai/keys/rotate", timeout=TIMEOUT_S).json()["key"]
+    resp = session.post(
+        f"{server.url}/api/auth/login",
+        json={"username": "admin", "password": ADMIN_PASSWORD},
+        timeout=TIMEOUT_S,
+    )
+    assert resp.status_code == 200, resp.text
+    cookie = session.cookies[COOKIE]
+    doc = requests.get(f"{server.url}/api/openapi.json", timeout=TIMEOUT_S).json()
+    targets = sorted(
+        path for path, item in doc["paths"].items() if "requestBody" in item.get("post", {})
+    )
+    assert len(targets) >= 14
+    failures: list[str] = []
+
+    @hypothesis.settings(
+        max_examples=150,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @hypothesis.given(path=st.sampled_from(targets), ctype=CONTENT_TYPES, body=RAW_BODIES)
+    def fuzz(path: str, ctype: str, body: bytes) -> None:
+        headers = {"Authorization": f"Bearer {user_key}", "Cookie": f"{COOKIE}={cookie}"}
+        if ctype:
+            headers["Content-Type"] = ctype
+        resp = requests.post(server.url + path, data=body, headers=headers, timeout=TIMEOUT_S)
+        for problem in contract_problems(resp.status_code, resp.content):
+            failures.append(f"POST {path} ({ctype!r}, {body[:80]!r}...) -> {problem}")
+
+    fuzz()
+    # The sessions were still valid at the end (else the bodies were never read).
+    assert session.get(f"{server.url}/api/auth/me", timeout=TIMEOUT_S).ok
+    assert not failures, f"{len(failures)} contract violations:\n" + "\n".join(failures[:20])
