@@ -230,10 +230,13 @@ CHAT_COMPLETION: Schema = _obj(
 )
 
 SSE: Schema = {
-    "type": "string",
-    "description": "Server-sent events: `data: {json}` lines, `: ping` keep-alives, ending "
-    "with `data: [DONE]` (chat) or `response.completed` (responses). A failure after the "
-    "stream started is one error event (the error body) before the end.",
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": STR, "event": STR},
+    "description": "One server-sent event (the schema describes each event of the stream): "
+    "`data` is a JSON object, or `[DONE]` as the chat stream's last event; `event` names the "
+    "Responses API's event types. `: ping` comment lines are keep-alives. A failure after the "
+    "stream started is one event whose data is the error body, then the end.",
 }
 
 DEVICE_STATUS: Schema = _closed(

@@ -46,7 +46,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from codexpool.testing.fake_backend import codex_overrides
+from codexpool.testing.fake_backend import codex_overrides, make_auth_json
 from tests.conftest import ADMIN_PASSWORD, LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
@@ -166,17 +166,22 @@ class Fuzzer:
         headers: dict[str, str] | None = None,
         cookies: dict[str, str] | None = None,
         max_examples: int | None = None,
+        positive_only: bool = False,
+        keep: Callable[[Any], bool] | None = None,
     ) -> None:
         """Fuzz one operation in both generation modes with these fixed credentials."""
         op = self.operations[label]
         if max_examples is None:
             max_examples = MAX_EXAMPLES
         has_input = bool(op.body) or any(True for _ in op.iter_parameters())
-        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if has_input else [])
+        negative = has_input and not positive_only
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negative else [])
         for mode in modes:
             strategy = op.as_strategy(generation_mode=mode, headers=headers, cookies=cookies)
             if mode == GenerationMode.POSITIVE:
                 strategy = strategy.map(known_model)
+            if keep is not None:
+                strategy = strategy.filter(keep)
 
             @hypothesis.settings(
                 max_examples=max_examples,
@@ -226,14 +231,15 @@ def fuzz_server(
     fake_backend: Any,
     codex_bin: str,
     tmp_path: Path,
-) -> Iterator[Callable[[], LiveServer]]:
+) -> Iterator[Callable[..., LiveServer]]:
     """Return a factory of fresh servers: execute on (in a sandbox folder), device login and
     codex pointed at the fake backend, so no request leaves loopback."""
     root = tmp_path / "exec-root"
     root.mkdir()
 
-    def start() -> LiveServer:
+    def start(start: bool = True) -> LiveServer:
         return live_server_factory(
+            start=start,
             codexBin=codex_bin,
             codexConfigOverrides=list(codex_overrides(fake_backend.url)),
             testingLoginIssuer=fake_backend.url,
@@ -393,3 +399,42 @@ def test_fuzz_raw_bodies(fuzz_server: Callable[[], LiveServer]) -> None:
     # The sessions were still valid at the end (else the bodies were never read).
     assert session.get(f"{server.url}/api/auth/me", timeout=TIMEOUT_S).ok
     assert not failures, f"{len(failures)} contract violations:\n" + "\n".join(failures[:20])
+
+
+def plain_turn(case: Any) -> bool:
+    """Keep the bodies a linked account can run within the budget and on loopback only.
+
+    Left out: images (their URLs go to the upstream as input; only the fake is reachable, but an
+    https URL must never be worth a try) and a `timeoutMs` of the client's own (a 1 ms deadline
+    is rightly a 504 `timeout`, the client's choice, not a gateway fault).
+    """
+    body = case.body if isinstance(case.body, dict) else {}
+    return "timeoutMs" not in body and "image" not in json.dumps(body)
+
+
+def test_fuzz_linked_account(
+    fuzz_server: Callable[..., LiveServer], fake_backend: Any, tmp_path: Path
+) -> None:
+    """Valid generated bodies on a LINKED account: real Codex turns against the fake backend
+    (streamed or not, tools, response formats, reasoning options). Positive cases only, few of
+    them: each is a real turn. No 5xx at all here: an account is linked, so not even the 503."""
+    server = fuzz_server(start=False)
+    server.cli("user", "add", "linked")
+    auth = tmp_path / "linked-auth.json"
+    auth.write_text(json.dumps(make_auth_json("acct_fuzz", "fuzz@example.com")))
+    server.cli("link", "import", "linked", "--auth-json", str(auth))
+    user_key = server.cli("key", "rotate", "linked").stdout.strip()
+    master_key = server.cli("key", "rotate", "--master").stdout.strip()
+    fake_backend.set_usage("acct_fuzz", primary_used=10, secondary_used=5)
+    server.start()
+    fuzzer = Fuzzer(server)
+    for label in (
+        "POST /api/openai/v1/chat/completions",
+        "POST /api/openai/v1/responses",
+        "POST /api/openai/codex/execute-session",
+    ):
+        for headers in ({"Authorization": f"Bearer {user_key}"}, {"x-api-key": master_key}):
+            fuzzer.run(label, headers=headers, max_examples=8, positive_only=True, keep=plain_turn)
+    served = sum(fuzzer.statuses.get(label, {}).get(200, 0) for label in fuzzer.statuses)
+    assert served >= 10, fuzzer.statuses  # real turns ran (else this mode tested nothing)
+    fuzzer.assert_clean()
