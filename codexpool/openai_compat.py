@@ -7,6 +7,7 @@ and order). Responses: build `chat.completion` objects and `chat.completion.chun
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ REASONING_MODES: dict[str, str] = {
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 MAX_MESSAGES = 2_000
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+TOOL_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 @dataclass
@@ -293,8 +295,12 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
         if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
             raise _bad("each tool must be {type: 'function', function: {...}}", f"tools[{i}]")
         name = fn.get("name")
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise _bad("a function needs a name of 1-64 characters", f"tools[{i}].function.name")
+        if not isinstance(name, str) or not TOOL_NAME_RE.fullmatch(name):
+            # OpenAI's rule, and Codex's: it refuses other names mid-turn (was a 502 upstream).
+            raise _bad(
+                "a function name must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
+                f"tools[{i}].function.name",
+            )
         params = fn.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(params, dict):
             raise _bad(

@@ -91,12 +91,32 @@ _SUMS: dict[str, Schema] = {
     "avgTtftMs": N_NUM,
 }
 
+_TOOL_NAME: Schema = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
+
 _TOOL_CALL: Schema = _obj(
     ("id", "type", "function"),
     id=STR,
     type={"const": "function"},
     function=_obj(("name", "arguments"), name=STR, arguments=STR),
 )
+
+_IMAGE_URL: Schema = {
+    "type": "string",
+    "pattern": "^(https://|data:image/(png|jpeg|gif|webp)(;[^,]*)?;base64,)",
+    "description": "https, or a base64 data URL of a PNG, JPEG, GIF or WebP image (10 MiB).",
+}
+_CONTENT_PART: Schema = {
+    "anyOf": [
+        STR,
+        _obj(("type", "text"), type={"enum": ["text", "input_text", "output_text"]}, text=STR),
+        _obj(("type",), type={"const": "refusal"}, refusal=STR),
+        _obj(
+            ("type", "image_url"),
+            type={"enum": ["image_url", "input_image"]},
+            image_url={"anyOf": [_IMAGE_URL, _obj(("url",), url=_IMAGE_URL)]},
+        ),
+    ]
+}
 
 _MESSAGE: Schema = {
     "type": "object",
@@ -106,14 +126,7 @@ _MESSAGE: Schema = {
         "content": {
             "description": "Text, or a list of parts (`text`, `input_text`, `output_text`, "
             "`refusal`, `image_url`, `input_image`; plain strings count as text).",
-            "anyOf": [
-                STR,
-                {"type": "null"},
-                {
-                    "type": "array",
-                    "items": {"anyOf": [STR, _obj(("type",), type=STR, text=STR, image_url={})]},
-                },
-            ],
+            "anyOf": [STR, {"type": "null"}, {"type": "array", "items": _CONTENT_PART}],
         },
         "name": STR,
         "tool_call_id": STR,
@@ -126,7 +139,7 @@ _TOOL: Schema = _obj(
     type={"const": "function"},
     function=_obj(
         ("name",),
-        name={"type": "string", "minLength": 1, "maxLength": 64},
+        name=_TOOL_NAME,
         description=STR,
         parameters={"type": "object"},
     ),
@@ -137,7 +150,14 @@ _TOKEN_LIMIT: Schema = _nullable({"type": "integer", "minimum": 1, "maximum": 10
 CHAT_REQUEST: Schema = _obj(
     ("model", "messages"),
     model={"type": "string", "minLength": 1, "examples": ["codex"]},
-    messages={"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": _MESSAGE},
+    messages={
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_MESSAGES,
+        "items": _MESSAGE,
+        "description": "At least one message besides system/developer ones, and some text "
+        "that is not blank; at most 8 images in all.",
+    },
     stream=N_BOOL,
     stream_options=_nullable(_obj(include_usage=BOOL)),
     n=_nullable({"const": 1}),
@@ -148,11 +168,16 @@ CHAT_REQUEST: Schema = _obj(
             _obj(("function",), type=STR, function=_obj(("name",), name=STR)),
         ]
     },
-    response_format=_obj(
-        ("type",),
-        type={"enum": ["text", "json_object", "json_schema"]},
-        json_schema=_obj(name=STR, schema={"type": "object"}),
-    ),
+    response_format={
+        "anyOf": [
+            _obj(("type",), type={"enum": ["text", "json_object"]}),
+            _obj(
+                ("type", "json_schema"),
+                type={"const": "json_schema"},
+                json_schema=_obj(("schema",), name=STR, schema={"type": "object"}),
+            ),
+        ]
+    },
     max_tokens=_TOKEN_LIMIT,
     max_completion_tokens=_TOKEN_LIMIT,
     max_output_tokens=_TOKEN_LIMIT,
@@ -171,22 +196,53 @@ RESPONSES_REQUEST: Schema = _obj(
             STR,
             {
                 "type": "array",
-                "items": _obj(
-                    type={"enum": ["message", "function_call", "function_call_output"]},
-                    role={"enum": ["user", "assistant", "system", "developer"]},
-                    content={"anyOf": [STR, {"type": "array", "items": _obj(("type",), type=STR)}]},
-                    call_id=STR,
-                    name=STR,
-                    arguments=STR,
-                    output=STR,
-                ),
+                "items": {
+                    "anyOf": [
+                        _obj(
+                            ("role", "content"),
+                            type={"const": "message"},
+                            role={"enum": ["user", "assistant", "system", "developer"]},
+                            content={
+                                "anyOf": [
+                                    STR,
+                                    {
+                                        "type": "array",
+                                        "items": _obj(
+                                            ("type",),
+                                            type={"enum": ["input_text", "output_text", "text"]},
+                                            text=STR,
+                                        ),
+                                    },
+                                ]
+                            },
+                        ),
+                        _obj(
+                            ("type", "call_id", "name"),
+                            type={"const": "function_call"},
+                            call_id=STR,
+                            name=STR,
+                            arguments=STR,
+                        ),
+                        _obj(
+                            ("type", "call_id", "output"),
+                            type={"const": "function_call_output"},
+                            call_id=STR,
+                            output=STR,
+                        ),
+                    ]
+                },
             },
         ]
     },
     stream=N_BOOL,
     tools={
         "type": "array",
-        "items": _obj(("type", "name"), type={"const": "function"}, name=STR, parameters={}),
+        "items": _obj(
+            ("type", "name"),
+            type={"const": "function"},
+            name=_TOOL_NAME,
+            parameters={"type": "object"},
+        ),
     },
     tool_choice={},
     reasoning=_obj(effort={"enum": list(REASONING_EFFORTS)}),

@@ -143,3 +143,33 @@ async def test_admin_usage_still_answers_after_the_fixes(api: Any) -> None:
     admin = await admin_login(api)
     for path in ("/api/admin/usage?days=366", "/api/admin/audit?limit=1000"):
         assert (await call(api, "GET", path, admin)).status == 200
+
+
+@pytest.mark.parametrize("name", ["get weather", "é", "a.b", "x" * 65, ""])
+async def test_tool_names_codex_would_refuse_are_a_400(api: Any, key: str, name: str) -> None:
+    """Found by the linked-account fuzz: Codex refuses a dynamic tool whose name is not
+    `^[a-zA-Z0-9_-]+$` mid-turn, which came back as a 502 `upstream_error`; the gateway now
+    refuses it up front, as OpenAI does, naming the field."""
+    auth = {"Authorization": f"Bearer {key}"}
+    chat = {
+        "model": "codex",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": name}}],
+    }
+    resp = await call(api, "POST", CHAT, json=chat, headers=auth)
+    err = await assert_openai_error(resp, 400, "invalid_request")
+    assert err["param"] == "tools[0].function.name"
+    responses = {"model": "codex", "input": "hi", "tools": [{"type": "function", "name": name}]}
+    resp = await call(api, "POST", RESPONSES, json=responses, headers=auth)
+    err = await assert_openai_error(resp, 400, "invalid_request")
+    assert err["param"] == "tools[0].function.name"
+
+
+async def test_tool_names_openai_allows_still_pass(api: Any, key: str) -> None:
+    chat = {
+        "model": "codex",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "get_Weather-2" + "x" * 51}}],
+    }
+    resp = await call(api, "POST", CHAT, json=chat, headers={"Authorization": f"Bearer {key}"})
+    await assert_openai_error(resp, 403, "account_not_linked")  # past validation
