@@ -200,13 +200,29 @@ def fold_messages(messages: Any) -> tuple[str | None, str]:
     return ("\n\n".join(instructions) or None), prompt
 
 
+def json_int(value: Any) -> int | None:
+    """Return `value` as an int if JSON-wise it is a whole number (`528` or `528.0`), else None.
+
+    JSON Schema counts 528.0 as an integer and some encoders write whole numbers that way;
+    booleans, fractions, NaN and infinities are not integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _opt_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    number = json_int(value)
+    if number is None or not low <= number <= high:
         raise _bad(f"`{name}` must be an integer from {low} to {high}", name)
-    return value
+    return number
 
 
 def resolve_effort(body: dict[str, Any]) -> str | None:

@@ -897,6 +897,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                         prompt={"type": "string", "minLength": 1, "maxLength": 200_000},
                         cwd={
                             "type": "string",
+                            "pattern": "^/[^\\u0000]*$",
                             "description": "An absolute folder path inside executeAllowedRoots.",
                         },
                         model=N_STR,

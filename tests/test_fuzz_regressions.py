@@ -4,6 +4,7 @@ not promise) and is now a clean OpenAI 400. Real app, real SQLite, aiohttp's tes
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,31 @@ async def test_tool_names_openai_allows_still_pass(api: Any, key: str) -> None:
     }
     resp = await call(api, "POST", CHAT, json=chat, headers={"Authorization": f"Bearer {key}"})
     await assert_openai_error(resp, 403, "account_not_linked")  # past validation
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (CHAT, "max_tokens"),
+        (CHAT, "timeoutMs"),
+        ("/api/openai/codex/execute-session", "timeoutMs"),
+    ],
+)
+async def test_whole_numbers_written_as_floats_count_as_integers(
+    api: Any, key: str, path: str, field: str
+) -> None:
+    """Found by fuzzing against the document: JSON Schema's `integer` includes 528.0 (and
+    some encoders write whole numbers so), but the handlers refused it with a 400."""
+    auth = {"Authorization": f"Bearer {key}"}
+    base: dict[str, Any] = (
+        {"model": "codex", "messages": [{"role": "user", "content": "hi"}]}
+        if path == CHAT
+        else {"prompt": "hi"}
+    )
+    resp = await call(api, "POST", path, json={**base, field: 528.0}, headers=auth)
+    await assert_openai_error(resp, 403, "account_not_linked")  # past validation
+    for bad in (528.5, float("inf"), True, "528"):
+        body = {**base, field: bad}
+        resp = await call(api, "POST", path, data=json.dumps(body), headers=auth)  # Infinity too
+        err = await assert_openai_error(resp, 400, None)
+        assert err["param"] == field
