@@ -40,6 +40,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.core import NOT_SET
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -168,6 +169,7 @@ class Fuzzer:
         max_examples: int | None = None,
         positive_only: bool = False,
         keep: Callable[[Any], bool] | None = None,
+        body: Any = NOT_SET,
     ) -> None:
         """Fuzz one operation in both generation modes with these fixed credentials."""
         op = self.operations[label]
@@ -177,7 +179,10 @@ class Fuzzer:
         negative = has_input and not positive_only
         modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negative else [])
         for mode in modes:
-            strategy = op.as_strategy(generation_mode=mode, headers=headers, cookies=cookies)
+            fixed = {} if body is NOT_SET else {"body": body}
+            strategy = op.as_strategy(
+                generation_mode=mode, headers=headers, cookies=cookies, **fixed
+            )
             if mode == GenerationMode.POSITIVE:
                 strategy = strategy.map(known_model)
             if keep is not None:
@@ -292,6 +297,16 @@ def test_fuzz_admin_and_portal_sessions(fuzz_server: Callable[[], LiveServer]) -
     # Both identities survived the fuzzing so far (else the routes above ran as anonymous).
     for path in ("/api/auth/me", "/api/openai/auth/me"):
         assert requests.get(server.url + path, cookies=cookies, timeout=TIMEOUT_S).ok, path
+    # Random names never match a user: reveal and delete one that exists, so their 200 answers
+    # are checked against the document too.
+    victim = requests.Session()
+    register(server, victim, "victim")
+    victim.post(f"{server.url}/api/openai/keys/rotate", timeout=TIMEOUT_S).raise_for_status()
+    for label in ("POST /api/admin/openai-users/reveal-key", "POST /api/admin/openai-users/delete"):
+        fuzzer.run(
+            label, cookies=cookies, body={"username": "victim"}, positive_only=True, max_examples=1
+        )
+        assert fuzzer.statuses[label].get(200) == 1, fuzzer.statuses[label]
     for label in SESSION_ENDERS:
         fuzzer.run(label, cookies=cookies)
     fuzzer.assert_clean()
