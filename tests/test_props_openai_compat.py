@@ -238,9 +238,10 @@ def test_trailing_tool_results_are_the_tool_messages_after_the_last_other(
 
 # --- answers: chunks and completions ----------------------------------------------------------
 
+DELTA_TEXT = st.text(max_size=2) | st.text(max_size=12)  # plenty of 0-2 character deltas
 EVENT = st.one_of(
-    st.text(max_size=12).map(TextDelta),
-    st.text(max_size=12).map(ReasoningDelta),
+    DELTA_TEXT.map(TextDelta),
+    DELTA_TEXT.map(ReasoningDelta),
     st.just(Heartbeat()),
     st.builds(Usage, *(st.integers(0, 10_000) for _ in range(4))),
 )
@@ -296,7 +297,7 @@ def _data_lines(raw: bytes) -> list[str]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     database=None,
