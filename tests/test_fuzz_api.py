@@ -21,6 +21,11 @@ admin name for five minutes; a session mode's logouts void the cookies):
   routes that end sessions (both logouts) run last, after a check that the cookie still works;
 - keys: a user key (`Authorization: Bearer`) and the master key (`x-api-key`), every route that
   takes a key.
+Two more runs, each on its own server too:
+- linked account: valid generated chat / responses / quick-test bodies run as real Codex turns
+  against the fake backend (few examples: each is a turn); here no 5xx at all is allowed;
+- raw bodies: every route that reads a body gets bytes the document does not describe (not
+  JSON, other media types, any JSON shape, very deep nesting).
 
 Bounded for CI: a fixed number of examples per operation and mode (`derandomize=True`: the same
 requests every run), no example database, loopback only (device login goes to the fake backend).
