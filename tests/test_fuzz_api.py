@@ -458,3 +458,5 @@ def test_fuzz_linked_account(
     served = sum(fuzzer.statuses.get(label, {}).get(200, 0) for label in fuzzer.statuses)
     assert served >= 10, fuzzer.statuses  # real turns ran (else this mode tested nothing)
     fuzzer.assert_clean()
+    fives = {label: c for label, c in fuzzer.statuses.items() if any(s >= 500 for s in c)}
+    assert not fives, f"an account is linked, yet: {fives}"
