@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import ApiError
+from .key_limits import COLUMNS as KEY_LIMIT_COLUMNS
+from .key_limits import NO_LIMITS, KeyLimits, Owner
 from .security import KeyCipher, key_digest, key_hint, mint_key
 from .store import Store
 
@@ -32,6 +34,12 @@ class KeyPrincipal:
     kind: KeyKind
     user_id: int | None
     username: str | None
+    limits: KeyLimits = NO_LIMITS
+
+    @property
+    def owner(self) -> Owner:
+        """The key slot whose use is counted (survives rotation)."""
+        return (self.kind, self.user_id)
 
 
 @dataclass(frozen=True)
@@ -163,21 +171,18 @@ async def rotate_key(
         raise ValueError("user keys need a user id; the master key has none")
     key = mint_key(prefix)
     now = time.time()
+    live = "kind = ? AND user_id IS ? AND revoked_at IS NULL"
     async with store.transaction() as db:
-        if kind == "master":
-            await db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE kind = 'master' AND revoked_at IS NULL",
-                (now,),
-            )
-        else:
-            await db.execute(
-                "UPDATE api_keys SET revoked_at = ? "
-                "WHERE kind = 'user' AND user_id = ? AND revoked_at IS NULL",
-                (now, user_id),
-            )
+        # The new key inherits the old one's limits: a rotation never lifts a cap.
+        async with db.execute(
+            f"SELECT {KEY_LIMIT_COLUMNS} FROM api_keys WHERE {live}", (kind, user_id)
+        ) as cur:
+            old = await cur.fetchone()
+        limits = KeyLimits.from_row(old) if old is not None else NO_LIMITS
+        await db.execute(f"UPDATE api_keys SET revoked_at = ? WHERE {live}", (now, kind, user_id))
         await db.execute(
-            "INSERT INTO api_keys (user_id, kind, label, digest, ciphertext, hint, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (user_id, kind, label, digest, ciphertext, hint, created_at, "
+            f"{KEY_LIMIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 user_id,
                 kind,
@@ -186,24 +191,43 @@ async def rotate_key(
                 cipher.encrypt(key),
                 key_hint(key, prefix),
                 now,
+                *limits.as_params(),
             ),
         )
     return key
 
 
+async def set_key_limits(store: Store, owner: Owner, limits: KeyLimits) -> bool:
+    """Replace the limits of an owner's live key; False when the owner has no live key."""
+    assigns = ", ".join(f"{c.strip()} = ?" for c in KEY_LIMIT_COLUMNS.split(","))
+    changed = await store.execute(
+        f"UPDATE api_keys SET {assigns} WHERE kind = ? AND user_id IS ? AND revoked_at IS NULL",
+        (*limits.as_params(), *owner),
+    )
+    return changed > 0
+
+
 async def lookup_key(store: Store, key: str) -> KeyPrincipal | None:
     """Return the live key's principal, or None for an unknown, revoked or orphaned key."""
+    return await lookup_digest(store, key_digest(key))
+
+
+async def lookup_digest(store: Store, digest: str) -> KeyPrincipal | None:
+    """Return the principal of the live key with this SHA-256 digest, or None."""
     row = await store.fetchone(
-        "SELECT k.id, k.kind, k.user_id, u.username, u.disabled FROM api_keys k "
+        f"SELECT k.id, k.kind, k.user_id, u.username, u.disabled, {KEY_LIMIT_COLUMNS} "
+        "FROM api_keys k "
         "LEFT JOIN users u ON u.id = k.user_id "
         "WHERE k.digest = ? AND k.revoked_at IS NULL",
-        (key_digest(key),),
+        (digest,),
     )
     if row is None:
         return None
     if row["kind"] == "user" and (row["username"] is None or row["disabled"]):
         return None
-    return KeyPrincipal(row["id"], row["kind"], row["user_id"], row["username"])
+    return KeyPrincipal(
+        row["id"], row["kind"], row["user_id"], row["username"], KeyLimits.from_row(row)
+    )
 
 
 async def live_key_row(store: Store, *, user_id: int | None, kind: KeyKind) -> dict | None:
@@ -226,6 +250,7 @@ async def live_key_row(store: Store, *, user_id: int | None, kind: KeyKind) -> d
         "created_at": row["created_at"],
         "last_used_at": row["last_used_at"],
         "ciphertext": row["ciphertext"],
+        "limits": KeyLimits.from_row(row),
     }
 
 
@@ -233,12 +258,3 @@ async def reveal_key(store: Store, cipher: KeyCipher, user_id: int) -> str | Non
     """Return the user's live key in plain text (admin reveal), or None when there is none."""
     row = await live_key_row(store, user_id=user_id, kind="user")
     return cipher.decrypt(row["ciphertext"]) if row else None
-
-
-async def touch_keys(store: Store, used: dict[int, float]) -> None:
-    """Write last-used times for keys in one batch (called off the request path)."""
-    if used:
-        await store.executemany(
-            "UPDATE api_keys SET last_used_at = ? WHERE id = ?",
-            [(ts, key_id) for key_id, ts in used.items()],
-        )

@@ -14,6 +14,7 @@ from . import accounts, linking
 from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
+from .key_limits import KeyLimits, KeyQuotas, Owner, OwnerUse
 from .limits import Limits
 from .pool import Pool, PoolView
 from .store import Store
@@ -23,7 +24,8 @@ _LOGGER = logging.getLogger(__name__)
 _TABLE_SQL = """
 SELECT u.id, u.username, u.created_at, u.pool_opt_in, u.disabled,
        k.label AS key_label, k.hint AS key_hint, k.created_at AS key_created_at,
-       k.last_used_at AS key_last_used_at,
+       k.last_used_at AS key_last_used_at, k.max_requests_per_day, k.max_tokens_per_day,
+       k.max_concurrent, k.allowed_models,
        l.primary_used, l.primary_resets_at, l.primary_window_mins,
        l.secondary_used, l.secondary_resets_at, l.secondary_window_mins,
        l.fetched_at AS limits_fetched_at, l.ok AS limits_ok, l.error AS limits_error,
@@ -83,7 +85,9 @@ def limit_fields(lim: Limits | None, now: float) -> dict[str, Any]:
     }
 
 
-async def user_table(store: Store, settings: Settings, pool: Pool | None = None) -> dict[str, Any]:
+async def user_table(
+    store: Store, settings: Settings, pool: Pool | None = None, quotas: KeyQuotas | None = None
+) -> dict[str, Any]:
     """Return the admin table: one row per portal user, totals, pool state and master key.
 
     Limits come from the pool's in-memory cache (fed by reads and by the pushes after every
@@ -96,7 +100,10 @@ async def user_table(store: Store, settings: Settings, pool: Pool | None = None)
         view = pool.view(now)
     users: list[dict[str, Any]] = []
     totals = {"hourlyRemaining": 0.0, "weeklyRemaining": 0.0, "linked": 0, "keyed": 0}
-    for r in await store.fetchall(_TABLE_SQL):
+    rows = await store.fetchall(_TABLE_SQL)
+    owners: list[Owner] = [("user", r["id"]) for r in rows] + [("master", None)]
+    use = await quotas.usage(owners) if quotas is not None else {}
+    for r in rows:
         uid = r["id"]
         linked = linking.is_linked(linking.codex_home(settings, uid))
         has_key = r["key_hint"] is not None
@@ -114,6 +121,8 @@ async def user_table(store: Store, settings: Settings, pool: Pool | None = None)
                 "keyLabel": r["key_label"],
                 "keyHint": r["key_hint"],
                 "keyCreatedAt": r["key_created_at"],
+                "keyLimits": KeyLimits.from_row(r).as_json() if has_key else None,
+                "keyUsageToday": _use_json(use.get(("user", uid))),
                 **fields,
                 "lastUsedAt": _latest(r["key_last_used_at"], r["last_request_at"]),
                 "requestsServed": r["served"],
@@ -147,8 +156,14 @@ async def user_table(store: Store, settings: Settings, pool: Pool | None = None)
             "hint": master["hint"] if master else None,
             "createdAt": master["created_at"] if master else None,
             "lastUsedAt": master["last_used_at"] if master else None,
+            "limits": master["limits"].as_json() if master else None,
+            "usageToday": _use_json(use.get(("master", None))),
         },
     }
+
+
+def _use_json(use: OwnerUse | None) -> dict[str, int] | None:
+    return use.as_json() if use is not None else None
 
 
 def pool_reason(view: PoolView | None, user_id: int, has_key: bool) -> str | None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import accounts
 from .accounts import KeyPrincipal
 from .errors import ApiError
-from .keys import PRINCIPAL, STORE
+from .keys import KEY_CACHE, PRINCIPAL
 
 MAX_KEY_LEN = 256
 
@@ -31,7 +30,7 @@ async def require_api_key(request: web.Request) -> KeyPrincipal:
         )
     principal = None
     if len(key) <= MAX_KEY_LEN and key.isascii():
-        principal = await accounts.lookup_key(request.app[STORE], key)
+        principal = await request.app[KEY_CACHE].lookup(key)
     if principal is None:
         raise ApiError(401, "Incorrect API key provided.", "invalid_api_key")
     request[PRINCIPAL] = principal

@@ -17,7 +17,21 @@ from . import sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_middleware
-from .keys import CIPHER, CODEX_BIN, ENGINE, LIMITS, MODELS, POOL, SETTINGS, STORE, USAGE
+from .key_cache import KeyCache
+from .key_limits import KeyQuotas
+from .keys import (
+    CIPHER,
+    CODEX_BIN,
+    ENGINE,
+    KEY_CACHE,
+    KEY_QUOTAS,
+    LIMITS,
+    MODELS,
+    POOL,
+    SETTINGS,
+    STORE,
+    USAGE,
+)
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
@@ -56,17 +70,19 @@ def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = Store(app[SETTINGS].db_path)
+    store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
     await store.open()
     app[STORE] = store
+    app[KEY_CACHE] = KeyCache(store)
     yield
     await store.close()
 
 
 async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    recorder = UsageRecorder(app[STORE])
+    recorder = UsageRecorder(app[STORE], app[SETTINGS].data_path / "usage-spool.jsonl")
     await recorder.start()
     app[USAGE] = recorder
+    app[KEY_QUOTAS] = KeyQuotas(app[STORE])
     yield
     await recorder.close()  # after the engine stopped: every finished request gets its row
 

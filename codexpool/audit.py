@@ -34,6 +34,7 @@ async def record(
         await store.execute(
             "INSERT INTO audit (ts, actor, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?)",
             (time.time(), actor, action, target, detail, ip),
+            bookkeeping=True,  # no cache depends on the audit trail
         )
     except Exception:
         _LOGGER.exception("Could not write audit row for %s %s", actor, action)

@@ -61,6 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .shutdown import serve_shutdown_timeout
 
     configure_logging(settings.log_level)
+    problem = _data_folder_problem(settings.data_path)
+    if problem:
+        return _fail(problem)
     if not is_bcrypt_hash(settings.admin_password):
         _LOGGER.warning(
             "adminPassword is stored in plain text; `codexpool hash-password` makes a hash"
@@ -90,6 +93,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ),
     )
     return 0
+
+
+def _data_folder_problem(data: Path) -> str | None:
+    """Say in one line why the gateway cannot keep its state in `data` (None: it can)."""
+    from .doctor import WRITABLE_FIX, unwritable_reason
+
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the data folder {data}: {exc.strerror or exc}"
+    reason = unwritable_reason(data)
+    if reason is not None:
+        return (
+            f"the data folder {data} is not writable ({reason}); it holds the database and the "
+            f"Codex homes: {WRITABLE_FIX}"
+        )
+    return None
 
 
 def cmd_init(args: argparse.Namespace) -> int:

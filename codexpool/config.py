@@ -204,6 +204,14 @@ class Settings:
             "interrupted with a final error chunk (keep below systemd's TimeoutStopSec).",
         ),
     )
+    database_busy_timeout_ms: int = field(
+        default=5000,
+        metadata=_opt(
+            "databaseBusyTimeoutMs",
+            "How long a database write waits while another process (a backup, the CLI) holds "
+            "the write lock; then admin writes answer 503 database_busy and usage rows retry.",
+        ),
+    )
     usage_retention_days: int = field(
         default=90,
         metadata=_opt("usageRetentionDays", "Per-request usage rows older than this are pruned."),
@@ -329,6 +337,7 @@ def _validate(s: Settings) -> None:
         ("maxBodyBytes", s.max_body_bytes),
         ("appServerIdleSeconds", s.app_server_idle_seconds),
         ("usageRetentionDays", s.usage_retention_days),
+        ("databaseBusyTimeoutMs", s.database_busy_timeout_ms),
         ("toolTurnTtlSeconds", s.tool_turn_ttl_seconds),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
     ):

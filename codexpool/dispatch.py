@@ -20,7 +20,8 @@ from . import chat
 from .accounts import KeyPrincipal
 from .codex.events import TurnError
 from .errors import ApiError
-from .keys import ENGINE, POOL, SETTINGS, USAGE
+from .key_limits import Ticket
+from .keys import ENGINE, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
 from .pool import Account
 from .tool_turns import HELD_TURNS
@@ -67,7 +68,12 @@ async def run_chat(
     outcome = chat.TurnOutcome()
     status = 499  # stays so only when the client goes away mid-request
     tried: set[int] = set()
+    ticket: Ticket | None = None
     try:
+        if principal is not None:
+            ticket = await app[KEY_QUOTAS].admit(
+                principal.owner, principal.limits, (req.raw_model, req.model)
+            )
         for attempt in range(1, MAX_TRIES + 1):
             if account is None:
                 assert principal is not None
@@ -119,6 +125,8 @@ async def run_chat(
         raise
     finally:
         u = outcome.usage
+        if ticket is not None:
+            ticket.finish(u.input_tokens + u.output_tokens if u else 0)
         app[USAGE].record(
             UsageRow(
                 ts=time.time(),

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import accounts, linking
 from .codex.process import child_env
@@ -43,20 +44,32 @@ class Report:
         self.out(f"FAIL {what}\n     fix: {fix}")
 
 
+WRITABLE_FIX = "give the user that runs codexpool write access (chown it to that user)"
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Return why no file can be created in `folder` (None: one can).
+
+    A real write, not an access() check: a read-only mount, a full disk or an immutable folder
+    all fail here, even for root.
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def check_data_folder(settings: Settings, report: Report) -> bool:
     """Check that the data folder exists and a file can really be written into it."""
     data = settings.data_path
     if not data.is_dir():
         report.fail(f"data folder {data} does not exist", f"mkdir -p {data} (or run install.sh)")
         return False
-    try:
-        with tempfile.NamedTemporaryFile(dir=data, prefix=".check-"):
-            pass
-    except OSError as exc:
-        report.fail(
-            f"data folder {data} is not writable: {exc.strerror}",
-            "give the user that runs codexpool write access (chown it to that user)",
-        )
+    reason = unwritable_reason(data)
+    if reason is not None:
+        report.fail(f"data folder {data} is not writable: {reason}", WRITABLE_FIX)
         return False
     report.ok(f"data folder {data}")
     return True

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from aiohttp import web
+
+from .ids import unique_hex
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id (echoed in a header) so log lines and errors can be matched."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else unique_hex(32)
     request[REQUEST_ID] = rid
     try:
         resp = await handler(request)
@@ -145,6 +147,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return resp
     except ConnectionResetError:
         raise
+    except sqlite3.OperationalError as exc:
+        # Storage trouble is the server's state, not a bug: say so and when to retry.
+        locked = "locked" in str(exc) or "busy" in str(exc)
+        _LOGGER.warning("Database unavailable in %s %s: %s", request.method, request.path, exc)
+        return ApiError(
+            503,
+            "The database is busy (another process holds its lock); retry shortly."
+            if locked
+            else "The database cannot be written right now; see the server log.",
+            "database_busy" if locked else "database_unavailable",
+            headers={"Retry-After": "2" if locked else "30"},
+        ).response()
     except Exception:
         rid = request.get(REQUEST_ID, "-")
         _LOGGER.exception(

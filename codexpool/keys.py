@@ -9,6 +9,8 @@ from .admin_auth import AdminAuth
 from .codex.engine import Engine
 from .config import Settings
 from .device_login import DeviceLogins
+from .key_cache import KeyCache
+from .key_limits import KeyQuotas
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
@@ -24,6 +26,8 @@ ENGINE = web.AppKey("engine", Engine)
 POOL = web.AppKey("pool", Pool)
 LIMITS = web.AppKey("limits", LimitCache)
 USAGE = web.AppKey("usage", UsageRecorder)
+KEY_QUOTAS = web.AppKey("key_quotas", KeyQuotas)
+KEY_CACHE = web.AppKey("key_cache", KeyCache)
 MODELS = web.AppKey("models", ModelCatalog)
 CODEX_BIN = web.AppKey("codex_bin", str)
 ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)

@@ -276,7 +276,9 @@ class LimitCache:
                     [r[0] for r in rows],
                 )
             }
-            await self._store.executemany(_UPSERT, [r for r in rows if r[0] in existing])
+            await self._store.executemany(
+                _UPSERT, [r for r in rows if r[0] in existing], bookkeeping=True
+            )
         except BaseException as exc:
             self._dirty |= {r[0] for r in rows}  # written next time (or by close())
             if not isinstance(exc, Exception):

@@ -20,10 +20,36 @@ def codex_home(settings: Settings, user_id: int) -> Path:
     return settings.codex_homes / str(int(user_id))
 
 
+# auth.json path -> (identity of the file version, linked?). Every user-key request asks
+# whether its account is linked; a stat is far cheaper than reading and parsing the file, and
+# any rewrite (link, unlink, Codex refreshing its tokens) changes the identity.
+_LINKED_CACHE: dict[str, tuple[tuple[int, int, int], bool]] = {}
+_LINKED_CACHE_MAX = 10_000
+
+
 def is_linked(home: Path) -> bool:
     """Tell whether the home holds a ChatGPT login (auth.json with tokens or an API key)."""
+    path = os.path.join(home, "auth.json")
     try:
-        data = json.loads((home / "auth.json").read_text(encoding="utf-8"))
+        st = os.stat(path)
+    except OSError:
+        _LINKED_CACHE.pop(path, None)
+        return False
+    ident = (st.st_mtime_ns, st.st_size, st.st_ino)
+    cached = _LINKED_CACHE.get(path)
+    if cached is not None and cached[0] == ident:
+        return cached[1]
+    linked = _read_linked(path)
+    if len(_LINKED_CACHE) >= _LINKED_CACHE_MAX:
+        _LINKED_CACHE.clear()
+    _LINKED_CACHE[path] = (ident, linked)
+    return linked
+
+
+def _read_linked(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return False
     if not isinstance(data, dict):

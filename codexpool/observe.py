@@ -13,7 +13,8 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -49,6 +50,17 @@ class Metrics:
     codex_processes: Gauge
     account_remaining: Gauge
     in_flight: Gauge
+    # (metric, label values) -> child: labels() takes a lock and builds keys on every call,
+    # and the label sets here are small and bounded (route templates, statuses, endpoints).
+    _children: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """Return `metric.labels(*values)`, cached."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     @classmethod
     def create(cls) -> Metrics:
@@ -113,9 +125,9 @@ class Metrics:
 
     def observe_usage(self, row: UsageRow) -> None:
         """Fold one finished API request (a usage row) into the counters."""
-        self.api_requests.labels(row.endpoint, row.key_kind or "-", str(row.status)).inc()
+        self.child(self.api_requests, row.endpoint, row.key_kind or "-", str(row.status)).inc()
         if row.ttft_ms is not None:
-            self.ttft_seconds.labels(row.endpoint).observe(row.ttft_ms / 1000)
+            self.child(self.ttft_seconds, row.endpoint).observe(row.ttft_ms / 1000)
         for kind, value in (
             ("input", row.input_tokens),
             ("cached", row.cached_tokens),
@@ -123,7 +135,7 @@ class Metrics:
             ("reasoning", row.reasoning_tokens),
         ):
             if value:
-                self.tokens.labels(row.endpoint, kind).inc(value)
+                self.child(self.tokens, row.endpoint, kind).inc(value)
 
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -184,7 +196,7 @@ def access_middleware_factory(
             if metrics is not None:
                 metrics.in_flight.dec()
                 route = route_label(request)
-                metrics.requests.labels(route, request.method, str(status)).inc()
-                metrics.request_seconds.labels(route).observe(elapsed)
+                metrics.child(metrics.requests, route, request.method, str(status)).inc()
+                metrics.child(metrics.request_seconds, route).observe(elapsed)
 
     return access_middleware

@@ -7,13 +7,14 @@ and order). Responses: build `chat.completion` objects and `chat.completion.chun
 
 from __future__ import annotations
 
+import json
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError
+from .ids import unique_hex
 
 # Named reasoning modes (legacy `reasoning_mode` field) and the Codex effort each maps to.
 REASONING_MODES: dict[str, str] = {
@@ -398,7 +399,7 @@ def parse_response_format(fmt: Any) -> tuple[dict[str, Any] | None, str | None]:
 
 def new_completion_id() -> str:
     """Return an id in OpenAI's `chatcmpl-...` form."""
-    return "chatcmpl-" + uuid.uuid4().hex[:24]
+    return "chatcmpl-" + unique_hex(24)
 
 
 def usage_dict(
@@ -421,6 +422,7 @@ class ChunkFactory:
         self.id = completion_id or new_completion_id()
         self.model = model
         self.created = int(time.time())
+        self._content_parts: tuple[str, str] | None = None
 
     def _base(self) -> dict[str, Any]:
         return {
@@ -444,6 +446,21 @@ class ChunkFactory:
     def content(self, text: str) -> dict[str, Any]:
         """Return a content delta chunk."""
         return self._chunk({"content": text})
+
+    def content_event(self, text: str) -> bytes:
+        """Return the SSE event of a content delta, byte for byte `sse.encode(content(text))`.
+
+        The hot path of every stream: only the text is JSON-encoded; the rest of the chunk is
+        the same for the whole answer and built once.
+        """
+        if self._content_parts is None:
+            base = json.dumps(self._base(), separators=(",", ":"), ensure_ascii=False)
+            self._content_parts = (
+                f'data: {base[:-1]},"choices":[{{"index":0,"delta":{{"content":',
+                '},"logprobs":null,"finish_reason":null}]}\n\n',
+            )
+        head, tail = self._content_parts
+        return f"{head}{json.dumps(text, ensure_ascii=False)}{tail}".encode("utf-8", "replace")
 
     def reasoning(self, text: str) -> dict[str, Any]:
         """Return a reasoning delta (the `reasoning_content` extension many clients show)."""

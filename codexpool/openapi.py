@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 description of every route, served at `GET /api/openapi.json`.
 
 Written by hand from the handlers (not generated from them), so it says what they really accept:
-- No request body schema sets `additionalProperties: false`: every handler ignores fields it
-  does not know (OpenAI clients send many optional fields), so unknown keys are allowed.
+- Only the key-limits body sets `additionalProperties: false`, because only its handler refuses
+  unknown fields; every other handler ignores them (OpenAI clients send many optional fields).
 - `required` lists only what a handler refuses to run without; types and bounds are the ones
   the handler checks (a value outside them is a 400 naming the field in `error.param`).
 - Every non-2xx answer is the OpenAI-style error body (`default` response), whatever the status.
@@ -20,6 +20,7 @@ from typing import Any
 from . import __version__
 from .accounts import MAX_LABEL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN
 from .audit import DEFAULT_LIMIT, MAX_LIMIT
+from .key_limits import MAX_ALLOWED_MODELS, MAX_LIMIT_VALUE, MAX_MODEL_NAME
 from .openai_compat import MAX_MESSAGES, REASONING_EFFORTS, REASONING_MODES, ROLES
 from .routes.quicktest import MAX_PROMPT_CHARS as QUICK_PROMPT_CHARS
 from .usage_report import DEFAULT_DAYS, MAX_DAYS
@@ -311,6 +312,37 @@ DEVICE_STATUS: Schema = _closed(
 
 ISSUED_KEY: Schema = _closed(key=STR, label=STR, hint=STR, createdAt=NUM)
 
+_LIMIT_VALUE: Schema = _nullable({"type": "integer", "minimum": 0, "maximum": MAX_LIMIT_VALUE})
+_MODEL_IDS: Schema = _nullable(
+    {
+        "type": "array",
+        "maxItems": MAX_ALLOWED_MODELS,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_NAME},
+        "description": "Distinct model ids (no line breaks); `[]` allows none, null any.",
+    }
+)
+KEY_LIMITS: Schema = _closed(
+    requestsPerDay=_LIMIT_VALUE,
+    tokensPerDay=_LIMIT_VALUE,
+    concurrentRequests=_LIMIT_VALUE,
+    allowedModels=_MODEL_IDS,
+)
+KEY_USAGE: Schema = _closed(requests=INT, tokens=INT, inFlight=INT)
+KEY_LIMITS_REQUEST: Schema = {
+    **_obj(
+        username=STR,
+        master=N_BOOL,
+        requestsPerDay=_LIMIT_VALUE,
+        tokensPerDay=_LIMIT_VALUE,
+        concurrentRequests=_LIMIT_VALUE,
+        allowedModels=_MODEL_IDS,
+    ),
+    # The one handler that refuses unknown fields (a typo would silently lift a limit).
+    "additionalProperties": False,
+    "description": "The target (`username`, or `master: true`) and the new limits; a missing "
+    "or null limit means no cap.",
+}
+
 ADMIN_USER_ROW: Schema = _closed(
     id=INT,
     username=STR,
@@ -321,6 +353,8 @@ ADMIN_USER_ROW: Schema = _closed(
     keyHint=N_STR,
     keyCreatedAt=N_NUM,
     **_LIMIT_FIELDS,
+    keyLimits=_nullable(_ref("KeyLimits")),
+    keyUsageToday=_nullable(_ref("KeyUsage")),
     lastUsedAt=N_NUM,
     requestsServed=INT,
     poolOptIn=BOOL,
@@ -359,6 +393,8 @@ COMPONENTS: dict[str, Any] = {
         "ResponsesRequest": RESPONSES_REQUEST,
         "DeviceStatus": DEVICE_STATUS,
         "IssuedKey": ISSUED_KEY,
+        "KeyLimits": KEY_LIMITS,
+        "KeyUsage": KEY_USAGE,
         "Health": HEALTH,
         "Ok": _obj(("ok",), ok={"const": True}),
     },
@@ -521,6 +557,8 @@ def _paths() -> dict[str, dict[str, Any]]:
                                 hint=N_STR,
                                 createdAt=N_NUM,
                                 lastUsedAt=N_NUM,
+                                limits=_nullable(_ref("KeyLimits")),
+                                usageToday=_nullable(_ref("KeyUsage")),
                             ),
                         )
                     )
@@ -559,6 +597,21 @@ def _paths() -> dict[str, dict[str, Any]]:
                 )
             }
             for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key")
+        },
+        "/api/admin/openai-users/key-limits": {
+            "post": _op(
+                "Replace the limits of a user's key or of the master key",
+                "admin",
+                ADMIN,
+                {
+                    "200": _json(
+                        _closed(target=STR, limits=_ref("KeyLimits"), usageToday=_ref("KeyUsage"))
+                    )
+                },
+                body=_body(KEY_LIMITS_REQUEST),
+                description="400 for an unknown field, a bad value, or both/neither target; "
+                "404 `user_not_found` / `key_not_found`.",
+            )
         },
         "/api/admin/audit": {
             "get": _op(
@@ -673,6 +726,8 @@ def _paths() -> dict[str, dict[str, Any]]:
                             keyLabel=N_STR,
                             keyCreatedAt=N_NUM,
                             keyLastUsedAt=N_NUM,
+                            keyLimits=_nullable(_ref("KeyLimits")),
+                            keyUsageToday=_ref("KeyUsage"),
                             poolOptIn=BOOL,
                             limits=_closed(**_LIMIT_FIELDS),
                             poolEligible=BOOL,

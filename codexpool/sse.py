@@ -24,13 +24,24 @@ def encode(data: Any, event: str | None = None) -> bytes:
     """Encode one event: an optional `event:` line and one compact JSON `data:` line."""
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {payload}\n\n".encode()
+    # "replace": a lone surrogate (possible in JSON text from upstream) must not end the stream.
+    return f"{head}data: {payload}\n\n".encode("utf-8", "replace")
+
+
+class _EventStream(web.StreamResponse):
+    """A stream whose headers leave with its first event, in one write (one TCP segment).
+
+    aiohttp's plain StreamResponse sends them on prepare(); its Response class buffers them
+    with this same switch. Were the switch to go away, headers would again go out at once.
+    """
+
+    _send_headers_immediately = False
 
 
 async def open_stream(
     request: web.Request, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
     """Send the SSE response headers and return the response to write events to."""
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+    resp = _EventStream(status=200, headers={**SSE_HEADERS, **(headers or {})})
     await resp.prepare(request)
     return resp

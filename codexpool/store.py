@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -98,17 +99,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_ts ON audit(ts);
     """,
+    # 2: per-key limits (NULL = no cap); allowed_models is newline-separated model ids.
+    """
+    ALTER TABLE api_keys ADD COLUMN max_requests_per_day INTEGER;
+    ALTER TABLE api_keys ADD COLUMN max_tokens_per_day INTEGER;
+    ALTER TABLE api_keys ADD COLUMN max_concurrent INTEGER;
+    ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+MARKER_MAX = 4096  # bytes; the change marker starts over past this
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
 
 
 class Store:
-    """One aiosqlite connection; aiosqlite serialises statements on its own thread."""
+    """Two aiosqlite connections, each with its own thread: one for writes, one for reads.
 
-    def __init__(self, path: Path) -> None:
+    aiosqlite runs a connection's statements one after another on that connection's thread, so
+    with a single connection a write waiting out `busy_timeout` (another process holding the
+    write lock, e.g. a backup or the CLI) would stall every key lookup behind it. In WAL mode
+    readers never wait for writers, so reads get their own query-only connection and keep
+    answering while a write waits. Writes commit before they return, so a read that follows a
+    write in the same task sees it.
+    """
+
+    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        # Bumped by every write of this process except bookkeeping (usage rows), so in-memory
+        # caches of stored state (key lookups) know when to drop what they hold. Writes also
+        # grow a marker file beside the database, so a cache notices the writes of *other*
+        # processes (the CLI rotating a key while the server runs) with one stat().
+        self.generation = 0
+        self.marker = path.with_name(path.name + ".changed")
         # Multi-statement transactions must not interleave on the shared connection.
         self._tx_lock = asyncio.Lock()
 
@@ -125,11 +151,15 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             self._db.row_factory = aiosqlite.Row
-            await self._db.execute("PRAGMA busy_timeout = 5000")
+            await self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             await self._db.execute("PRAGMA journal_mode = WAL")
             await self._db.execute("PRAGMA synchronous = NORMAL")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader.row_factory = aiosqlite.Row
+            await self._reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            await self._reader.execute("PRAGMA query_only = ON")
         except StoreError:
             await self.close()
             raise
@@ -156,39 +186,64 @@ class Store:
             )
 
     async def close(self) -> None:
-        """Close the connection (idempotent)."""
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        """Close the connections (idempotent)."""
+        for name in ("_reader", "_db"):
+            conn = getattr(self, name)
+            if conn is not None:
+                setattr(self, name, None)
+                await conn.close()
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """Return the open query-only connection."""
+        if self._reader is None:
+            raise StoreError("store is not open")
+        return self._reader
+
+    async def execute(self, sql: str, params: Sequence[Any] = (), bookkeeping: bool = False) -> int:
         """Run one write statement on its own and return lastrowid (inserts) or rowcount.
 
         It takes the transaction lock so it never lands inside another task's transaction
         (which could roll it back); inside `transaction()` use the yielded connection instead.
         """
-        async with self._tx_lock, self.db.execute(sql, params) as cur:
-            return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+        async with self._tx_lock:
+            if not bookkeeping:
+                self.generation += 1
+            try:
+                async with self.db.execute(sql, params) as cur:
+                    return (
+                        cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+                    )
+            finally:
+                if not bookkeeping:
+                    self._changed()  # readers that filled a cache meanwhile saw old data
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(
+        self, sql: str, rows: Iterable[Sequence[Any]], bookkeeping: bool = False
+    ) -> None:
         """Run one statement for many parameter rows inside one transaction."""
-        async with self.transaction():
+        async with self.transaction(bookkeeping):
             await self.db.executemany(sql, rows)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        """Return the first row or None."""
-        async with self.db.execute(sql, params) as cur:
+        """Return the first row or None (on the read connection)."""
+        async with self.reader.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        """Return all rows."""
-        async with self.db.execute(sql, params) as cur:
+        """Return all rows (on the read connection)."""
+        async with self.reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run the block as one IMMEDIATE transaction, rolled back on error."""
+    async def transaction(self, bookkeeping: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """Run the block as one IMMEDIATE transaction, rolled back on error.
+
+        `bookkeeping=True` marks writes no cache depends on (usage rows, last-used times).
+        """
         async with self._tx_lock:
+            if not bookkeeping:
+                self.generation += 1
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -196,6 +251,28 @@ class Store:
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+            if not bookkeeping:
+                self._changed()  # after the commit: a cache filled before it is dropped
+
+    def _changed(self) -> None:
+        self.generation += 1
+        try:
+            grown = self.marker.stat().st_size < MARKER_MAX
+        except OSError:
+            grown = False
+        try:
+            with self.marker.open("ab" if grown else "wb") as f:
+                f.write(b".")  # the size changes on every write, whatever the clock's grain
+        except OSError as exc:
+            _LOGGER.debug("Cannot update %s: %s", self.marker, exc)
+
+    def change_stamp(self) -> tuple[int, int, int]:
+        """Return a value that changes whenever any process wrote through a Store."""
+        try:
+            st = os.stat(self.marker)
+        except OSError:
+            return (self.generation, 0, 0)
+        return (self.generation, st.st_mtime_ns, st.st_size)
 
     async def ping(self) -> bool:
         """Tell whether the database answers a trivial query (for /api/health)."""

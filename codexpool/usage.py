@@ -7,16 +7,23 @@ the queue is drained before the database closes, so an acknowledged request is n
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import accounts
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
 BATCH_MAX = 500
+BATCH_GATHER_S = 0.02
+SETTLE_S = 2.0
+RETRY_MAX_S = 5.0
+CLOSING_ATTEMPTS = 2  # at shutdown a batch gets this many tries before it is spooled
 
 
 @dataclass
@@ -70,8 +77,10 @@ INSERT_SQL = (
 class UsageRecorder:
     """Queue + writer task; `record()` never blocks or fails the request that calls it."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, spool_path: Path | None = None) -> None:
         self._store = store
+        self._spool_path = spool_path
+        self._closing = False
         self._queue: asyncio.Queue[UsageRow | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[UsageRow], None]] = []
@@ -91,12 +100,14 @@ class UsageRecorder:
                 _LOGGER.exception("Usage listener %r failed", listener)
 
     async def start(self) -> None:
-        """Start the writer task."""
+        """Write what an earlier run spooled, then start the writer task."""
+        await self._replay_spool()
         self._task = asyncio.create_task(self._run(), name="usage-writer")
 
     async def close(self) -> None:
         """Stop the writer after it has written every row queued before this call."""
         if self._task is not None:
+            self._closing = True
             self._queue.put_nowait(None)  # sentinel: everything before it gets written
             await self._task
             self._task = None
@@ -104,6 +115,13 @@ class UsageRecorder:
     async def flush(self) -> None:
         """Wait until every row queued so far is written (tests and shutdown use it)."""
         await self._queue.join()
+
+    async def settle(self, within: float = SETTLE_S) -> None:
+        """Wait briefly for queued rows, so a usage report includes the request just made;
+        a database that cannot be written makes the report a little stale, never stuck."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._queue.join()
 
     async def _run(self) -> None:
         stop = False
@@ -115,6 +133,9 @@ class UsageRecorder:
                 stop = True
             else:
                 batch.append(item)
+                # Let a burst gather: one transaction for many rows costs far less than one
+                # each, and a row a few milliseconds later harms no one.
+                await asyncio.sleep(BATCH_GATHER_S)
             while not self._queue.empty() and len(batch) < BATCH_MAX:
                 item = self._queue.get_nowait()
                 taken += 1
@@ -129,29 +150,92 @@ class UsageRecorder:
                     self._queue.task_done()
 
     async def _write(self, batch: list[UsageRow]) -> None:
-        """Write one batch, retrying a few times: a locked database is usually brief."""
+        """Write one batch, retrying until it lands: rows are never dropped.
+
+        A locked or failing database (another process holding the lock, a full disk) only
+        delays the rows; they wait in memory meanwhile. Once closing, a batch that still cannot
+        be written goes to the spool file, which the next start writes first.
+        """
         if not batch:
             return
+        attempt = 0
+        while True:
+            try:
+                await self._insert(batch)
+                self.written += len(batch)
+                return
+            except Exception as exc:
+                attempt += 1
+                if self._closing and attempt >= CLOSING_ATTEMPTS:
+                    self._spool(batch)
+                    return
+                if attempt == 1 or attempt % 20 == 0:
+                    _LOGGER.warning(
+                        "Could not write %s usage rows yet (try %s, will retry): %s",
+                        len(batch),
+                        attempt,
+                        exc,
+                    )
+                await asyncio.sleep(min(RETRY_MAX_S, 0.1 * 2**attempt))
+
+    async def _insert(self, batch: list[UsageRow]) -> None:
+        """Insert the rows and the keys' last-used times in one transaction (retry-safe)."""
         used: dict[int, float] = {}
         for row in batch:
             if row.key_id is not None:
                 used[row.key_id] = max(used.get(row.key_id, 0.0), row.ts)
-        params = [r.as_params() for r in batch]
-        for attempt in range(5):
+        async with self._store.transaction(bookkeeping=True) as db:
+            await db.executemany(INSERT_SQL, [r.as_params() for r in batch])
+            if used:
+                await db.executemany(
+                    "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) "
+                    "WHERE id = ?",
+                    [(ts, key_id) for key_id, ts in used.items()],
+                )
+
+    def _spool(self, batch: list[UsageRow]) -> None:
+        if self._spool_path is None:
+            _LOGGER.error("Lost %s usage rows: the database cannot be written", len(batch))
+            return
+        try:
+            with self._spool_path.open("a", encoding="utf-8") as f:
+                for row in batch:
+                    f.write(json.dumps(dataclasses.asdict(row)) + "\n")
+        except OSError as exc:
+            _LOGGER.error("Lost %s usage rows: no database and no spool file (%s)", len(batch), exc)
+            return
+        _LOGGER.warning(
+            "Database not writable at shutdown: %s usage rows kept in %s for the next start",
+            len(batch),
+            self._spool_path,
+        )
+
+    async def _replay_spool(self) -> None:
+        """Write the rows an earlier run could not store, then remove the spool file."""
+        path = self._spool_path
+        if path is None or not path.exists():
+            return
+        rows: list[UsageRow] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                await self._store.executemany(INSERT_SQL, params)
-                await accounts.touch_keys(self._store, used)
-                self.written += len(batch)
-                return
-            except Exception:
-                _LOGGER.exception("Could not write %s usage rows (try %s)", len(batch), attempt + 1)
-                await asyncio.sleep(0.2 * 2**attempt)
+                rows.append(UsageRow(**json.loads(line)))
+            except (ValueError, TypeError):
+                _LOGGER.warning("Skipping a damaged line in %s", path)
+        try:
+            if rows:
+                await self._insert(rows)
+        except Exception as exc:
+            _LOGGER.warning("Spooled usage rows stay in %s until the next start: %s", path, exc)
+            return
+        path.unlink()
+        self.written += len(rows)
+        _LOGGER.info("Wrote %s usage rows spooled by an earlier run", len(rows))
 
 
 async def prune(store: Store, retention_days: int) -> int:
     """Delete usage rows older than the retention; return how many went."""
     cutoff = time.time() - retention_days * 86_400
-    return await store.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+    return await store.execute("DELETE FROM requests WHERE ts < ?", (cutoff,), bookkeeping=True)
 
 
 PRUNE_EVERY_S = 6 * 3600

@@ -101,6 +101,16 @@ async def client(aiohttp_client: Any, settings: Settings) -> Any:
     return await aiohttp_client(create_app(settings))
 
 
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings) -> Any:
+    """Return a test client without a cookie jar: every request names its identity."""
+    import aiohttp
+
+    from codexpool.app import create_app
+
+    return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
+
+
 def codex_children(pid: int) -> list[int]:
     """Return the pids of live codex processes descending from pid (read from /proc)."""
     children: dict[int, list[int]] = {}

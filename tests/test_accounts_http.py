@@ -53,14 +53,6 @@ PORTAL_ROUTES = [
 ]
 
 
-@pytest.fixture
-async def api(aiohttp_client: Any, settings: Settings) -> Any:
-    """Return a test client without a cookie jar: every request names its identity."""
-    from codexpool.app import create_app
-
-    return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
-
-
 async def test_admin_login_me_logout(api: Any) -> None:
     resp = await call(api, "GET", "/api/auth/me")
     err = await assert_openai_error(resp, 401, "authentication_required")
@@ -320,6 +312,8 @@ async def test_master_key_rotation_and_aliases(api: Any) -> None:
         "hint": None,
         "createdAt": None,
         "lastUsedAt": None,
+        "limits": None,
+        "usageToday": {"requests": 0, "tokens": 0, "inFlight": 0},
     }
     issued = []
     for name, body in (

@@ -171,6 +171,26 @@ def test_chunk_shapes() -> None:
     assert usage["usage"]["completion_tokens_details"]["reasoning_tokens"] == 1
 
 
+@pytest.mark.parametrize(
+    "text, model",
+    [
+        ("Hel", "gpt-5.5"),
+        ('quote " backslash \\ newline \n tab \t', "gpt-5.5"),
+        ("ünïcödé ✓ 🚀 \u2028", 'model "with" quotes'),
+        ("", "m"),
+        ("\x00\x1f control", "m"),
+        ("lone \ud800 surrogate", "m"),
+    ],
+)
+def test_content_event_is_exactly_the_encoded_chunk(text: str, model: str) -> None:
+    """The stream's fast path builds the same bytes as encoding the chunk object."""
+    from codexpool import sse
+
+    f = ChunkFactory(model)
+    assert f.content_event(text) == sse.encode(f.content(text))
+    assert f.content_event(text + "x") == sse.encode(f.content(text + "x"))  # cached parts
+
+
 def test_completion_shape() -> None:
     body = completion("gpt-5.5", "Hello", usage_dict(3, 0, 2, 0))
     assert body["object"] == "chat.completion"

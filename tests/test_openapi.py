@@ -96,9 +96,34 @@ def test_every_ref_resolves_and_every_operation_names_security_and_errors() -> N
             assert op["responses"]["default"] == {"$ref": "#/components/responses/Error"}
 
 
-def test_no_request_schema_claims_to_reject_unknown_fields() -> None:
-    """Handlers ignore unknown body fields; the document must not say otherwise."""
-    assert '"additionalProperties": false' not in json.dumps(openapi_document())
+def test_only_the_key_limits_body_rejects_unknown_fields() -> None:
+    """Handlers ignore unknown body fields, except key-limits (a typo would lift a limit);
+    the document says exactly that."""
+    doc = openapi_document()
+    closed = {
+        path
+        for path, item in doc["paths"].items()
+        if '"additionalProperties": false' in json.dumps(item)
+    }
+    assert closed == {"/api/admin/openai-users/key-limits"}
+    body = doc["paths"]["/api/admin/openai-users/key-limits"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["additionalProperties"] is False
+
+
+async def test_key_limits_really_rejects_unknown_fields(client: Any) -> None:
+    """The claim above, checked against the handler (and its opposite for another route)."""
+    from .accounts_helpers import admin_login, assert_openai_error, call
+
+    admin = await admin_login(client)
+    resp = await call(
+        client, "POST", "/api/admin/openai-users/key-limits", admin, json={"master": True, "x": 1}
+    )
+    err = await assert_openai_error(resp, 400, "invalid_request")
+    assert err["param"] == "x"
+    resp = await call(
+        client, "POST", "/api/admin/openai-users/rotate-master-key", admin, json={"x": 1}
+    )
+    assert resp.status == 200
 
 
 async def test_served_without_auth(client: Any) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import aiohttp
 import pytest
 
 from codexpool import accounts
-from codexpool.config import Settings
 from codexpool.keys import STORE
 from codexpool.usage import prune
 from codexpool.usage_report import since
@@ -21,13 +19,6 @@ from .accounts_helpers import (
     new_portal_user,
     rotate_user_key,
 )
-
-
-@pytest.fixture
-async def api(aiohttp_client: Any, settings: Settings) -> Any:
-    from codexpool.app import create_app
-
-    return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
 
 
 async def add_row(

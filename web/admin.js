@@ -1,6 +1,6 @@
 /** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
 import { ApiError, api } from "./api.js";
-import { bar, copy, el, replace, say, when } from "./dom.js";
+import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./dom.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -56,6 +56,11 @@ function userRow(user) {
     el("th", { scope: "row" }, user.username),
     el("td", {}, user.linked ? el("span", { class: "pill ok" }, "linked") : el("span", { class: "pill" }, "not linked")),
     el("td", {}, keyCell),
+    el(
+      "td",
+      { class: "small limits", title: user.hasKey ? limitsSummary(user.keyLimits, user.keyUsageToday) : null },
+      ...(user.hasKey ? limitParts(user.keyLimits, user.keyUsageToday, true).map((part) => el("div", {}, part)) : ["—"]),
+    ),
     el("td", {}, bar("5-hour", user.hourlyRemaining, user.hourlyResetsAt, user.limitsStale)),
     el("td", {}, bar("Weekly", user.weeklyRemaining, user.weeklyResetsAt, user.limitsStale)),
     el("td", {}, pool),
@@ -68,6 +73,7 @@ function userRow(user) {
         "div",
         { class: "actions-inner" },
         el("button", { class: "secondary", disabled: !user.hasKey, onclick: () => reveal(user.username) }, "Reveal key"),
+        el("button", { class: "secondary", disabled: !user.hasKey, onclick: () => editLimits({ username: user.username }, user.username, user.keyLimits) }, "Limits"),
         el("button", { class: "danger", onclick: () => remove(user.username) }, "Delete"),
       ),
     ),
@@ -78,14 +84,24 @@ function userRow(user) {
 function renderUsers(data) {
   const rows = data.users.map(userRow);
   if (!rows.length) {
-    rows.push(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No portal users yet. Users register on /openai.")));
+    rows.push(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No portal users yet. Users register on /openai.")));
   }
   replace($("users"), ...rows);
   const m = data.masterKey || {};
   replace(
     $("master"),
     m.exists
-      ? el("p", {}, "Current: ", el("code", {}, m.hint || ""), ` (${m.label || "master"}), created ${when(m.createdAt)}, last used ${when(m.lastUsedAt)}`)
+      ? el(
+          "div",
+          {},
+          el("p", {}, "Current: ", el("code", {}, m.hint || ""), ` (${m.label || "master"}), created ${when(m.createdAt)}, last used ${when(m.lastUsedAt)}`),
+          el(
+            "p",
+            { class: "row" },
+            el("span", { class: "small", id: "master-limits" }, limitsSummary(m.limits, m.usageToday)),
+            el("button", { class: "secondary", onclick: () => editLimits({ master: true }, "the master key", m.limits) }, "Limits"),
+          ),
+        )
       : el("p", { class: "muted" }, "No master key yet."),
   );
   $("refreshed").textContent = `Updated ${new Date().toLocaleTimeString()}`;
@@ -122,6 +138,47 @@ async function reveal(username) {
   } catch (err) {
     fail(err);
   }
+}
+
+/**
+ * Open the limits dialog for one key and save what the admin enters (blank = no cap).
+ * @param {{username?: string, master?: boolean}} target
+ * @param {string} name
+ * @param {any} current
+ */
+function editLimits(target, name, current) {
+  const dialog = /** @type {HTMLDialogElement} */ ($("limits-dialog"));
+  const form = /** @type {HTMLFormElement} */ ($("limits-form"));
+  const c = current || {};
+  $("limits-title").textContent = `Limits of ${name}`;
+  const field = (id) => /** @type {HTMLInputElement} */ (form.elements.namedItem(id));
+  field("requestsPerDay").value = c.requestsPerDay ?? "";
+  field("tokensPerDay").value = c.tokensPerDay ?? "";
+  field("concurrentRequests").value = c.concurrentRequests ?? "";
+  field("allowedModels").value = c.allowedModels ? c.allowedModels.join(", ") : "";
+  say($("limits-status"), "");
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const num = (id) => (field(id).value.trim() === "" ? null : Number(field(id).value));
+    const models = field("allowedModels").value.trim();
+    const body = {
+      ...target,
+      requestsPerDay: num("requestsPerDay"),
+      tokensPerDay: num("tokensPerDay"),
+      concurrentRequests: num("concurrentRequests"),
+      allowedModels: models === "" ? null : models.split(/[\s,]+/).filter(Boolean),
+    };
+    try {
+      await api("POST", "/api/admin/openai-users/key-limits", body);
+      dialog.close();
+      say(status, `Saved the limits of ${name}.`, "ok");
+      await refresh();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) fail(err);
+      else say($("limits-status"), err instanceof Error ? err.message : String(err), "error");
+    }
+  };
+  dialog.showModal();
 }
 
 /** @param {string} username */
@@ -206,6 +263,8 @@ $("rotate-master").addEventListener("submit", async (event) => {
     fail(err);
   }
 });
+
+$("limits-cancel").addEventListener("click", () => /** @type {HTMLDialogElement} */ ($("limits-dialog")).close());
 
 $("logout").addEventListener("click", async () => {
   try {

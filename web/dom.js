@@ -116,3 +116,35 @@ export function bar(label, remaining, resetsAt, stale) {
     el("span", { class: "muted small" }, until(resetsAt)),
   );
 }
+
+/**
+ * The parts of a key's limits and today's use of them, long ("12 / 500 requests today") or
+ * short for a table cell ("12/500 req").
+ * @param {any} limits {requestsPerDay, tokensPerDay, concurrentRequests, allowedModels} or null
+ * @param {any} use {requests, tokens, inFlight} or null
+ * @param {boolean} [short]
+ * @returns {string[]}
+ */
+export function limitParts(limits, use, short = false) {
+  const u = use || { requests: 0, tokens: 0, inFlight: 0 };
+  const l = limits || {};
+  const n = (v) => Number(v).toLocaleString();
+  const of = (used, cap) => (cap != null ? (short ? `${n(used)}/${n(cap)}` : `${n(used)} / ${n(cap)}`) : n(used));
+  const parts = [
+    `${of(u.requests, l.requestsPerDay)} ${short ? "req" : "requests today"}`,
+    `${of(u.tokens, l.tokensPerDay)} ${short ? "tok" : "tokens"}`,
+  ];
+  if (l.concurrentRequests != null) parts.push(`${of(u.inFlight, l.concurrentRequests)} ${short ? "live" : "at once"}`);
+  if (l.allowedModels) parts.push(l.allowedModels.length ? `${short ? "" : "models: "}${l.allowedModels.join(", ")}` : "no models allowed");
+  return parts;
+}
+
+/**
+ * Say in a few words what a key's limits allow and how much of them today's use took.
+ * @param {any} limits
+ * @param {any} use
+ * @returns {string}
+ */
+export function limitsSummary(limits, use) {
+  return limitParts(limits, use).join(" · ");
+}

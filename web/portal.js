@@ -1,6 +1,6 @@
 /** Portal: sign-in, device linking, key, quick test, limits and pool opt-in. */
 import { ApiError, api, streamChat } from "./api.js";
-import { bar, copy, el, replace, say, when } from "./dom.js";
+import { bar, copy, el, limitsSummary, replace, say, when } from "./dom.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -121,7 +121,12 @@ function render(me) {
   replace(
     $("key"),
     me.hasKey
-      ? el("p", {}, "Current key: ", el("code", { id: "key-hint" }, me.keyHint), me.keyLabel ? ` (${me.keyLabel})` : "", `, created ${when(me.keyCreatedAt)}.`)
+      ? el(
+          "div",
+          {},
+          el("p", {}, "Current key: ", el("code", { id: "key-hint" }, me.keyHint), me.keyLabel ? ` (${me.keyLabel})` : "", `, created ${when(me.keyCreatedAt)}.`),
+          el("p", { class: "muted small", id: "key-limits" }, "Today (UTC): ", limitsSummary(me.keyLimits, me.keyUsageToday), "."),
+        )
       : el("p", { class: "muted" }, "No key yet: make one to use the API."),
   );
   const l = me.limits || {};

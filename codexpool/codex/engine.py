@@ -338,9 +338,14 @@ class Engine:
                     raise TurnError("timeout", f"the Codex turn took longer than {timeout:.0f}s")
                 wait = min(remaining, self.config.heartbeat_s)
                 try:
-                    # asyncio.timeout, not wait_for: no extra task per message on the hot path.
-                    async with asyncio.timeout(wait):
-                        msg = backlog.popleft() if backlog else await queue.get()
+                    if backlog:
+                        msg = backlog.popleft()
+                    elif not queue.empty():  # already here: no timer to arm and cancel
+                        msg = queue.get_nowait()
+                    else:
+                        # asyncio.timeout, not wait_for: no extra task per message.
+                        async with asyncio.timeout(wait):
+                            msg = await queue.get()
                 except TimeoutError:
                     if wait < remaining:
                         yield Heartbeat()

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
-from .. import accounts, admin_users, audit, sessions, usage_report
+from .. import accounts, admin_users, audit, key_limits, sessions, usage_report
 from ..errors import ApiError, read_json_object, whole_number
-from ..keys import ADMIN_AUTH, CIPHER, DEVICE_LOGINS, LIMITS, POOL, SETTINGS, STORE, THROTTLE
+from ..keys import (
+    ADMIN_AUTH,
+    CIPHER,
+    DEVICE_LOGINS,
+    KEY_QUOTAS,
+    LIMITS,
+    POOL,
+    SETTINGS,
+    STORE,
+    THROTTLE,
+    USAGE,
+)
 from .common import ip_of, ok, read_credentials, read_optional_object
 
 ADMIN_SCOPE = "admin"
@@ -51,7 +64,7 @@ async def list_users(request: web.Request) -> web.Response:
     """Return the portal user table, totals and the master key summary."""
     await sessions.require_admin(request)
     app = request.app
-    table = await admin_users.user_table(app[STORE], app[SETTINGS], app[POOL])
+    table = await admin_users.user_table(app[STORE], app[SETTINGS], app[POOL], app[KEY_QUOTAS])
     return web.json_response(table)
 
 
@@ -93,6 +106,7 @@ async def delete_user(request: web.Request) -> web.Response:
     await admin_users.delete_user(store, request.app[SETTINGS], request.app[DEVICE_LOGINS], user)
     request.app[POOL].invalidate()
     request.app[LIMITS].forget(user.id)
+    request.app[KEY_QUOTAS].forget(("user", user.id))
     await audit.record(store, "admin", "user.delete", user.username, None, ip_of(request))
     return ok(username=user.username, deleted=True)
 
@@ -119,6 +133,37 @@ async def rotate_master_key(request: web.Request) -> web.Response:
     )
 
 
+async def set_key_limits(request: web.Request) -> web.Response:
+    """Replace the limits of a user's key (`username`) or of the master key (`master: true`)."""
+    await sessions.require_admin(request)
+    body = await read_json_object(request)
+    unknown = set(body) - {"username", "master", *(name for name, _ in key_limits.FIELDS)}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ApiError(400, f"Unknown field {name!r}.", "invalid_request", param=name)
+    store = request.app[STORE]
+    if body.get("master") is True and body.get("username") is None:
+        owner: key_limits.Owner = ("master", None)
+        target = "master"
+    elif body.get("master") in (None, False):
+        user = await admin_users.find_user(store, body.get("username"))
+        owner, target = ("user", user.id), user.username
+    else:
+        raise ApiError(
+            400, "Send either `username` or `master: true`.", "invalid_request", param="master"
+        )
+    limits = key_limits.parse_limits(body)
+    if not await accounts.set_key_limits(store, owner, limits):
+        raise ApiError(404, f"{target!r} has no live key to limit.", "key_not_found")
+    use = (await request.app[KEY_QUOTAS].usage([owner]))[owner]
+    await audit.record(
+        store, "admin", "key.limits", target, json.dumps(limits.as_json()), ip_of(request)
+    )
+    return web.json_response(
+        {"target": target, "limits": limits.as_json(), "usageToday": use.as_json()}
+    )
+
+
 async def audit_log(request: web.Request) -> web.Response:
     """Return the newest audit rows (`?limit=N`, 1-1000, default 100)."""
     await sessions.require_admin(request)
@@ -131,6 +176,7 @@ async def usage(request: web.Request) -> web.Response:
     """Return usage per UTC day per account and per key (`?days=N`, 1-366, default 7)."""
     await sessions.require_admin(request)
     days = usage_report.parse_days(request)
+    await request.app[USAGE].settle()
     return web.json_response(await usage_report.admin_usage(request.app[STORE], days))
 
 
@@ -142,6 +188,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/admin/openai-users", list_users)
     app.router.add_post("/api/admin/openai-users/reveal-key", reveal_key)
     app.router.add_post("/api/admin/openai-users/delete", delete_user)
+    app.router.add_post("/api/admin/openai-users/key-limits", set_key_limits)
     for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key"):
         app.router.add_post(f"/api/admin/openai-users/{name}", rotate_master_key)
     app.router.add_get("/api/admin/audit", audit_log)

@@ -54,7 +54,10 @@ async def list_models(request: web.Request) -> web.Response:
         if account is not None:
             models = await request.app[ENGINE].list_models(account.key, account.codex_home)
             catalog.update(models)
-    return web.json_response(catalog.as_openai_list())
+    listing = catalog.as_openai_list()
+    if principal.limits.allowed_models is not None:  # a key limited to some models sees those
+        listing["data"] = [m for m in listing["data"] if principal.limits.allows_model(m["id"])]
+    return web.json_response(listing)
 
 
 async def list_modes(request: web.Request) -> web.Response:

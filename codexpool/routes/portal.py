@@ -9,7 +9,8 @@ from aiohttp import web
 
 from .. import accounts, admin_users, audit, linking, sessions, usage_report
 from ..errors import ApiError, read_json_object
-from ..keys import CIPHER, DEVICE_LOGINS, POOL, SETTINGS, STORE, THROTTLE
+from ..key_limits import Owner
+from ..keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..security import hash_password, verify_password
 from .common import ip_of, ok, read_credentials, read_optional_object
 
@@ -75,6 +76,8 @@ async def me(request: web.Request) -> web.Response:
     pool = app[POOL]
     await pool.candidates()
     reason = admin_users.pool_reason(pool.view(), user.id, key is not None)
+    owner: Owner = ("user", user.id)
+    use = (await app[KEY_QUOTAS].usage([owner]))[owner]
     return web.json_response(
         {
             "authenticated": True,
@@ -86,6 +89,8 @@ async def me(request: web.Request) -> web.Response:
             "keyLabel": key["label"] if key else None,
             "keyCreatedAt": key["created_at"] if key else None,
             "keyLastUsedAt": key["last_used_at"] if key else None,
+            "keyLimits": key["limits"].as_json() if key else None,
+            "keyUsageToday": use.as_json(),
             "poolOptIn": user.pool_opt_in,
             "limits": admin_users.limit_fields(pool.limits_of(user.id), time.time()),
             "poolEligible": reason is None,
@@ -146,6 +151,7 @@ async def usage(request: web.Request) -> web.Response:
     """Return the user's own usage per UTC day (`?days=N`, 1-366, default 7)."""
     user = await sessions.require_portal_user(request)
     days = usage_report.parse_days(request)
+    await request.app[USAGE].settle()
     return web.json_response(await usage_report.user_usage(request.app[STORE], user.id, days))
 
 

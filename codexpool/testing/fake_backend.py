@@ -307,7 +307,12 @@ class FakeBackendApp:
                         }
                     )
                 )
-                for piece in _split(text, int(step.get("chunks", chunks))):
+                for index, piece in enumerate(_split(text, int(step.get("chunks", chunks)))):
+                    if index == step.get("hang_after"):  # stall mid-answer, connection open
+                        await asyncio.sleep(3600)
+                    if index == step.get("malformed_after"):  # garbage mid-answer, then close
+                        await resp.write(b"data: {broken json\n\n")
+                        return resp
                     if between:
                         await asyncio.sleep(between)
                     await resp.write(
@@ -631,6 +636,11 @@ class FakeBackend:
     def script(self, account_id: str | None, *steps: dict[str, Any]) -> None:
         """Queue behaviours for the account's next /responses calls."""
         script(self.state, account_id, *steps)
+
+    def clear_script(self, account_id: str | None) -> None:
+        """Drop the account's queued behaviours that no call has used yet."""
+        with self.state.lock:
+            self.state.account(account_id).script.clear()
 
     def set_default_delay(self, delay_ms: int, chunks: int | None = None) -> None:
         """Delay between text chunks for every unscripted reply (benchmarks use 0)."""

@@ -1,0 +1,280 @@
+"""Per-key limits: requests and tokens per UTC day, concurrent requests, allowed models.
+
+The limits live on the key row and are copied when a key is rotated, and use is counted per
+key *owner* (a user's key slot, or the master key slot), so rotating a key resets neither the
+limits nor the day's count. Counting happens in memory: the first time an owner is seen in
+this process its use so far today is loaded from the `requests` table once; from then on
+admissions and finished requests update the counters, so the check on the request path costs
+no database round trip. A request counts when it is admitted (whatever its outcome); its tokens
+(input + output) count when it ends. Requests refused by these limits count for nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ApiError
+from .store import Store
+
+SECONDS_PER_DAY = 86_400
+MAX_LIMIT_VALUE = 1_000_000_000_000
+MAX_ALLOWED_MODELS = 100
+MAX_MODEL_NAME = 200
+
+REQUESTS_EXCEEDED = "key_requests_per_day_exceeded"
+TOKENS_EXCEEDED = "key_tokens_per_day_exceeded"
+CONCURRENCY_EXCEEDED = "key_concurrency_exceeded"
+MODEL_NOT_ALLOWED = "model_not_allowed"
+# Rows with these codes were refused before any work and count for nothing.
+REFUSAL_CODES = (REQUESTS_EXCEEDED, TOKENS_EXCEEDED, CONCURRENCY_EXCEEDED, MODEL_NOT_ALLOWED)
+
+# JSON name -> column, in the order of KeyLimits' fields.
+FIELDS = (
+    ("requestsPerDay", "max_requests_per_day"),
+    ("tokensPerDay", "max_tokens_per_day"),
+    ("concurrentRequests", "max_concurrent"),
+    ("allowedModels", "allowed_models"),
+)
+COLUMNS = ", ".join(column for _, column in FIELDS)
+
+Owner = tuple[str, int | None]  # ("user", user id) or ("master", None)
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """The caps on one key; None means no cap."""
+
+    requests_per_day: int | None = None
+    tokens_per_day: int | None = None
+    concurrent_requests: int | None = None
+    allowed_models: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> KeyLimits:
+        """Read the limit columns of an api_keys row (sqlite Row or mapping)."""
+        models = row["allowed_models"]
+        return cls(
+            row["max_requests_per_day"],
+            row["max_tokens_per_day"],
+            row["max_concurrent"],
+            tuple(m for m in models.split("\n") if m) if models is not None else None,
+        )
+
+    def as_params(self) -> tuple[Any, ...]:
+        """Return the column values in COLUMNS order (models newline-joined)."""
+        models = "\n".join(self.allowed_models) if self.allowed_models is not None else None
+        return (self.requests_per_day, self.tokens_per_day, self.concurrent_requests, models)
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the camelCase API form."""
+        return {
+            "requestsPerDay": self.requests_per_day,
+            "tokensPerDay": self.tokens_per_day,
+            "concurrentRequests": self.concurrent_requests,
+            "allowedModels": list(self.allowed_models) if self.allowed_models is not None else None,
+        }
+
+    def allows_model(self, *names: str) -> bool:
+        """Tell whether any of the names a request's model goes by is allowed."""
+        return self.allowed_models is None or any(n in self.allowed_models for n in names)
+
+
+NO_LIMITS = KeyLimits()
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, "invalid_request", param=param)
+
+
+def parse_limits(body: dict[str, Any]) -> KeyLimits:
+    """Validate the limit fields of an admin request; a missing or null field means no cap."""
+    values: list[Any] = []
+    for name, _ in FIELDS[:3]:
+        value = body.get(name)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= MAX_LIMIT_VALUE
+        ):
+            raise _bad(f"{name} must be null or a whole number 0-{MAX_LIMIT_VALUE}", name)
+        values.append(value)
+    models = body.get("allowedModels")
+    if models is not None:
+        if not isinstance(models, list) or len(models) > MAX_ALLOWED_MODELS:
+            raise _bad(
+                f"allowedModels must be null or a list of at most {MAX_ALLOWED_MODELS} model ids",
+                "allowedModels",
+            )
+        cleaned: list[str] = []
+        for m in models:
+            if not isinstance(m, str) or not m.strip() or len(m) > MAX_MODEL_NAME:
+                raise _bad(
+                    f"each allowedModels entry must be a model id of 1-{MAX_MODEL_NAME} characters",
+                    "allowedModels",
+                )
+            if "\n" in m or m.strip() in cleaned:
+                raise _bad(f"allowedModels entry {m!r} is repeated or malformed", "allowedModels")
+            cleaned.append(m.strip())
+        models = tuple(cleaned)
+    return KeyLimits(values[0], values[1], values[2], models)
+
+
+def utc_day(ts: float) -> int:
+    """Return the UTC calendar day (days since the epoch) that a Unix time falls on."""
+    return int(ts // SECONDS_PER_DAY)
+
+
+@dataclass
+class OwnerUse:
+    """An owner's use: counters for one UTC day plus requests in flight now."""
+
+    day: int
+    requests: int = 0
+    tokens: int = 0
+    in_flight: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        """Return the camelCase API form."""
+        return {"requests": self.requests, "tokens": self.tokens, "inFlight": self.in_flight}
+
+
+class Ticket:
+    """An admitted request; `finish(tokens)` must be called once when it ends."""
+
+    __slots__ = ("_quotas", "_owner", "_day", "_done")
+
+    def __init__(self, quotas: KeyQuotas, owner: Owner, day: int) -> None:
+        self._quotas = quotas
+        self._owner = owner
+        self._day = day
+        self._done = False
+
+    def finish(self, tokens: int = 0) -> None:
+        """Release the concurrency slot and add the request's tokens (idempotent)."""
+        if not self._done:
+            self._done = True
+            self._quotas._finish(self._owner, self._day, tokens)
+
+
+_DAY_USE_SQL = (
+    "SELECT k.kind, k.user_id, COUNT(*) AS n,"
+    " COALESCE(SUM(COALESCE(r.input_tokens, 0) + COALESCE(r.output_tokens, 0)), 0) AS tokens"
+    " FROM requests r JOIN api_keys k ON k.id = r.key_id"
+    " WHERE r.ts >= ? AND (r.error_code IS NULL OR r.error_code NOT IN ({refusals}))"
+    " {owner_filter} GROUP BY k.kind, k.user_id"
+).replace("{refusals}", ", ".join(f"'{c}'" for c in REFUSAL_CODES))
+
+
+class KeyQuotas:
+    """Admits requests against their key's limits and keeps each owner's use in memory."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._use: dict[Owner, OwnerUse] = {}
+
+    async def admit(
+        self, owner: Owner, limits: KeyLimits, model_names: Sequence[str] = ()
+    ) -> Ticket:
+        """Count a request in, or raise the 403/429 that names the cap it would break."""
+        if model_names and not limits.allows_model(*model_names):
+            allowed = ", ".join(limits.allowed_models or ()) or "none"
+            raise ApiError(
+                403,
+                f"This API key may not use model {model_names[0]!r}; allowed: {allowed}.",
+                MODEL_NOT_ALLOWED,
+                param="model",
+                type="permission_error",
+            )
+        now = self._clock()
+        use = await self._current(owner, now)
+        retry_tomorrow = str(max(1, int((use.day + 1) * SECONDS_PER_DAY - now) + 1))
+        if limits.requests_per_day is not None and use.requests >= limits.requests_per_day:
+            raise ApiError(
+                429,
+                f"This API key's limit of {limits.requests_per_day} requests per day (UTC) is "
+                "used up; it resets at midnight UTC.",
+                REQUESTS_EXCEEDED,
+                type="rate_limit_error",
+                headers={"Retry-After": retry_tomorrow},
+            )
+        if limits.tokens_per_day is not None and use.tokens >= limits.tokens_per_day:
+            raise ApiError(
+                429,
+                f"This API key's limit of {limits.tokens_per_day} tokens per day (UTC) is used "
+                "up; it resets at midnight UTC.",
+                TOKENS_EXCEEDED,
+                type="rate_limit_error",
+                headers={"Retry-After": retry_tomorrow},
+            )
+        if limits.concurrent_requests is not None and use.in_flight >= limits.concurrent_requests:
+            raise ApiError(
+                429,
+                f"This API key already has {use.in_flight} requests in progress, its limit; "
+                "retry when one has finished.",
+                CONCURRENCY_EXCEEDED,
+                type="rate_limit_error",
+                headers={"Retry-After": "1"},
+            )
+        use.requests += 1
+        use.in_flight += 1
+        return Ticket(self, owner, use.day)
+
+    def _finish(self, owner: Owner, day: int, tokens: int) -> None:
+        use = self._use.get(owner)
+        if use is None:
+            return
+        use.in_flight = max(0, use.in_flight - 1)
+        if use.day == day:
+            use.tokens += max(0, tokens)
+
+    async def usage(self, owners: Iterable[Owner]) -> dict[Owner, OwnerUse]:
+        """Return today's use of each owner (one query for all the ones not yet counted)."""
+        now = self._clock()
+        today = utc_day(now)
+        wanted = list(owners)
+        for owner in wanted:
+            use = self._use.get(owner)
+            if use is not None and use.day != today:
+                self._roll(use, today)
+        missing = [o for o in wanted if o not in self._use]
+        if missing:
+            loaded = await self._load(today, None)
+            for owner in missing:
+                self._use.setdefault(owner, loaded.get(owner) or OwnerUse(today))
+        return {o: self._use[o] for o in wanted}
+
+    def forget(self, owner: Owner) -> None:
+        """Drop an owner's counters (its user was deleted)."""
+        self._use.pop(owner, None)
+
+    async def _current(self, owner: Owner, now: float) -> OwnerUse:
+        today = utc_day(now)
+        use = self._use.get(owner)
+        if use is None:
+            loaded = (await self._load(today, owner)).get(owner) or OwnerUse(today)
+            # Another request of the same owner may have loaded it while this one waited.
+            use = self._use.setdefault(owner, loaded)
+        if use.day != today:
+            self._roll(use, today)
+        return use
+
+    @staticmethod
+    def _roll(use: OwnerUse, today: int) -> None:
+        use.day, use.requests, use.tokens = today, 0, 0
+
+    async def _load(self, today: int, owner: Owner | None) -> dict[Owner, OwnerUse]:
+        params: list[Any] = [today * SECONDS_PER_DAY]
+        owner_filter = ""
+        if owner is not None:
+            owner_filter = "AND k.kind = ? AND k.user_id IS ?"
+            params += [owner[0], owner[1]]
+        rows = await self._store.fetchall(
+            _DAY_USE_SQL.replace("{owner_filter}", owner_filter), params
+        )
+        return {
+            (r["kind"], r["user_id"]): OwnerUse(today, int(r["n"]), int(r["tokens"])) for r in rows
+        }
