@@ -36,7 +36,18 @@ from .keys import (
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
-from .routes import admin, device, execute, health, metrics, openai_api, pages, portal, quicktest
+from .routes import (
+    admin,
+    device,
+    execute,
+    health,
+    metrics,
+    openai_api,
+    openapi_doc,
+    pages,
+    portal,
+    quicktest,
+)
 from .security import KeyCipher
 from .store import Store
 from .usage import UsageRecorder, run_pruner
@@ -132,6 +143,7 @@ def create_app(settings: Settings) -> web.Application:
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)
+    openapi_doc.setup(app)  # GET /api/openapi.json
     openai_api.setup(app)
     tool_turns.setup(app)  # parked tool-call turns; closed before the engine stops
     # Chat turns still running at the end of the grace end with an error chunk + [DONE].

@@ -169,6 +169,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         ).response()
 
 
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """Parse a query parameter of ASCII digits within [low, high] or raise a 400 naming it.
+
+    `str.isdigit()` alone is not enough: it accepts characters such as "²" that `int()` then
+    rejects with a ValueError (a 500), and other scripts' digits the docs do not promise.
+    """
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ApiError(
+            400, f"{name} must be a whole number {low}-{high}", "invalid_request", param=name
+        )
+    return int(raw)
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """Parse the request body as a JSON object or raise a 400/415 ApiError saying why."""
     ctype = request.content_type
@@ -183,6 +196,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}", "invalid_json") from exc
+    except RecursionError as exc:  # e.g. 5,000 nested arrays: the decoder gives up (was a 500)
+        raise ApiError(400, "Request body is nested too deeply.", "invalid_json") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "Request body must be a JSON object.", "invalid_json")
     return data

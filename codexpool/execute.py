@@ -9,6 +9,7 @@ never asked, and the run has a hard deadline.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,12 @@ def parse_execute_request(body: dict[str, Any], settings: Settings) -> ExecuteRe
         raise ApiError(400, "`model` must be a model name.", "invalid_model", param="model")
     cap_ms = settings.openai_codex_timeout_ms
     timeout_ms = body.get("timeoutMs", cap_ms)
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float) or timeout_ms <= 0:
+    if (
+        isinstance(timeout_ms, bool)
+        or not isinstance(timeout_ms, int | float)
+        or not math.isfinite(timeout_ms)  # JSON's NaN passed `<= 0` and became the deadline
+        or timeout_ms <= 0
+    ):
         raise ApiError(
             400, "`timeoutMs` must be a positive number.", "invalid_timeout", param="timeoutMs"
         )

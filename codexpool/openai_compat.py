@@ -8,6 +8,7 @@ and order). Responses: build `chat.completion` objects and `chat.completion.chun
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ REASONING_MODES: dict[str, str] = {
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 MAX_MESSAGES = 2_000
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+TOOL_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 @dataclass
@@ -169,8 +171,13 @@ def fold_messages(messages: Any) -> tuple[str | None, str]:
             continue
         if role == "assistant" and msg.get("tool_calls"):
             calls = msg["tool_calls"] if isinstance(msg["tool_calls"], list) else []
-            for call in calls:
+            for j, call in enumerate(calls):
                 fn = call.get("function", {}) if isinstance(call, dict) else {}
+                if not isinstance(fn, dict):  # was an AttributeError (500) on fn.get
+                    raise _bad(
+                        "a tool call's `function` must be an object",
+                        f"messages[{i}].tool_calls[{j}].function",
+                    )
                 text += f"\n[called tool {fn.get('name')!s} with arguments {fn.get('arguments')!s}]"
         if role in ("tool", "function"):
             name = msg.get("name") or msg.get("tool_call_id") or "tool"
@@ -194,13 +201,29 @@ def fold_messages(messages: Any) -> tuple[str | None, str]:
     return ("\n\n".join(instructions) or None), prompt
 
 
+def json_int(value: Any) -> int | None:
+    """Return `value` as an int if JSON-wise it is a whole number (`528` or `528.0`), else None.
+
+    JSON Schema counts 528.0 as an integer and some encoders write whole numbers that way;
+    booleans, fractions, NaN and infinities are not integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _opt_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    number = json_int(value)
+    if number is None or not low <= number <= high:
         raise _bad(f"`{name}` must be an integer from {low} to {high}", name)
-    return value
+    return number
 
 
 def resolve_effort(body: dict[str, Any]) -> str | None:
@@ -289,8 +312,12 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
         if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
             raise _bad("each tool must be {type: 'function', function: {...}}", f"tools[{i}]")
         name = fn.get("name")
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise _bad("a function needs a name of 1-64 characters", f"tools[{i}].function.name")
+        if not isinstance(name, str) or not TOOL_NAME_RE.fullmatch(name):
+            # OpenAI's rule, and Codex's: it refuses other names mid-turn (was a 502 upstream).
+            raise _bad(
+                "a function name must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
+                f"tools[{i}].function.name",
+            )
         params = fn.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(params, dict):
             raise _bad(
@@ -313,7 +340,7 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
         return tuple(specs), "You must call at least one of the provided functions now."
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
-        if name not in names:
+        if not isinstance(name, str) or name not in names:  # a list name was a TypeError (500)
             raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
         return tuple(specs), f"You must call the function `{name}` now."
     raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import ApiError
+from .errors import whole_number
 from .store import Store
 
 DEFAULT_DAYS = 7
@@ -20,7 +20,7 @@ MAX_DAYS = 366
 
 _SUMS = """
 COUNT(*) AS requests,
-SUM(CASE WHEN r.status >= 400 THEN 1 ELSE 0 END) AS errors,
+COALESCE(SUM(CASE WHEN r.status >= 400 THEN 1 ELSE 0 END), 0) AS errors,
 COALESCE(SUM(r.input_tokens), 0) AS input_tokens,
 COALESCE(SUM(r.cached_tokens), 0) AS cached_tokens,
 COALESCE(SUM(r.output_tokens), 0) AS output_tokens,
@@ -33,12 +33,7 @@ _DAY = "date(r.ts, 'unixepoch') AS day"
 
 def parse_days(request: web.Request) -> int:
     """Return `?days=N` (1-366, default 7) or raise a 400 naming the parameter."""
-    raw = request.query.get("days", str(DEFAULT_DAYS))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
-        raise ApiError(
-            400, f"days must be a whole number 1-{MAX_DAYS}", "invalid_request", param="days"
-        )
-    return int(raw)
+    return whole_number(request.query.get("days", str(DEFAULT_DAYS)), "days", 1, MAX_DAYS)
 
 
 def since(days: int, now: float | None = None) -> float:
@@ -116,7 +111,7 @@ async def user_usage(store: Store, user_id: int, days: int) -> dict[str, Any]:
     )
     served = await store.fetchall(
         f"SELECT {_DAY}, {_SUMS}, "
-        "SUM(CASE WHEN r.key_kind = 'master' THEN 1 ELSE 0 END) AS pool_requests "
+        "COALESCE(SUM(CASE WHEN r.key_kind = 'master' THEN 1 ELSE 0 END), 0) AS pool_requests "
         "FROM requests r WHERE r.account_user_id = ? AND r.ts >= ? "
         "GROUP BY day ORDER BY day DESC",
         (user_id, start),

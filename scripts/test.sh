@@ -2,6 +2,7 @@
 # Run the test suite, whole or in parts:
 #   scripts/test.sh unit     fast tests: no codex binary, no browser
 #   scripts/test.sh e2e      real server + real codex binary against the fake ChatGPT backend
+#   scripts/test.sh fuzz     schemathesis fuzzing of every route (a subset of e2e)
 #   scripts/test.sh browser  headless Chromium against the real server
 #   scripts/test.sh [all]    everything
 set -euo pipefail
@@ -13,7 +14,8 @@ shift || true
 case "$part" in
   unit) exec "$PY" -m pytest -m "not e2e and not browser" "$@" ;;
   e2e) exec "$PY" -m pytest -m "e2e" "$@" ;;
+  fuzz) exec "$PY" -m pytest -m "fuzz" "$@" ;;
   browser) exec "$PY" -m pytest -m "browser" "$@" ;;
   all) exec "$PY" -m pytest "$@" ;;
-  *) echo "usage: scripts/test.sh [unit|e2e|browser|all] [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test.sh [unit|e2e|fuzz|browser|all] [pytest args]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from codexpool import accounts
 from codexpool.keys import STORE
 from codexpool.usage import prune
@@ -87,3 +89,35 @@ async def test_admin_and_portal_usage(api: Any) -> None:
 
     assert await prune(store, 30) == 1  # the 40-day-old row goes, the rest stays
     assert (await store.fetchone("SELECT COUNT(*) AS n FROM requests"))["n"] == 6
+
+
+async def test_empty_usage_totals_are_zero_not_null(api: Any) -> None:
+    """Regression (found by fuzzing): with no request rows SQLite's SUM is NULL, so the admin
+    totals said `"errors": null` where the API promises an integer."""
+    admin = await admin_login(api)
+    data = await (await call(api, "GET", "/api/admin/usage", admin)).json()
+    assert data["totals"]["requests"] == 0
+    assert data["totals"]["errors"] == 0
+    assert data["totals"]["inputTokens"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/api/admin/usage?days=", "days"),
+        ("/api/admin/audit?limit=", "limit"),
+        ("/api/openai/usage?days=", "days"),
+    ],
+)
+@pytest.mark.parametrize("value", ["²", "٣", "1²", "%C2%B9"])
+async def test_non_ascii_digits_are_a_400_not_a_500(
+    api: Any, path: str, param: str, value: str
+) -> None:
+    """Regression: `"²".isdigit()` is true but `int("²")` raises, which was a 500; digits of
+    other scripts ("٣") are refused too, as the docs promise a whole number."""
+    admin = await admin_login(api)
+    user = await new_portal_user(api, "digits")
+    cookie = user if path.startswith("/api/openai/") else admin
+    resp = await call(api, "GET", path + value, cookie)
+    err = await assert_openai_error(resp, 400, "invalid_request")
+    assert err["param"] == param

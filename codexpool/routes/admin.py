@@ -7,7 +7,7 @@ import json
 from aiohttp import web
 
 from .. import accounts, admin_users, audit, key_limits, sessions, usage_report
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError, read_json_object, whole_number
 from ..keys import (
     ADMIN_AUTH,
     CIPHER,
@@ -168,14 +168,8 @@ async def audit_log(request: web.Request) -> web.Response:
     """Return the newest audit rows (`?limit=N`, 1-1000, default 100)."""
     await sessions.require_admin(request)
     raw = request.query.get("limit", str(audit.DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= audit.MAX_LIMIT:
-        raise ApiError(
-            400,
-            f"limit must be a whole number 1-{audit.MAX_LIMIT}",
-            "invalid_request",
-            param="limit",
-        )
-    return web.json_response({"data": await audit.recent(request.app[STORE], int(raw))})
+    limit = whole_number(raw, "limit", 1, audit.MAX_LIMIT)
+    return web.json_response({"data": await audit.recent(request.app[STORE], limit)})
 
 
 async def usage(request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ from ..errors import ApiError, read_json_object
 from ..keys import MODELS, POOL
 from ..linking import is_linked
 from ..models import DEFAULT_ALIAS
-from ..openai_compat import ChatRequest
+from ..openai_compat import ChatRequest, json_int
 from ..pool import Account
 
 MAX_PROMPT_CHARS = 32_000
@@ -40,8 +40,8 @@ def parse_quick_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest
     model = body.get("model") or DEFAULT_ALIAS
     if not isinstance(model, str):
         raise ApiError(400, "model must be a string", param="model")
-    timeout_ms = body.get("timeoutMs", DEFAULT_TIMEOUT_MS)
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+    timeout_ms = json_int(body.get("timeoutMs", DEFAULT_TIMEOUT_MS))
+    if timeout_ms is None or timeout_ms <= 0:
         raise ApiError(400, "timeoutMs must be a positive whole number", param="timeoutMs")
     return ChatRequest(
         model=resolve_model(model.strip()),

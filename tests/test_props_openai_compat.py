@@ -1,0 +1,493 @@
+"""Hypothesis properties of the OpenAI <-> Codex translation (unit, fast, no codex binary).
+
+Requests: `parse_chat_request` / `fold_messages` never fail on any JSON with anything but a
+clean 4xx ApiError; on valid conversations they keep every user text in order, turn system and
+developer messages into the instructions, and name each tool result's call.
+
+Answers: the real `chat.stream` / `chat.complete` driven by generated Codex event sequences
+(served by a real aiohttp server and read back over loopback): the content deltas add up to the
+text, every event is a well-formed `chat.completion.chunk`, exactly one finish_reason, a usage
+chunk only when asked, `[DONE]` last; a failure mid-stream is one error event before `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codexpool import chat
+from codexpool.codex.events import Heartbeat, ReasoningDelta, TextDelta, TurnError, Usage
+from codexpool.errors import ApiError
+from codexpool.models import ModelCatalog
+from codexpool.openai_compat import (
+    ROLES,
+    ChatRequest,
+    ChunkFactory,
+    fold_messages,
+    parse_chat_request,
+    trailing_tool_results,
+)
+from codexpool.responses_api import to_chat_body
+
+CATALOG = ModelCatalog()
+PROPS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+
+# --- anything-goes JSON -----------------------------------------------------------------------
+
+KEYS = st.sampled_from(
+    [
+        "role",
+        "content",
+        "type",
+        "text",
+        "name",
+        "tool_calls",
+        "tool_call_id",
+        "function",
+        "arguments",
+        "image_url",
+        "url",
+        "messages",
+        "model",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "json_schema",
+        "schema",
+        "stream",
+        "stream_options",
+        "reasoning",
+        "effort",
+        "input",
+        "call_id",
+        "output",
+        "instructions",
+        "parameters",
+        "n",
+    ]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=True)
+    | st.sampled_from(ROLES)
+    | st.sampled_from(["text", "function", "image_url", "message", "auto", "required", "codex"])
+    | st.text(max_size=8)
+)
+ANY_JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@PROPS
+@given(body=st.dictionaries(KEYS, ANY_JSON, max_size=8))
+def test_parse_chat_request_raises_nothing_but_a_clean_4xx(body: dict[str, Any]) -> None:
+    """Whatever the JSON object, the chat parser answers or raises a 4xx ApiError."""
+    try:
+        parse_chat_request(body, CATALOG.resolve)
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+
+
+@PROPS
+@given(body=st.dictionaries(KEYS, ANY_JSON, max_size=8))
+def test_responses_translation_raises_nothing_but_a_clean_4xx(body: dict[str, Any]) -> None:
+    """Same for a Responses body: translation, then the chat parser."""
+    try:
+        parse_chat_request(to_chat_body(body), CATALOG.resolve)
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+
+
+@PROPS
+@given(messages=st.lists(st.dictionaries(KEYS, ANY_JSON, max_size=5), max_size=5) | ANY_JSON)
+def test_fold_messages_raises_nothing_but_a_400(messages: Any) -> None:
+    try:
+        fold_messages(messages)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.param is not None and exc.param.startswith("messages")
+
+
+# --- valid conversations ----------------------------------------------------------------------
+
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+PARTS = st.lists(
+    TEXT.map(lambda t: {"type": "text", "text": t}) | TEXT, min_size=1, max_size=3
+).map(lambda parts: parts)
+
+
+def _content_strategy() -> st.SearchStrategy[Any]:
+    return TEXT | PARTS
+
+
+def _plain(content: Any) -> str:
+    """The text of a generated content value, as the fold should see it."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p if isinstance(p, str) else p["text"] for p in content)
+
+
+TOOL_CALL = st.builds(
+    lambda cid, name, args: {
+        "id": cid,
+        "type": "function",
+        "function": {"name": name, "arguments": args},
+    },
+    st.text("abc123_", min_size=1, max_size=6),
+    st.text("abcdefgh_", min_size=1, max_size=8),
+    st.sampled_from(["{}", '{"a": 1}', '{"q": "x"}']),
+)
+
+
+@st.composite
+def message(draw: st.DrawFn) -> dict[str, Any]:
+    role = draw(st.sampled_from(["system", "developer", "user", "assistant", "tool"]))
+    msg: dict[str, Any] = {"role": role, "content": draw(_content_strategy())}
+    if role == "assistant" and draw(st.booleans()):
+        msg["tool_calls"] = draw(st.lists(TOOL_CALL, min_size=1, max_size=2))
+    if role == "tool":
+        msg["tool_call_id"] = draw(st.text("abc123_", min_size=1, max_size=6))
+        if draw(st.booleans()):
+            msg["name"] = draw(st.text("xyz", min_size=1, max_size=4))
+    return msg
+
+
+CONVERSATIONS = st.lists(message(), min_size=1, max_size=8)
+
+
+def _turn_text(msg: dict[str, Any], text: str) -> str:
+    """What a turn contributes to the prompt: tool results and tool calls are annotated."""
+    if msg["role"] == "tool":
+        return f"[result of {msg.get('name') or msg['tool_call_id']}]\n{text}"
+    for call in msg.get("tool_calls", []):
+        fn = call["function"]
+        text += f"\n[called tool {fn['name']} with arguments {fn['arguments']}]"
+    return text
+
+
+def _is_subsequence(needles: list[str], haystack: str) -> bool:
+    pos = 0
+    for needle in needles:
+        found = haystack.find(needle, pos)
+        if found < 0:
+            return False
+        pos = found + len(needle)
+    return True
+
+
+@PROPS
+@given(messages=CONVERSATIONS)
+def test_fold_keeps_user_text_in_order_and_system_as_instructions(
+    messages: list[dict[str, Any]],
+) -> None:
+    turns = [m for m in messages if m["role"] not in ("system", "developer")]
+    texts = {id(m): _plain(m["content"]) for m in messages}
+    try:
+        instructions, prompt = fold_messages(messages)
+    except ApiError as exc:
+        # Only the two documented refusals of a well-formed list.
+        assert exc.status == 400 and exc.param == "messages"
+        assert not turns or not any(
+            texts[id(m)].strip() or m["role"] == "tool" or m.get("tool_calls") for m in turns
+        )
+        return
+    system = [texts[id(m)] for m in messages if m["role"] in ("system", "developer")]
+    assert instructions == ("\n\n".join(t for t in system if t.strip()) or None)
+    users = [texts[id(m)] for m in messages if m["role"] == "user"]
+    assert _is_subsequence(users, prompt)
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        assert prompt == texts[id(turns[0])]
+    else:
+        assert prompt.startswith("Continue this conversation.")
+        last = turns[-1]
+        assert f"Latest message ({'tool' if last['role'] == 'tool' else last['role']})" in prompt
+        assert prompt.endswith(_turn_text(last, texts[id(last)]))
+    for m in turns:
+        if m["role"] == "tool":
+            ref = m.get("name") or m["tool_call_id"]
+            assert f"[result of {ref}]\n{texts[id(m)]}" in prompt
+        for call in m.get("tool_calls", []):
+            fn = call["function"]
+            assert f"[called tool {fn['name']} with arguments {fn['arguments']}]" in prompt
+
+
+@PROPS
+@given(messages=CONVERSATIONS)
+def test_trailing_tool_results_are_the_tool_messages_after_the_last_other(
+    messages: list[dict[str, Any]],
+) -> None:
+    tail: list[dict[str, Any]] = []
+    for m in reversed(messages):
+        if m["role"] != "tool":
+            break
+        tail.insert(0, m)
+    assert trailing_tool_results(messages) == tuple(
+        (m["tool_call_id"], _plain(m["content"])) for m in tail
+    )
+
+
+# --- answers: chunks and completions ----------------------------------------------------------
+
+DELTA_TEXT = st.text(max_size=2) | st.text(max_size=12)  # plenty of 0-2 character deltas
+EVENT = st.one_of(
+    DELTA_TEXT.map(TextDelta),
+    DELTA_TEXT.map(ReasoningDelta),
+    st.just(Heartbeat()),
+    st.builds(Usage, *(st.integers(0, 10_000) for _ in range(4))),
+)
+
+
+def _req(stream: bool, include_usage: bool) -> ChatRequest:
+    return ChatRequest(
+        model="",
+        raw_model="codex",
+        prompt="p",
+        developer_instructions=None,
+        effort=None,
+        stream=stream,
+        include_usage=include_usage,
+        timeout_ms=None,
+        max_tokens=None,
+    )
+
+
+async def _events(events: list[Any], fail: bool) -> AsyncIterator[Any]:
+    for event in events:
+        yield event
+    if fail:
+        raise TurnError("upstream", "boom")
+
+
+async def _serve(events: list[Any], fail: bool, include_usage: bool) -> tuple[int, bytes]:
+    """Serve one chat stream from these events through a real aiohttp server; read it back."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        req = _req(True, include_usage)
+        try:
+            return await chat.stream(request, _events(events, fail), req, chat.TurnOutcome())
+        except ApiError as exc:
+            return exc.response()
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/")
+        return resp.status, await resp.read()
+
+
+def _data_lines(raw: bytes) -> list[str]:
+    blocks = [b for b in raw.decode().split("\n\n") if b]
+    lines = []
+    for block in blocks:
+        if block.startswith(":"):
+            continue  # keep-alive comment
+        assert block.startswith("data: ") and "\n" not in block, block
+        lines.append(block[len("data: ") :])
+    return lines
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(events=st.lists(EVENT, max_size=8), fail=st.booleans(), include_usage=st.booleans())
+def test_stream_chunks_add_up_to_the_text(
+    events: list[Any], fail: bool, include_usage: bool
+) -> None:
+    status, raw = asyncio.run(_serve(events, fail, include_usage))
+    started = any(not isinstance(e, Heartbeat) for e in events)
+    if fail and not started:
+        # Nothing reached the client yet: a real HTTP error instead of a 200 stream.
+        assert status == 502 and json.loads(raw)["error"]["code"] == "upstream_error"
+        return
+    assert status == 200
+    lines = _data_lines(raw)
+    assert lines[-1] == "[DONE]" and "[DONE]" not in lines[:-1]
+    objects = [json.loads(line) for line in lines[:-1]]
+    chunks = [o for o in objects if "error" not in o]
+    finishes, content, reasoning, usage_chunks = [], [], [], []
+    ids = {c["id"] for c in chunks}
+    assert len(ids) == 1 and next(iter(ids)).startswith("chatcmpl-")
+    for c in chunks:
+        assert c["object"] == "chat.completion.chunk" and c["model"] == "codex"
+        assert isinstance(c["created"], int)
+        if not c["choices"]:
+            usage_chunks.append(c)
+            continue
+        (choice,) = c["choices"]
+        assert choice["index"] == 0
+        if choice["finish_reason"] is not None:
+            finishes.append(choice["finish_reason"])
+        content.append(choice["delta"].get("content") or "")
+        reasoning.append(choice["delta"].get("reasoning_content") or "")
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert "".join(content) == text
+    assert "".join(reasoning) == "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    if fail:
+        # The failure arrives as one error event right before [DONE]; no finish, no usage.
+        assert "error" in objects[-1] and objects[-1]["error"]["code"] == "upstream_error"
+        assert sum("error" in o for o in objects) == 1
+        assert finishes == [] and usage_chunks == []
+        return
+    assert finishes == ["stop"]
+    assert objects[-1 if not include_usage else -2]["choices"][0]["finish_reason"] == "stop"
+    if include_usage:
+        last_usage = [e for e in events if isinstance(e, Usage)]
+        (u,) = usage_chunks
+        assert u is objects[-1]
+        want = last_usage[-1].input_tokens if last_usage else 0
+        assert u["usage"]["prompt_tokens"] == want
+        assert (
+            u["usage"]["total_tokens"]
+            == u["usage"]["prompt_tokens"] + (u["usage"]["completion_tokens"])
+        )
+    else:
+        assert usage_chunks == []
+
+
+@PROPS
+@given(events=st.lists(EVENT, max_size=8))
+def test_complete_answer_holds_the_whole_text(events: list[Any]) -> None:
+    body, outcome = asyncio.run(chat.complete(_events(events, False), _req(False, False)))
+    (choice,) = body["choices"]
+    assert body["object"] == "chat.completion"
+    assert choice["message"]["content"] == "".join(
+        e.text for e in events if isinstance(e, TextDelta)
+    )
+    assert choice["finish_reason"] == "stop"
+    usage = [e for e in events if isinstance(e, Usage)]
+    assert body["usage"]["completion_tokens"] == (usage[-1].output_tokens if usage else 0)
+    json.dumps(body)  # serialisable as is
+
+
+@PROPS
+@given(texts=st.lists(st.text(max_size=10), max_size=6), reason=st.sampled_from(["stop", "length"]))
+def test_chunk_factory_shapes(texts: list[str], reason: str) -> None:
+    factory = ChunkFactory("m")
+    chunks = [factory.role(), *(factory.content(t) for t in texts), factory.finish(reason)]
+    for c in chunks:
+        assert json.loads(json.dumps(c)) == c
+        assert c["id"] == factory.id and c["object"] == "chat.completion.chunk"
+        assert len(c["choices"]) == 1
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "".join(texts)
+    assert [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]
+    ] == [reason]
+    usage = factory.usage({"prompt_tokens": 1})
+    assert usage["choices"] == [] and usage["id"] == factory.id
+
+
+# --- valid bodies with one or two values swapped for arbitrary JSON ------------------------------
+
+TOOLS = st.lists(
+    st.builds(
+        lambda name: {"type": "function", "function": {"name": name, "parameters": {}}},
+        st.sampled_from(["a", "b", "lookup"]),
+    ),
+    max_size=2,
+)
+CHAT_BODIES = st.fixed_dictionaries(
+    {"model": st.just("codex"), "messages": CONVERSATIONS},
+    optional={
+        "stream": st.booleans(),
+        "stream_options": st.just({"include_usage": True}),
+        "tools": TOOLS,
+        "tool_choice": st.sampled_from(
+            ["auto", "none", "required", {"type": "function", "function": {"name": "a"}}]
+        ),
+        "response_format": st.sampled_from(
+            [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"schema": {}}}]
+        ),
+        "max_tokens": st.integers(1, 100),
+        "reasoning_effort": st.sampled_from(["low", "high"]),
+        "reasoning_mode": st.sampled_from(["fast", "deep"]),
+    },
+)
+RESPONSES_BODIES = st.fixed_dictionaries(
+    {
+        "model": st.just("codex"),
+        "input": TEXT
+        | st.lists(
+            st.sampled_from(
+                [
+                    {"type": "message", "role": "user", "content": "hi"},
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": "x"}],
+                    },
+                    {"type": "function_call", "call_id": "c1", "name": "a", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c1", "output": "42"},
+                ]
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    },
+    optional={
+        "instructions": TEXT,
+        "tools": st.just([{"type": "function", "name": "a", "parameters": {}}]),
+        "tool_choice": st.sampled_from(["auto", {"type": "function", "name": "a"}]),
+    },
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every location inside a JSON value (dict keys and list indexes)."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _paths(value, (*prefix, i))
+    return found
+
+
+@st.composite
+def mutated(draw: st.DrawFn, bodies: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    """A valid body with one to three values replaced by arbitrary JSON."""
+    body = json.loads(json.dumps(draw(bodies)))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(body)
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = body
+        for step in path[:-1]:
+            parent = parent[step]
+        parent[path[-1]] = draw(ANY_JSON)
+    return body
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(body=mutated(CHAT_BODIES))
+def test_mutated_chat_bodies_get_a_clean_4xx_or_pass(body: dict[str, Any]) -> None:
+    """One wrong value deep inside an otherwise valid body is a 4xx naming it, never a crash."""
+    try:
+        parse_chat_request(body, CATALOG.resolve)
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(body=mutated(RESPONSES_BODIES))
+def test_mutated_responses_bodies_get_a_clean_4xx_or_pass(body: dict[str, Any]) -> None:
+    try:
+        parse_chat_request(to_chat_body(body), CATALOG.resolve)
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and exc.message
