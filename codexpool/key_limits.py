@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
+from .openai_compat import json_int
 from .store import Store
 
 SECONDS_PER_DAY = 86_400
@@ -93,12 +94,9 @@ def parse_limits(body: dict[str, Any]) -> KeyLimits:
     """Validate the limit fields of an admin request; a missing or null field means no cap."""
     values: list[Any] = []
     for name, _ in FIELDS[:3]:
-        value = body.get(name)
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 0 <= value <= MAX_LIMIT_VALUE
-        ):
+        raw = body.get(name)
+        value = json_int(raw)  # 500.0 is a whole number too, as JSON Schema says
+        if raw is not None and (value is None or not 0 <= value <= MAX_LIMIT_VALUE):
             raise _bad(f"{name} must be null or a whole number 0-{MAX_LIMIT_VALUE}", name)
         values.append(value)
     models = body.get("allowedModels")

@@ -181,6 +181,7 @@ def test_parse_limits_rejects(body: dict, param: str) -> None:
 
 def test_parse_limits_accepts() -> None:
     assert parse_limits({}) == KeyLimits()
+    assert parse_limits({"requestsPerDay": 500.0}) == KeyLimits(requests_per_day=500)
     assert parse_limits(
         {"requestsPerDay": 0, "tokensPerDay": None, "allowedModels": [" gpt-5.5 "]}
     ) == KeyLimits(requests_per_day=0, allowed_models=("gpt-5.5",))
