@@ -299,6 +299,29 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     )
 
 
+CODEX_INT_RANGE = range(-(2**63), 2**64)  # what Codex's JSON reader takes as an integer
+
+
+def require_codex_json(value: Any, param: str) -> None:
+    """Raise a 400 naming `param` when a schema holds an integer Codex cannot read.
+
+    Codex refuses the whole request (a 502 mid-turn, found by fuzzing) for any integer outside
+    64 bits; floats of any size are fine. Nesting is bounded: bodies are at most a few MiB and
+    read_json_object already refused pathological depth.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and item not in CODEX_INT_RANGE:
+            raise _bad(
+                f"{param} holds the integer {item}, beyond 64 bits; write it as a float", param
+            )
+
+
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
     if raw is None or raw == []:
@@ -323,6 +346,7 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
             raise _bad(
                 "`parameters` must be a JSON schema object", f"tools[{i}].function.parameters"
             )
+        require_codex_json(params, f"tools[{i}].function.parameters")
         names.add(name)
         specs.append(
             {
@@ -389,6 +413,7 @@ def parse_response_format(fmt: Any) -> tuple[dict[str, Any] | None, str | None]:
                 "`response_format.json_schema.schema` must be a JSON schema object",
                 "response_format.json_schema.schema",
             )
+        require_codex_json(schema, "response_format.json_schema.schema")
         return schema, None
     raise _bad(
         f"response_format type {kind!r} is not supported (text, json_object, json_schema)",

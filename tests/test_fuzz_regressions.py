@@ -8,10 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from codexpool.config import Settings
 from codexpool.errors import ApiError
 from codexpool.execute import parse_execute_request
 
@@ -25,13 +23,6 @@ from .accounts_helpers import (
 
 CHAT = "/api/openai/v1/chat/completions"
 RESPONSES = "/api/openai/v1/responses"
-
-
-@pytest.fixture
-async def api(aiohttp_client: Any, settings: Settings) -> Any:
-    from codexpool.app import create_app
-
-    return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
 
 
 @pytest.fixture
@@ -202,3 +193,34 @@ async def test_whole_numbers_written_as_floats_count_as_integers(
         resp = await call(api, "POST", path, data=json.dumps(body), headers=auth)  # Infinity too
         err = await assert_openai_error(resp, 400, None)
         assert err["param"] == field
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                "type": "object", "properties": {"n": {"maximum": 1657292474913232174681423872}}
+            }}}]},
+            "tools[0].function.parameters",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                "type": "integer", "enum": [-(2**70)]
+            }}}},
+            "response_format.json_schema.schema",
+        ),
+    ],
+)  # fmt: skip
+async def test_integers_codex_cannot_read_are_a_400(
+    api: Any, key: str, body: dict, param: str
+) -> None:
+    """An integer beyond 64 bits in a schema made Codex refuse the turn (a 502 from upstream,
+    found by the linked-account fuzz); now the gateway says which field."""
+    payload = {"model": "codex", "messages": [{"role": "user", "content": "hi"}], **body}
+    resp = await call(api, "POST", CHAT, headers={"Authorization": f"Bearer {key}"}, json=payload)
+    err = await assert_openai_error(resp, 400, "invalid_request")
+    assert err["param"] == param and "64 bits" in err["message"]
+    big_float = json.loads(json.dumps(payload).replace("1657292474913232174681423872", "1.6e27"))
+    resp = await call(api, "POST", CHAT, headers={"Authorization": f"Bearer {key}"}, json=big_float)
+    assert resp.status != 400 or param != "tools[0].function.parameters"
