@@ -15,7 +15,7 @@ from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
 from .key_limits import KeyLimits, KeyQuotas, Owner, OwnerUse
-from .limits import Limits
+from .limits import Limits, snapshot_from_row
 from .pool import Pool, PoolView
 from .store import Store
 
@@ -28,7 +28,7 @@ SELECT u.id, u.username, u.created_at, u.pool_opt_in, u.disabled,
        k.max_concurrent, k.allowed_models,
        l.primary_used, l.primary_resets_at, l.primary_window_mins,
        l.secondary_used, l.secondary_resets_at, l.secondary_window_mins,
-       l.fetched_at AS limits_fetched_at, l.ok AS limits_ok, l.error AS limits_error,
+       l.plan_type, l.fetched_at, l.ok, l.error,
        (SELECT COUNT(*) FROM requests r
          WHERE r.account_user_id = u.id AND r.status < 400) AS served,
        (SELECT MAX(r.ts) FROM requests r WHERE r.account_user_id = u.id) AS last_request_at
@@ -49,24 +49,6 @@ def remaining(used_percent: float | None) -> float | None:
 def _latest(*values: float | None) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
-
-
-def _row_limits(r: Any) -> Limits | None:
-    """Return the persisted snapshot of a table row (used when memory has none yet)."""
-    if r["limits_fetched_at"] is None:
-        return None
-    return Limits(
-        r["primary_used"],
-        r["primary_window_mins"],
-        r["primary_resets_at"],
-        r["secondary_used"],
-        r["secondary_window_mins"],
-        r["secondary_resets_at"],
-        None,
-        float(r["limits_fetched_at"]),
-        bool(r["limits_ok"]),
-        r["limits_error"],
-    )
 
 
 def limit_fields(lim: Limits | None, now: float) -> dict[str, Any]:
@@ -107,7 +89,7 @@ async def user_table(
         uid = r["id"]
         linked = linking.is_linked(linking.codex_home(settings, uid))
         has_key = r["key_hint"] is not None
-        lim = (pool.limits_of(uid) if pool is not None else None) or _row_limits(r)
+        lim = (pool.limits_of(uid) if pool is not None else None) or snapshot_from_row(r)
         fields = limit_fields(lim, now)
         cooldown = pool.cooldown_of(uid, now) if pool is not None else None
         reason = pool_reason(view, uid, has_key)

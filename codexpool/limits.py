@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .codex.engine import Engine
 from .codex.events import RateLimitSnapshot, TurnError
@@ -106,6 +107,24 @@ class Target:
 
     user_id: int
     codex_home: Path
+
+
+def snapshot_from_row(r: Any) -> Limits | None:
+    """Return the limits stored in a `limit_snapshots` row (None: never read)."""
+    if r["fetched_at"] is None:
+        return None
+    return Limits(
+        r["primary_used"],
+        r["primary_window_mins"],
+        r["primary_resets_at"],
+        r["secondary_used"],
+        r["secondary_window_mins"],
+        r["secondary_resets_at"],
+        r["plan_type"],
+        float(r["fetched_at"]),
+        bool(r["ok"]),
+        r["error"],
+    )
 
 
 class LimitCache:
@@ -224,20 +243,9 @@ class LimitCache:
         rows = await self._store.fetchall(f"SELECT user_id, {_COLUMNS} FROM limit_snapshots")
         entries: dict[int, Limits] = {}
         for r in rows:
-            if r["fetched_at"] is None:
-                continue
-            entries[r["user_id"]] = Limits(
-                r["primary_used"],
-                r["primary_window_mins"],
-                r["primary_resets_at"],
-                r["secondary_used"],
-                r["secondary_window_mins"],
-                r["secondary_resets_at"],
-                r["plan_type"],
-                float(r["fetched_at"]),
-                bool(r["ok"]),
-                r["error"],
-            )
+            snapshot = snapshot_from_row(r)
+            if snapshot is not None:
+                entries[r["user_id"]] = snapshot
         self._entries = entries
 
     async def flush(self) -> None:
