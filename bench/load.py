@@ -1,0 +1,477 @@
+"""Load test: many concurrent streaming clients through the real gateway for a fixed time.
+
+Starts `python -m codexpool serve` on loopback with one linked account whose app-server is the
+instant fake (`codexpool/testing/fake_codex.py`, so the gateway is what is measured; or the real
+codex binary against the fake ChatGPT backend with --real-codex), then keeps --clients streaming
+chat completions in flight for --seconds from --procs client processes (lean aiohttp SSE
+clients, each checking the whole answer: every content delta, the usage chunk and [DONE]).
+
+It reports errors by kind (zero expected), requests/s, time to first token p50/p99 next to the
+same app-server driven directly by the engine at the same concurrency (the gateway-added
+share), the CPU each process used, the RSS of the gateway and its app-server before, during
+and after the load (a leak shows as growth over 10,000+ requests), and whether the gateway's
+request log holds exactly one row per request made. Bounded: every request has a timeout and
+client processes that outlive the run are killed. Not a test: it prints a table.
+
+    .venv/bin/python bench/load.py [--clients 200] [--seconds 60] [--requests N] [--procs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import dataclasses
+import json
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.sharedctypes
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from benchlib import (
+    FAKE_CODEX,
+    FAKE_CODEX_REPLY,
+    codex_version,
+    cpu_seconds,
+    descendants,
+    direct_engine,
+    machine,
+    measure_steady,
+    one_direct_turn,
+    pct,
+    rss_kib,
+    start_gateway,
+)
+
+from codexpool.config import find_codex_bin
+from codexpool.testing.fake_backend import DEFAULT_REPLY, FakeBackend, codex_overrides
+from tests.e2e_helpers import usage_rows
+
+# --- the client side (runs in each client process) ------------------------------------------
+
+
+@dataclass
+class WorkerResult:
+    """What one client process saw; sent back to the parent over a pipe."""
+
+    ok: int = 0
+    ttfb: list[float] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    started: int = 0
+    cpu_s: float = 0.0
+
+
+class StreamError(Exception):
+    """A request that did not end in the complete, expected answer; args[0] is its kind."""
+
+
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, expected: str
+) -> tuple[float, float]:
+    """Stream one chat completion and check all of it; return (TTFB, total) or raise."""
+    t0 = time.perf_counter()
+    first = None
+    pieces: list[str] = []
+    usage = None
+    done = False
+    async with session.post(url, data=body, headers=headers) as resp:
+        if resp.status != 200:
+            raw = await resp.read()
+            try:
+                code = json.loads(raw)["error"].get("code")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                code = None
+            raise StreamError(f"http {resp.status} {code}", raw[:300].decode(errors="replace"))
+        async for line in resp.content:
+            if not line.startswith(b"data: "):
+                continue
+            payload = line[6:].strip()
+            if payload == b"[DONE]":
+                done = True
+                break
+            chunk = json.loads(payload)
+            if "error" in chunk:
+                raise StreamError("error event in stream", payload[:300].decode())
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    if first is None:
+                        first = time.perf_counter() - t0
+                    pieces.append(text)
+    total = time.perf_counter() - t0
+    if not done:
+        raise StreamError("stream ended without [DONE]", "".join(pieces))
+    if "".join(pieces) != expected:
+        raise StreamError("wrong answer text", "".join(pieces)[:300])
+    if not usage or not usage.get("completion_tokens"):
+        raise StreamError("no usage chunk", repr(usage))
+    return (first if first is not None else total), total
+
+
+async def worker_run(
+    url: str,
+    key: str,
+    clients: int,
+    cap: int | None,
+    start_at: float,
+    stop_at: float,
+    timeout_s: float,
+    expected: str,
+    counter: Any,
+) -> WorkerResult:
+    """Keep `clients` streams in flight from start_at until stop_at (time.monotonic)."""
+    result = WorkerResult()
+    cpu_start = time.process_time()
+    body = json.dumps(
+        {
+            "model": "codex",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    conn = aiohttp.TCPConnector(limit=clients + 4)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+
+        async def client() -> None:
+            while time.monotonic() < stop_at and (cap is None or result.started < cap):
+                result.started += 1
+                try:
+                    first, total = await one_stream(session, url, headers, body, expected)
+                except StreamError as exc:
+                    kind, detail = exc.args[0], exc.args[1]
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    kind, detail = type(exc).__name__, str(exc)[:300]
+                else:
+                    result.ok += 1
+                    result.ttfb.append(first)
+                    result.totals.append(total)
+                    with counter.get_lock():
+                        counter.value += 1
+                    continue
+                result.errors[kind] += 1
+                result.examples.setdefault(kind, detail)
+                with counter.get_lock():
+                    counter.value += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    result.cpu_s = time.process_time() - cpu_start
+    return result
+
+
+def worker_main(
+    conn: multiprocessing.connection.Connection,
+    url: str,
+    key: str,
+    clients: int,
+    cap: int | None,
+    timeout_s: float,
+    expected: str,
+    counter: Any,
+) -> None:
+    """Client process entry: report ready, wait for (start, stop) times, run, send results."""
+    conn.send("ready")
+    start_at, stop_at = conn.recv()
+    result = asyncio.run(
+        worker_run(url, key, clients, cap, start_at, stop_at, timeout_s, expected, counter)
+    )
+    conn.send(dataclasses.asdict(result))  # plain data: pickles across __main__ modules
+    conn.close()
+
+
+# --- the parent: gateway, sampling, direct comparison, report ------------------------------
+
+
+@dataclass
+class Sample:
+    """Memory of the gateway and its children at one moment."""
+
+    label: str
+    requests: int
+    gateway_kib: int
+    children_kib: int
+    children: int
+
+
+def sample(label: str, gateway_pid: int, requests: int) -> Sample:
+    """Read VmRSS of the gateway and of every process it started."""
+    kids = descendants(gateway_pid)
+    return Sample(label, requests, rss_kib(gateway_pid), sum(rss_kib(p) for p in kids), len(kids))
+
+
+def split(total: int, parts: int) -> list[int]:
+    """Split total into `parts` near-equal integers."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def run_load(args: argparse.Namespace) -> int:
+    """Run the whole benchmark; return the process exit code (1 when anything went wrong)."""
+    codex_bin = find_codex_bin() if args.real_codex else FAKE_CODEX
+    if not codex_bin:
+        raise SystemExit("codex binary not found (run scripts/install-codex.sh)")
+    version = await codex_version(codex_bin) if args.real_codex else "fake app-server"
+    expected = DEFAULT_REPLY if args.real_codex else FAKE_CODEX_REPLY
+    os.environ["FAKE_CODEX_DELAY_MS"] = str(args.delta_ms)  # read by the fake app-server
+    procs = max(1, min(args.procs, args.clients))
+
+    fake = FakeBackend().start()
+    fake.set_default_delay(args.delta_ms)
+    overrides = codex_overrides(fake.url)
+    work = Path(tempfile.mkdtemp(prefix="codexpool-load-"))
+    server, key = start_gateway(
+        work,
+        codex_bin,
+        overrides,
+        maxTurnsPerAccount=args.clients,
+        maxQueueWaitMs=int(args.timeout * 1000),
+    )
+    assert server.proc is not None
+    gw = server.proc.pid
+    url = server.api + "/chat/completions"
+    samples: list[Sample] = []
+    results: list[WorkerResult] = []
+    warm = 0
+    try:
+        # Warm up: the app-server started, the account's limits read, code paths imported.
+        warm_result = await worker_run(
+            url,
+            key,
+            min(args.clients, 10),
+            args.warmup,
+            time.monotonic(),
+            time.monotonic() + 60,
+            args.timeout,
+            expected,
+            multiprocessing.Value("q", 0),
+        )
+        warm = warm_result.started
+        if warm_result.errors:
+            print(f"warm-up failed: {dict(warm_result.errors)} {warm_result.examples}")
+            print(server.log()[-3000:])
+            return 1
+        await asyncio.sleep(1.0)
+        samples.append(sample("idle after warm-up", gw, 0))
+
+        ctx = multiprocessing.get_context("spawn")
+        counter = ctx.Value("q", 0)
+        caps: list[int | None] = (
+            list(split(args.requests, procs)) if args.requests else [None] * procs
+        )
+        pipes = []
+        workers = []
+        for i, (clients, cap) in enumerate(zip(split(args.clients, procs), caps, strict=True)):
+            parent_end, child_end = ctx.Pipe()
+            p = ctx.Process(
+                target=worker_main,
+                args=(child_end, url, key, clients, cap, args.timeout, expected, counter),
+                name=f"load-client-{i}",
+                daemon=True,
+            )
+            p.start()
+            child_end.close()
+            pipes.append(parent_end)
+            workers.append(p)
+        for pipe in pipes:
+            if not pipe.poll(60):
+                raise SystemExit("a client process did not start within 60 s")
+            pipe.recv()
+        cpu_pids = [gw, *descendants(gw)]
+        cpu0 = {pid: cpu_seconds(pid) for pid in cpu_pids}
+        start_at = time.monotonic() + 0.2
+        stop_at = start_at + args.seconds
+        for pipe in pipes:
+            pipe.send((start_at, stop_at))
+        hard_stop = stop_at + args.timeout + 30
+        next_sample = start_at + args.sample_every
+        pending = dict(enumerate(pipes))
+        got: dict[int, WorkerResult] = {}
+        cpu1: dict[int, float] = {}
+        while pending and time.monotonic() < hard_stop:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            if now >= next_sample and now < stop_at:
+                samples.append(sample(f"under load, t={now - start_at:4.0f} s", gw, counter.value))
+                next_sample += args.sample_every
+            for i, pipe in list(pending.items()):
+                if pipe.poll():
+                    got[i] = WorkerResult(**pipe.recv())
+                    del pending[i]
+        elapsed = time.monotonic() - start_at
+        for pid in cpu_pids:
+            cpu1[pid] = cpu_seconds(pid)
+        for i, p in enumerate(workers):
+            if i in pending:
+                print(f"client process {i} did not finish by the hard stop: killed")
+                p.kill()
+            p.join(5)
+        results = [got[i] for i in sorted(got)]
+        await asyncio.sleep(1.0)
+        samples.append(sample("idle after load", gw, counter.value))
+    finally:
+        code = server.stop()  # graceful: drains the usage writer before exiting
+    rows = usage_rows(server, "status")
+
+    # The same app-server, driven directly by the engine at the same concurrency.
+    direct_ttfb: list[float] = []
+    direct_n = 0
+    if args.direct_seconds > 0:
+        engine, home = direct_engine(work, codex_bin, overrides, args.clients)
+        async with engine:
+            await measure_steady(lambda: one_direct_turn(engine, home), 4, 1.0, cap=args.warmup)
+            t0 = time.monotonic()
+            direct_ttfb, _ = await measure_steady(
+                lambda: one_direct_turn(engine, home),
+                args.clients,
+                min(args.direct_seconds, args.seconds),
+                cap=args.requests or None,
+            )
+            direct_elapsed = time.monotonic() - t0
+            direct_n = len(direct_ttfb)
+    fake.stop()
+
+    # --- report ---------------------------------------------------------------------------
+    ok = sum(r.ok for r in results)
+    errors: collections.Counter[str] = collections.Counter()
+    examples: dict[str, str] = {}
+    for r in results:
+        errors.update(r.errors)
+        for k, v in r.examples.items():
+            examples.setdefault(k, v)
+    made = sum(r.started for r in results)
+    ttfb = [x for r in results for x in r.ttfb]
+    totals = [x for r in results for x in r.totals]
+    print()
+    print(
+        f"codexpool load: {args.clients} streaming clients in {procs} client process(es), "
+        f"{args.seconds:g} s"
+        + (f", at most {args.requests} requests" if args.requests else "")
+        + f"; {version}"
+        + (f" ({args.delta_ms} ms between deltas)" if args.delta_ms else ", answering instantly")
+    )
+    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print()
+    print(f"{'requests':<34}{made:>10}   in {elapsed:.1f} s")
+    print(f"{'  ok (complete, checked answers)':<34}{ok:>10}")
+    print(f"{'  errors':<34}{sum(errors.values()):>10}")
+    for kind, n in errors.most_common():
+        print(f"    {kind:<30}{n:>10}   e.g. {examples[kind][:120]!r}")
+    print(f"{'requests/s (ok)':<34}{ok / elapsed:>10.1f}")
+    print()
+    print(f"{'(ms)':<34}{'p50':>10}{'p99':>10}{'max':>10}")
+    print(
+        f"{'TTFT through the gateway':<34}{pct(ttfb, 0.5):>10.1f}{pct(ttfb, 0.99):>10.1f}"
+        f"{pct(ttfb, 1.0):>10.1f}"
+    )
+    print(
+        f"{'total through the gateway':<34}{pct(totals, 0.5):>10.1f}{pct(totals, 0.99):>10.1f}"
+        f"{pct(totals, 1.0):>10.1f}"
+    )
+    if direct_ttfb:
+        print(
+            f"{'TTFT direct app-server':<34}{pct(direct_ttfb, 0.5):>10.1f}"
+            f"{pct(direct_ttfb, 0.99):>10.1f}{pct(direct_ttfb, 1.0):>10.1f}"
+            f"   ({direct_n} turns, {direct_n / direct_elapsed:.0f}/s, same concurrency)"
+        )
+        print(
+            f"{'gateway-added TTFT':<34}{pct(ttfb, 0.5) - pct(direct_ttfb, 0.5):>+10.1f}"
+            f"{pct(ttfb, 0.99) - pct(direct_ttfb, 0.99):>+10.1f}"
+        )
+    print()
+    print(f"CPU during the {elapsed:.1f} s of load (cores = CPU seconds / wall seconds):")
+    cpu = {pid: cpu1.get(pid, 0.0) - cpu0[pid] for pid in cpu0}
+    gw_cpu = cpu[gw]
+    app_cpu = sum(v for pid, v in cpu.items() if pid != gw)
+    client_cpu = [r.cpu_s for r in results]
+    print(f"  {'gateway (python -m codexpool serve)':<40}{gw_cpu / elapsed:>6.2f} cores")
+    print(f"  {'app-server (' + version + ')':<40}{app_cpu / elapsed:>6.2f} cores")
+    for i, c in enumerate(client_cpu):
+        print(f"  {f'load client process {i}':<40}{c / elapsed:>6.2f} cores")
+    used = (gw_cpu + app_cpu + sum(client_cpu)) / elapsed
+    print(
+        f"  {'total':<40}{used:>6.2f} of {os.cpu_count()} cores "
+        f"(gateway CPU per ok request: {gw_cpu / max(ok, 1) * 1000:.2f} ms)"
+    )
+    print()
+    print(f"{'RSS (MiB)':<28}{'requests':>10}{'gateway':>10}{'app-server':>12}")
+    for s in samples:
+        print(
+            f"{s.label:<28}{s.requests:>10}{s.gateway_kib / 1024:>10.1f}"
+            f"{s.children_kib / 1024:>12.1f}"
+        )
+    before, after = samples[0], samples[-1]
+    loaded = [s for s in samples if s.label.startswith("under load")]
+    print(
+        f"growth idle-to-idle over {after.requests} requests: gateway "
+        f"{(after.gateway_kib - before.gateway_kib) / 1024:+.1f} MiB, app-server "
+        f"{(after.children_kib - before.children_kib) / 1024:+.1f} MiB"
+    )
+    if len(loaded) >= 2:
+        print(
+            f"growth under load from {loaded[0].requests} to {loaded[-1].requests} requests: "
+            f"gateway {(loaded[-1].gateway_kib - loaded[0].gateway_kib) / 1024:+.1f} MiB, "
+            f"app-server {(loaded[-1].children_kib - loaded[0].children_kib) / 1024:+.1f} MiB"
+        )
+    print()
+    logged_ok = sum(1 for (status,) in rows if status == 200)
+    expected_rows = warm + made
+    lost = len(rows) != expected_rows or logged_ok != warm + ok
+    print(
+        f"request log: {len(rows)} rows ({logged_ok} with status 200) for {expected_rows} "
+        f"requests made ({warm} warm-up + {made} load): "
+        + ("MISMATCH" if lost else "one row per request, nothing lost")
+    )
+    print(f"gateway exit code after SIGTERM: {code}")
+    failed = bool(errors) or lost or code != 0 or bool(pending) or ok == 0
+    print("RESULT: " + ("FAIL" if failed else "ok"))
+    return 1 if failed else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=200, help="concurrent streaming clients")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to keep the load")
+    parser.add_argument(
+        "--requests", type=int, default=0, help="stop after this many requests (0: no cap)"
+    )
+    parser.add_argument("--procs", type=int, default=1, help="client processes sharing the clients")
+    parser.add_argument(
+        "--real-codex",
+        action="store_true",
+        help="the real codex binary against the fake backend instead of the instant fake",
+    )
+    parser.add_argument(
+        "--delta-ms", type=int, default=0, help="ms between the fake's text deltas (0: instant)"
+    )
+    parser.add_argument(
+        "--direct-seconds",
+        type=float,
+        default=15.0,
+        help="seconds of driving the app-server directly for the comparison (0: skip)",
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
+    parser.add_argument("--warmup", type=int, default=20, help="requests before measuring")
+    parser.add_argument(
+        "--sample-every", type=float, default=10.0, help="seconds between RSS samples"
+    )
+    args = parser.parse_args()
+    if args.clients < 1 or args.seconds <= 0:
+        parser.error("--clients and --seconds must be positive")
+    sys.exit(asyncio.run(run_load(args)))
+
+
+if __name__ == "__main__":
+    main()
