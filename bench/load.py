@@ -43,6 +43,7 @@ from benchlib import (
     descendants,
     direct_engine,
     machine,
+    machine_busy_seconds,
     measure_steady,
     one_direct_turn,
     pct,
@@ -175,17 +176,16 @@ async def worker_run(
 
 def worker_main(
     conn: multiprocessing.connection.Connection,
-    url: str,
-    key: str,
     clients: int,
     cap: int | None,
     timeout_s: float,
     expected: str,
     counter: Any,
 ) -> None:
-    """Client process entry: report ready, wait for (start, stop) times, run, send results."""
+    """Client process entry: report ready, wait for the go (URL, key, start and stop times),
+    run, send the results back."""
     conn.send("ready")
-    start_at, stop_at = conn.recv()
+    url, key, start_at, stop_at = conn.recv()
     result = asyncio.run(
         worker_run(url, key, clients, cap, start_at, stop_at, timeout_s, expected, counter)
     )
@@ -194,6 +194,13 @@ def worker_main(
 
 
 # --- the parent: gateway, sampling, direct comparison, report ------------------------------
+
+T0 = time.monotonic()
+
+
+def progress(what: str) -> None:
+    """Say on stderr what the benchmark does now (the report goes to stdout)."""
+    print(f"[{time.monotonic() - T0:6.1f} s] {what}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -218,8 +225,8 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-async def run_load(args: argparse.Namespace) -> int:
-    """Run the whole benchmark; return the process exit code (1 when anything went wrong)."""
+async def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the whole benchmark, print the report and return the figures ("ok": all well)."""
     codex_bin = find_codex_bin() if args.real_codex else FAKE_CODEX
     if not codex_bin:
         raise SystemExit("codex binary not found (run scripts/install-codex.sh)")
@@ -228,6 +235,26 @@ async def run_load(args: argparse.Namespace) -> int:
     os.environ["FAKE_CODEX_DELAY_MS"] = str(args.delta_ms)  # read by the fake app-server
     procs = max(1, min(args.procs, args.clients))
 
+    # Client processes first: their start-up (imports) overlaps the gateway's.
+    ctx = multiprocessing.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    caps: list[int | None] = list(split(args.requests, procs)) if args.requests else [None] * procs
+    pipes = []
+    workers = []
+    for i, (clients, cap) in enumerate(zip(split(args.clients, procs), caps, strict=True)):
+        parent_end, child_end = ctx.Pipe()
+        p = ctx.Process(
+            target=worker_main,
+            args=(child_end, clients, cap, args.timeout, expected, counter),
+            name=f"load-client-{i}",
+            daemon=True,  # never outlive this script
+        )
+        p.start()
+        child_end.close()
+        pipes.append(parent_end)
+        workers.append(p)
+
+    progress(f"{procs} client process(es) starting; starting the gateway")
     fake = FakeBackend().start()
     fake.set_default_delay(args.delta_ms)
     overrides = codex_overrides(fake.url)
@@ -246,6 +273,7 @@ async def run_load(args: argparse.Namespace) -> int:
     results: list[WorkerResult] = []
     warm = 0
     try:
+        progress(f"gateway up (pid {gw}); warming up with {args.warmup} requests")
         # Warm up: the app-server started, the account's limits read, code paths imported.
         warm_result = await worker_run(
             url,
@@ -262,39 +290,24 @@ async def run_load(args: argparse.Namespace) -> int:
         if warm_result.errors:
             print(f"warm-up failed: {dict(warm_result.errors)} {warm_result.examples}")
             print(server.log()[-3000:])
-            return 1
-        await asyncio.sleep(1.0)
+            fake.stop()
+            return {"ok": False, "error": "warm-up failed"}
+        await asyncio.sleep(args.settle)
         samples.append(sample("idle after warm-up", gw, 0))
 
-        ctx = multiprocessing.get_context("spawn")
-        counter = ctx.Value("q", 0)
-        caps: list[int | None] = (
-            list(split(args.requests, procs)) if args.requests else [None] * procs
-        )
-        pipes = []
-        workers = []
-        for i, (clients, cap) in enumerate(zip(split(args.clients, procs), caps, strict=True)):
-            parent_end, child_end = ctx.Pipe()
-            p = ctx.Process(
-                target=worker_main,
-                args=(child_end, url, key, clients, cap, args.timeout, expected, counter),
-                name=f"load-client-{i}",
-                daemon=True,
-            )
-            p.start()
-            child_end.close()
-            pipes.append(parent_end)
-            workers.append(p)
+        progress("waiting for the client processes")
         for pipe in pipes:
             if not pipe.poll(60):
                 raise SystemExit("a client process did not start within 60 s")
             pipe.recv()
         cpu_pids = [gw, *descendants(gw)]
         cpu0 = {pid: cpu_seconds(pid) for pid in cpu_pids}
+        busy0 = machine_busy_seconds()
         start_at = time.monotonic() + 0.2
         stop_at = start_at + args.seconds
         for pipe in pipes:
-            pipe.send((start_at, stop_at))
+            pipe.send((url, key, start_at, stop_at))
+        progress(f"load: {args.clients} clients for {args.seconds:g} s")
         hard_stop = stop_at + args.timeout + 30
         next_sample = start_at + args.sample_every
         pending = dict(enumerate(pipes))
@@ -313,14 +326,16 @@ async def run_load(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - start_at
         for pid in cpu_pids:
             cpu1[pid] = cpu_seconds(pid)
+        busy = machine_busy_seconds() - busy0
         for i, p in enumerate(workers):
             if i in pending:
                 print(f"client process {i} did not finish by the hard stop: killed")
                 p.kill()
             p.join(5)
         results = [got[i] for i in sorted(got)]
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(args.settle)
         samples.append(sample("idle after load", gw, counter.value))
+        progress("load done; stopping the gateway")
     finally:
         code = server.stop()  # graceful: drains the usage writer before exiting
     rows = usage_rows(server, "status")
@@ -329,6 +344,7 @@ async def run_load(args: argparse.Namespace) -> int:
     direct_ttfb: list[float] = []
     direct_n = 0
     if args.direct_seconds > 0:
+        progress("driving the app-server directly for the comparison")
         engine, home = direct_engine(work, codex_bin, overrides, args.clients)
         async with engine:
             await measure_steady(lambda: one_direct_turn(engine, home), 4, 1.0, cap=args.warmup)
@@ -405,6 +421,10 @@ async def run_load(args: argparse.Namespace) -> int:
         f"  {'total':<40}{used:>6.2f} of {os.cpu_count()} cores "
         f"(gateway CPU per ok request: {gw_cpu / max(ok, 1) * 1000:.2f} ms)"
     )
+    print(
+        f"  {'whole machine busy':<40}{busy / elapsed:>6.2f} cores "
+        f"(the rest: kernel networking, this script's sampling, anything else running)"
+    )
     print()
     print(f"{'RSS (MiB)':<28}{'requests':>10}{'gateway':>10}{'app-server':>12}")
     for s in samples:
@@ -437,7 +457,25 @@ async def run_load(args: argparse.Namespace) -> int:
     print(f"gateway exit code after SIGTERM: {code}")
     failed = bool(errors) or lost or code != 0 or bool(pending) or ok == 0
     print("RESULT: " + ("FAIL" if failed else "ok"))
-    return 1 if failed else 0
+    summary = {
+        "ok": not failed,
+        "clients": args.clients,
+        "procs": procs,
+        "seconds": elapsed,
+        "requests": made,
+        "completed": ok,
+        "errors": dict(errors),
+        "requests_per_s": ok / elapsed,
+        "ttft_ms": {"p50": pct(ttfb, 0.5), "p99": pct(ttfb, 0.99)},
+        "direct_ttft_ms": {"p50": pct(direct_ttfb, 0.5), "p99": pct(direct_ttfb, 0.99)},
+        "cpu_cores": {"gateway": gw_cpu / elapsed, "app_server": app_cpu / elapsed},
+        "rss_kib": [dataclasses.asdict(s) for s in samples],
+        "log_rows": len(rows),
+        "log_rows_ok": logged_ok,
+        "warmup": warm,
+        "gateway_exit": code,
+    }
+    return summary
 
 
 def main() -> None:
@@ -467,10 +505,17 @@ def main() -> None:
     parser.add_argument(
         "--sample-every", type=float, default=10.0, help="seconds between RSS samples"
     )
+    parser.add_argument(
+        "--settle", type=float, default=1.0, help="idle seconds before the idle RSS readings"
+    )
+    parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     args = parser.parse_args()
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients and --seconds must be positive")
-    sys.exit(asyncio.run(run_load(args)))
+    summary = asyncio.run(run_load(args))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(summary, indent=2))
+    sys.exit(0 if summary["ok"] else 1)
 
 
 if __name__ == "__main__":
