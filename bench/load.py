@@ -303,6 +303,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         cpu_pids = [gw, *descendants(gw)]
         cpu0 = {pid: cpu_seconds(pid) for pid in cpu_pids}
         busy0 = machine_busy_seconds()
+        cpu_t0 = time.monotonic()
         start_at = time.monotonic() + 0.2
         stop_at = start_at + args.seconds
         for pipe in pipes:
@@ -327,6 +328,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         for pid in cpu_pids:
             cpu1[pid] = cpu_seconds(pid)
         busy = machine_busy_seconds() - busy0
+        window = time.monotonic() - cpu_t0  # the span the CPU readings cover
         for i, p in enumerate(workers):
             if i in pending:
                 print(f"client process {i} did not finish by the hard stop: killed")
@@ -407,22 +409,22 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             f"{pct(ttfb, 0.99) - pct(direct_ttfb, 0.99):>+10.1f}"
         )
     print()
-    print(f"CPU during the {elapsed:.1f} s of load (cores = CPU seconds / wall seconds):")
+    print(f"CPU during the {window:.1f} s of load (cores = CPU seconds / wall seconds):")
     cpu = {pid: cpu1.get(pid, 0.0) - cpu0[pid] for pid in cpu0}
     gw_cpu = cpu[gw]
     app_cpu = sum(v for pid, v in cpu.items() if pid != gw)
     client_cpu = [r.cpu_s for r in results]
-    print(f"  {'gateway (python -m codexpool serve)':<40}{gw_cpu / elapsed:>6.2f} cores")
-    print(f"  {'app-server (' + version + ')':<40}{app_cpu / elapsed:>6.2f} cores")
+    print(f"  {'gateway (python -m codexpool serve)':<40}{gw_cpu / window:>6.2f} cores")
+    print(f"  {'app-server (' + version + ')':<40}{app_cpu / window:>6.2f} cores")
     for i, c in enumerate(client_cpu):
-        print(f"  {f'load client process {i}':<40}{c / elapsed:>6.2f} cores")
-    used = (gw_cpu + app_cpu + sum(client_cpu)) / elapsed
+        print(f"  {f'load client process {i}':<40}{c / window:>6.2f} cores")
+    used = (gw_cpu + app_cpu + sum(client_cpu)) / window
     print(
         f"  {'total':<40}{used:>6.2f} of {os.cpu_count()} cores "
         f"(gateway CPU per ok request: {gw_cpu / max(ok, 1) * 1000:.2f} ms)"
     )
     print(
-        f"  {'whole machine busy':<40}{busy / elapsed:>6.2f} cores "
+        f"  {'whole machine busy':<40}{busy / window:>6.2f} cores "
         f"(the rest: kernel networking, this script's sampling, anything else running)"
     )
     print()
@@ -468,7 +470,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "requests_per_s": ok / elapsed,
         "ttft_ms": {"p50": pct(ttfb, 0.5), "p99": pct(ttfb, 0.99)},
         "direct_ttft_ms": {"p50": pct(direct_ttfb, 0.5), "p99": pct(direct_ttfb, 0.99)},
-        "cpu_cores": {"gateway": gw_cpu / elapsed, "app_server": app_cpu / elapsed},
+        "cpu_cores": {"gateway": gw_cpu / window, "app_server": app_cpu / window},
         "rss_kib": [dataclasses.asdict(s) for s in samples],
         "log_rows": len(rows),
         "log_rows_ok": logged_ok,
