@@ -212,15 +212,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
-def machine_busy_seconds() -> float:
-    """Return the CPU seconds all cores spent busy since boot (every process and the kernel).
+def machine_busy_seconds() -> tuple[float, float]:
+    """Return the CPU seconds all cores spent busy since boot (every process and the kernel),
+    and the part of it spent in interrupts (loopback networking is mostly softirq time, which
+    no process is charged for).
 
     Set against the benchmark's own processes it shows how much else ran meanwhile (another
     test run on the same machine disturbs the figures).
     """
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK, (irq + softirq) / CLK_TCK
 
 
 def machine() -> str:

@@ -303,6 +303,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         cpu_pids = [gw, *descendants(gw)]
         cpu0 = {pid: cpu_seconds(pid) for pid in cpu_pids}
         busy0 = machine_busy_seconds()
+        own0 = cpu_seconds(os.getpid())
         cpu_t0 = time.monotonic()
         start_at = time.monotonic() + 0.2
         stop_at = start_at + args.seconds
@@ -327,7 +328,9 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - start_at
         for pid in cpu_pids:
             cpu1[pid] = cpu_seconds(pid)
-        busy = machine_busy_seconds() - busy0
+        busy1 = machine_busy_seconds()
+        busy, irq = busy1[0] - busy0[0], busy1[1] - busy0[1]
+        own_cpu = cpu_seconds(os.getpid()) - own0
         window = time.monotonic() - cpu_t0  # the span the CPU readings cover
         for i, p in enumerate(workers):
             if i in pending:
@@ -418,14 +421,17 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     print(f"  {'app-server (' + version + ')':<40}{app_cpu / window:>6.2f} cores")
     for i, c in enumerate(client_cpu):
         print(f"  {f'load client process {i}':<40}{c / window:>6.2f} cores")
-    used = (gw_cpu + app_cpu + sum(client_cpu)) / window
+    print(f"  {'this script (sampling, fake backend)':<40}{own_cpu / window:>6.2f} cores")
+    used = (gw_cpu + app_cpu + sum(client_cpu) + own_cpu) / window
     print(
         f"  {'total':<40}{used:>6.2f} of {os.cpu_count()} cores "
         f"(gateway CPU per ok request: {gw_cpu / max(ok, 1) * 1000:.2f} ms)"
     )
+    print(f"  {'kernel interrupts (loopback networking)':<40}{irq / window:>6.2f} cores")
+    others = busy - irq - used * window
     print(
-        f"  {'whole machine busy':<40}{busy / window:>6.2f} cores "
-        f"(the rest: kernel networking, this script's sampling, anything else running)"
+        f"  {'other processes on the machine':<40}{others / window:>6.2f} cores"
+        + ("   <- disturbed: another workload ran meanwhile" if others / window > 0.1 else "")
     )
     print()
     print(f"{'RSS (MiB)':<28}{'requests':>10}{'gateway':>10}{'app-server':>12}")
@@ -470,7 +476,11 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "requests_per_s": ok / elapsed,
         "ttft_ms": {"p50": pct(ttfb, 0.5), "p99": pct(ttfb, 0.99)},
         "direct_ttft_ms": {"p50": pct(direct_ttfb, 0.5), "p99": pct(direct_ttfb, 0.99)},
-        "cpu_cores": {"gateway": gw_cpu / window, "app_server": app_cpu / window},
+        "cpu_cores": {
+            "gateway": gw_cpu / window,
+            "app_server": app_cpu / window,
+            "others": others / window,
+        },
         "rss_kib": [dataclasses.asdict(s) for s in samples],
         "log_rows": len(rows),
         "log_rows_ok": logged_ok,
