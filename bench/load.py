@@ -205,19 +205,27 @@ def progress(what: str) -> None:
 
 @dataclass
 class Sample:
-    """Memory of the gateway and its children at one moment."""
+    """Memory of the gateway and its children, and the gateway's CPU so far, at one moment."""
 
     label: str
     requests: int
     gateway_kib: int
     children_kib: int
     children: int
+    gateway_cpu_s: float
 
 
 def sample(label: str, gateway_pid: int, requests: int) -> Sample:
-    """Read VmRSS of the gateway and of every process it started."""
+    """Read VmRSS of the gateway and of every process it started, and the gateway's CPU."""
     kids = descendants(gateway_pid)
-    return Sample(label, requests, rss_kib(gateway_pid), sum(rss_kib(p) for p in kids), len(kids))
+    return Sample(
+        label,
+        requests,
+        rss_kib(gateway_pid),
+        sum(rss_kib(p) for p in kids),
+        len(kids),
+        cpu_seconds(gateway_pid),
+    )
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -438,11 +446,18 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         + ("   <- disturbed: another workload ran meanwhile" if others / window > 0.1 else "")
     )
     print()
-    print(f"{'RSS (MiB)':<28}{'requests':>10}{'gateway':>10}{'app-server':>12}")
-    for s in samples:
+    # Gateway CPU per request between samples: state that piles up makes it creep upwards.
+    print(
+        f"{'RSS (MiB)':<28}{'requests':>10}{'gateway':>10}{'app-server':>12}{'gw CPU ms/req':>16}"
+    )
+    for prev, s in zip([None, *samples], samples, strict=False):
+        per_req = ""
+        if prev is not None and s.requests > prev.requests:
+            ms = (s.gateway_cpu_s - prev.gateway_cpu_s) / (s.requests - prev.requests) * 1000
+            per_req = f"{ms:.2f}"
         print(
             f"{s.label:<28}{s.requests:>10}{s.gateway_kib / 1024:>10.1f}"
-            f"{s.children_kib / 1024:>12.1f}"
+            f"{s.children_kib / 1024:>12.1f}{per_req:>16}"
         )
     before, after = samples[0], samples[-1]
     loaded = [s for s in samples if s.label.startswith("under load")]
