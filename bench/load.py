@@ -25,7 +25,6 @@ import dataclasses
 import json
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.sharedctypes
 import os
 import sys
 import tempfile
