@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -297,6 +298,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         if warm_result.errors:
             print(f"warm-up failed: {dict(warm_result.errors)} {warm_result.examples}")
             print(server.log()[-3000:])
+            print(f"data kept in {work}")
             fake.stop()
             return {"ok": False, "error": "warm-up failed"}
         await asyncio.sleep(args.settle)
@@ -510,6 +512,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "warmup": warm,
         "gateway_exit": code,
     }
+    if failed or args.keep_data:
+        print(f"data kept in {work} (data/server.log, the SQLite request log)")
+    else:  # a 60 s run leaves a ~10 MB database behind
+        shutil.rmtree(work, ignore_errors=True)
     return summary
 
 
@@ -542,6 +548,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--settle", type=float, default=1.0, help="idle seconds before the idle RSS readings"
+    )
+    parser.add_argument(
+        "--keep-data", action="store_true", help="keep the gateway's data folder (kept on failure)"
     )
     parser.add_argument("--json-out", help="also write the figures as JSON to this file")
     args = parser.parse_args()
