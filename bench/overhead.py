@@ -12,108 +12,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from codexpool.codex.engine import Engine, EngineConfig, TurnRequest  # noqa: E402
-from codexpool.codex.events import TextDelta  # noqa: E402
-from codexpool.codex.process import child_env, override_args  # noqa: E402
-from codexpool.config import find_codex_bin  # noqa: E402
-from codexpool.testing.fake_backend import (  # noqa: E402
-    FakeBackend,
-    codex_overrides,
-    make_auth_json,
+from benchlib import (
+    FAKE_CODEX,
+    codex_version,
+    direct_engine,
+    measure,
+    measure_steady,
+    one_direct_turn,
+    one_gateway_stream,
+    pct,
+    start_gateway,
 )
-from tests.conftest import LiveServer, write_settings  # noqa: E402
 
-FAKE_CODEX = str(REPO / "codexpool" / "testing" / "fake_codex.py")
-
-
-async def codex_version(codex_bin: str) -> str:
-    """Return `codex --version`."""
-    proc = await asyncio.create_subprocess_exec(
-        codex_bin, "--version", stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    return out.decode().strip()
-
-
-def pct(values: list[float], q: float) -> float:
-    """Return the q-quantile (0..1) in milliseconds of values in seconds."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[idx] * 1000
-
-
-async def one_gateway_stream(
-    session: aiohttp.ClientSession, url: str, key: str
-) -> tuple[float, float]:
-    """Stream one chat completion; return (time to first content chunk, total)."""
-    body = {"model": "codex", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    t0 = time.perf_counter()
-    first = None
-    async with session.post(url, json=body, headers={"Authorization": f"Bearer {key}"}) as resp:
-        assert resp.status == 200, await resp.text()
-        async for line in resp.content:
-            if first is None and line.startswith(b"data: {") and b'"content":"' in line:
-                if b'"content":""' not in line:
-                    first = time.perf_counter() - t0
-            if line.strip() == b"data: [DONE]":
-                break
-    total = time.perf_counter() - t0
-    return (first if first is not None else total), total
-
-
-async def one_direct_turn(engine: Engine, home: Path) -> tuple[float, float]:
-    """Run one turn on the engine directly; return (time to first text, total)."""
-    t0 = time.perf_counter()
-    first = None
-    async for event in engine.run_turn("direct", home, TurnRequest(prompt="hi")):
-        if first is None and isinstance(event, TextDelta) and event.text:
-            first = time.perf_counter() - t0
-    total = time.perf_counter() - t0
-    return (first if first is not None else total), total
-
-
-async def measure(run_one, level: int, rounds: int) -> tuple[list[float], list[float]]:
-    """Run `rounds` waves of `level` concurrent requests; return TTFB and totals."""
-    ttfb: list[float] = []
-    totals: list[float] = []
-    for _ in range(rounds):
-        results = await asyncio.gather(*(run_one() for _ in range(level)))
-        for first, total in results:
-            ttfb.append(first)
-            totals.append(total)
-    return ttfb, totals
-
-
-async def measure_steady(run_one, level: int, seconds: float) -> tuple[list[float], list[float]]:
-    """Keep `level` streams open for `seconds` (each client starts a new one when one ends)."""
-    ttfb: list[float] = []
-    totals: list[float] = []
-    stop_at = time.perf_counter() + seconds
-
-    async def client() -> None:
-        while time.perf_counter() < stop_at:
-            first, total = await run_one()
-            ttfb.append(first)
-            totals.append(total)
-
-    await asyncio.gather(*(client() for _ in range(level)))
-    return ttfb, totals
+from codexpool.codex.process import child_env, override_args
+from codexpool.config import find_codex_bin
+from codexpool.testing.fake_backend import FakeBackend, codex_overrides
 
 
 def cold_exec(
@@ -195,22 +116,9 @@ async def main() -> None:
     overrides = codex_overrides(fake.url)
     work = Path(tempfile.mkdtemp(prefix="codexpool-bench-"))
     top = max(levels)
-    server = LiveServer(
-        write_settings(
-            work / "data",
-            codexBin=codex_bin,
-            codexConfigOverrides=overrides,
-            maxTurnsPerAccount=top,
-            maxQueueWaitMs=60_000,
-            logLevel="warning",
-        )
+    server, key = start_gateway(
+        work, codex_bin, overrides, maxTurnsPerAccount=top, maxQueueWaitMs=60_000
     )
-    auth = work / "auth.json"
-    auth.write_text(json.dumps(make_auth_json("acct_bench", "bench@example.com")))
-    server.cli("user", "add", "bench")
-    server.cli("link", "import", "bench", "--auth-json", str(auth))
-    key = server.cli("key", "rotate", "bench").stdout.strip()
-    server.start()
     rows: list[tuple[str, int, list[float], list[float]]] = []
     try:
         url = server.api + "/chat/completions"
@@ -223,17 +131,8 @@ async def main() -> None:
     finally:
         server.stop()
 
-    home = work / "direct-home"
-    home.mkdir()
-    (home / "auth.json").write_text(auth.read_text())
-    config = EngineConfig(
-        codex_bin=codex_bin,
-        config_overrides=tuple(overrides),
-        max_turns_per_account=top,
-        max_queue_wait_s=60,
-        scratch_root=work / "scratch",
-    )
-    async with Engine(config) as engine:
+    engine, home = direct_engine(work, codex_bin, overrides, top)
+    async with engine:
         await measure(lambda: one_direct_turn(engine, home), 2, 2)
         for level in levels:
             ttfb, totals = await run(lambda: one_direct_turn(engine, home), level)

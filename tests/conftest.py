@@ -248,3 +248,28 @@ def _environ_mentions(pid: int, settings_path: Path) -> bool:
     except OSError:
         return False
     return str(settings_path.parent).encode() in environ
+
+
+@pytest.fixture
+def linked(
+    live_server_factory: Callable[..., LiveServer],
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+) -> tuple[LiveServer, str]:
+    """A running server with one linked user ("alice" on fake account acct_alice) and her key.
+
+    Shared by the Python SDK and Node SDK end-to-end tests so both link accounts one way.
+    """
+    from codexpool.testing.fake_backend import codex_overrides
+
+    from .e2e_helpers import link_user
+
+    server = live_server_factory(
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url)
+    )
+    key = link_user(server, tmp_path, "alice", "acct_alice")
+    # The fake is shared by the session: undo what an earlier test's usage limit left behind.
+    fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
+    server.start()
+    return server, key

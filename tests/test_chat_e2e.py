@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -17,32 +16,11 @@ from typing import Any
 import openai
 import pytest
 
-from codexpool.testing.fake_backend import codex_overrides, make_auth_json
+from codexpool.testing.fake_backend import codex_overrides
 from tests.conftest import LiveServer
+from tests.e2e_helpers import link_user, usage_rows
 
 pytestmark = pytest.mark.e2e
-
-
-def link_user(server: LiveServer, tmp_path: Path, name: str, account_id: str) -> str:
-    """Create a portal user, link it from an auth.json, and return its new key."""
-    server.cli("user", "add", name)
-    auth = tmp_path / f"{name}-auth.json"
-    auth.write_text(json.dumps(make_auth_json(account_id, f"{name}@example.com")))
-    server.cli("link", "import", name, "--auth-json", str(auth))
-    return server.cli("key", "rotate", name).stdout.strip()
-
-
-@pytest.fixture
-def linked(live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path):
-    """A running server with one linked user ("alice" on fake account acct_alice)."""
-    server = live_server_factory(
-        start=False, codexConfigOverrides=codex_overrides(fake_backend.url)
-    )
-    key = link_user(server, tmp_path, "alice", "acct_alice")
-    # The fake is shared by the session: undo what an earlier test's usage limit left behind.
-    fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
-    server.start()
-    return server, key
 
 
 def post(server: LiveServer, path: str, body: bytes | dict, headers: dict | None = None):
@@ -249,14 +227,6 @@ def test_deadline_gives_timeout(linked: Any, fake_backend: Any) -> None:
     assert done.choices[0].message.content
 
 
-def _usage_rows(server: LiveServer) -> list[tuple]:
-    con = sqlite3.connect(server.settings.db_path)
-    try:
-        return con.execute("SELECT status, error_code, stream FROM requests ORDER BY id").fetchall()
-    finally:
-        con.close()
-
-
 def test_client_disconnect_interrupts_turn(linked: Any, fake_backend: Any) -> None:
     server, key = linked
     fake_backend.script(
@@ -275,11 +245,11 @@ def test_client_disconnect_interrupts_turn(linked: Any, fake_backend: Any) -> No
     stream.close()  # the client goes away mid-answer
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if fake_backend.closed_streams() >= 1 and any(r[0] == 499 for r in _usage_rows(server)):
+        if fake_backend.closed_streams() >= 1 and any(r[0] == 499 for r in usage_rows(server)):
             break
         time.sleep(0.1)
     assert fake_backend.closed_streams() >= 1  # codex stopped reading the upstream answer
-    assert any(r[0] == 499 for r in _usage_rows(server))
+    assert any(r[0] == 499 for r in usage_rows(server))
     done = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "y"}]
     )
@@ -336,7 +306,7 @@ def test_usage_rows_match_requests(linked: Any) -> None:
         )
     )
     assert server.stop() == 0  # graceful stop drains the usage writer
-    rows = _usage_rows(server)
+    rows = usage_rows(server)
     assert rows == [(200, None, 0)] * 3 + [(200, None, 1)]
 
 
