@@ -52,7 +52,9 @@ def assert_openai_error(status: int, raw: bytes, want_status: int, code: str | N
     return err
 
 
-def test_no_linked_accounts(live_server_factory: Any, codex_bin: str) -> None:
+def test_no_linked_accounts(
+    live_server_factory: Any, codex_bin: str, request: pytest.FixtureRequest
+) -> None:
     server = live_server_factory(start=False)
     master = server.cli("key", "rotate", "--master").stdout.strip()
     server.start()
@@ -60,6 +62,7 @@ def test_no_linked_accounts(live_server_factory: Any, codex_bin: str) -> None:
         health = json.loads(resp.read())
     assert health["ready"] is True and health["accounts"] == {"linked": 0, "eligible": 0}
     client = openai.OpenAI(base_url=server.api, api_key=master, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(
             model="codex", messages=[{"role": "user", "content": "hello"}]
@@ -70,10 +73,13 @@ def test_no_linked_accounts(live_server_factory: Any, codex_bin: str) -> None:
     assert info.value.response.headers["x-codexpool-error-source"] == "gateway"
 
 
-def test_sdk_stream_and_usage(linked: Any, fake_backend: Any) -> None:
+def test_sdk_stream_and_usage(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.reply("One two three four five six", chunks=6))
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     stream = client.chat.completions.create(
         model="gpt-5.5",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count"}],
@@ -98,10 +104,13 @@ def test_sdk_stream_and_usage(linked: Any, fake_backend: Any) -> None:
     assert body.get("tools", []) == []  # a plain chat offers the model no tools at all
 
 
-def test_sdk_non_stream_sync_and_async(linked: Any, fake_backend: Any) -> None:
+def test_sdk_non_stream_sync_and_async(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.reply("Plain answer"))
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     done = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "hi"}], reasoning_effort="low"
     )
@@ -178,9 +187,12 @@ def test_bad_input_matrix(linked: Any) -> None:
     assert_openai_error(status, raw, 404, "not_found")
 
 
-def test_usage_limit_and_upstream_errors(linked: Any, fake_backend: Any) -> None:
+def test_usage_limit_and_upstream_errors(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     fake_backend.script("acct_alice", fake_backend.status(500))
     with pytest.raises(openai.APIStatusError) as info2:
         list(
@@ -207,7 +219,9 @@ def test_usage_limit_and_upstream_errors(linked: Any, fake_backend: Any) -> None
     assert 1790 <= int(info3.value.response.headers["retry-after"]) <= 1800
 
 
-def test_deadline_gives_timeout(linked: Any, fake_backend: Any) -> None:
+def test_deadline_gives_timeout(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.hang())
     t0 = time.monotonic()
@@ -221,18 +235,22 @@ def test_deadline_gives_timeout(linked: Any, fake_backend: Any) -> None:
     assert_openai_error(status, raw, 504, "timeout")
     # The account still serves the next request.
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     done = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "y"}]
     )
     assert done.choices[0].message.content
 
 
-def test_client_disconnect_interrupts_turn(linked: Any, fake_backend: Any) -> None:
+def test_client_disconnect_interrupts_turn(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     fake_backend.script(
         "acct_alice", fake_backend.reply("a b c d e f g h i j", chunks=10, delay_between_ms=500)
     )
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     stream = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "long"}], stream=True
     )
@@ -271,9 +289,12 @@ def _codex_pids(server: LiveServer) -> list[int]:
     return pids
 
 
-def test_app_server_killed_mid_stream(linked: Any, fake_backend: Any) -> None:
+def test_app_server_killed_mid_stream(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "warm"}])
     fake_backend.script(
         "acct_alice", fake_backend.reply("a b c d e f g h", chunks=8, delay_between_ms=400)
@@ -293,9 +314,10 @@ def test_app_server_killed_mid_stream(linked: Any, fake_backend: Any) -> None:
     assert done.choices[0].message.content == "Hello from the fake backend."
 
 
-def test_usage_rows_match_requests(linked: Any) -> None:
+def test_usage_rows_match_requests(linked: Any, request: pytest.FixtureRequest) -> None:
     server, key = linked
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
     for i in range(3):
         client.chat.completions.create(
             model="codex", messages=[{"role": "user", "content": str(i)}]

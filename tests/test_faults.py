@@ -25,7 +25,8 @@ import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
 from tests.conftest import ADMIN_PASSWORD, LiveServer, _child_env, write_settings
-from tests.test_chat_e2e import link_user
+from tests.e2e_helpers import link_user
+from tests.e2e_helpers import usage_rows as request_rows
 
 pytestmark = pytest.mark.e2e
 HI = [{"role": "user", "content": "hi"}]
@@ -47,11 +48,7 @@ def server(live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path
 
 
 def usage_rows(server: LiveServer) -> list[tuple]:
-    con = sqlite3.connect(server.settings.db_path)
-    try:
-        return con.execute("SELECT status, error_code FROM requests ORDER BY id").fetchall()
-    finally:
-        con.close()
+    return request_rows(server, "status, error_code")
 
 
 def rows_eventually(server: LiveServer, want: int, within: float = 10) -> list[tuple]:

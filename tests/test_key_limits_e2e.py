@@ -14,7 +14,7 @@ import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
 from tests.conftest import LiveServer
-from tests.test_chat_e2e import link_user
+from tests.e2e_helpers import link_user
 from tests.test_pool_e2e import admin_session
 
 pytestmark = pytest.mark.e2e

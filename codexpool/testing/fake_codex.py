@@ -114,4 +114,8 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
+    # Only `app-server [-c ...]` is spoken; anything else (e.g. `debug models`) is unsupported,
+    # as with a codex too old for it, and the engine carries on without that feature.
+    if "app-server" not in sys.argv[1:]:
+        sys.exit(f"fake codex: only `app-server` is supported, not {sys.argv[1:]}")
     asyncio.run(serve())
