@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from codexpool.cli import new_event_loop  # noqa: E402
 from codexpool.codex.engine import Engine, EngineConfig, TurnRequest  # noqa: E402
 from codexpool.codex.events import TextDelta  # noqa: E402
 from tests.conftest import LiveServer, write_settings  # noqa: E402
@@ -34,6 +35,13 @@ FAKE_CODEX = str(REPO / "codexpool" / "testing" / "fake_codex.py")
 FAKE_CODEX_REPLY = "Hello from the fake app-server."
 
 Timing = tuple[float, float]  # (time to first content, total), seconds
+
+
+def run_loop(coro: Any) -> Any:
+    """Run a benchmark on the event loop the gateway itself uses (uvloop when installed), so
+    the client and the directly driven engine are not handicapped against the gateway."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coro)
 
 
 async def codex_version(codex_bin: str) -> str:

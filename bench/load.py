@@ -48,6 +48,7 @@ from benchlib import (
     one_direct_turn,
     pct,
     rss_kib,
+    run_loop,
     start_gateway,
 )
 
@@ -186,7 +187,7 @@ def worker_main(
     run, send the results back."""
     conn.send("ready")
     url, key, start_at, stop_at = conn.recv()
-    result = asyncio.run(
+    result = run_loop(
         worker_run(url, key, clients, cap, start_at, stop_at, timeout_s, expected, counter)
     )
     conn.send(dataclasses.asdict(result))  # plain data: pickles across __main__ modules
@@ -556,7 +557,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients and --seconds must be positive")
-    summary = asyncio.run(run_load(args))
+    summary = run_loop(run_load(args))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=2))
     sys.exit(0 if summary["ok"] else 1)

@@ -11,7 +11,6 @@ codex binary. Not a test: it prints a table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from benchlib import (
     one_direct_turn,
     one_gateway_stream,
     pct,
+    run_loop,
     start_gateway,
 )
 
@@ -179,4 +179,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_loop(main())

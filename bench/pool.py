@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from codexpool import accounts, linking  # noqa: E402
+from codexpool.cli import new_event_loop  # noqa: E402
 from codexpool.codex.engine import Engine, EngineConfig  # noqa: E402
 from codexpool.codex.events import RateLimitSnapshot, RateLimitWindow  # noqa: E402
 from codexpool.config import find_codex_bin, load_settings  # noqa: E402
@@ -214,7 +215,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="codexpool-poolbench-"))
     selection_bench(args.select_accounts, work)
     if not args.skip_throughput:
-        asyncio.run(throughput_bench(args, work))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the gateway's own loop
+            runner.run(throughput_bench(args, work))
 
 
 if __name__ == "__main__":

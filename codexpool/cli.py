@@ -81,6 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=host,
         port=port,
+        loop=new_event_loop(),
         print=None,
         handler_cancellation=True,
         access_log=None,
@@ -110,6 +111,16 @@ def _data_folder_problem(data: Path) -> str | None:
             f"Codex homes: {WRITABLE_FIX}"
         )
     return None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """Return uvloop's event loop when it is installed (about half the CPU per streamed
+    request: sockets and pipes are served in C), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def cmd_init(args: argparse.Namespace) -> int:
