@@ -498,27 +498,29 @@ OK_USER = _json(_obj(("ok", "username"), ok={"const": True}, username=STR))
 HTML = {"description": "An HTML page", "content": {"text/html": {"schema": STR}}}
 
 
+def _sign_in_paths(
+    prefix: str, tag: str, login: str, logout: str, security: list[dict[str, list[str]]]
+) -> dict[str, dict[str, Any]]:
+    """The login and logout operations of one identity (admin or portal user)."""
+    return {
+        f"{prefix}/login": {
+            "post": _op(login, tag, NONE, {"200": OK_USER}, body=_body(CREDENTIALS))
+        },
+        f"{prefix}/logout": {"post": _op(logout, tag, [{}, *security], {"200": _json(_ref("Ok"))})},
+    }
+
+
 def _paths() -> dict[str, dict[str, Any]]:
     usage_params = [_int_query("days", 1, MAX_DAYS, DEFAULT_DAYS)]
     return {
         # admin sign-in and management
-        "/api/auth/login": {
-            "post": _op(
-                "Sign the admin in (sets the session cookie)",
-                "admin",
-                NONE,
-                {"200": OK_USER},
-                body=_body(CREDENTIALS),
-            )
-        },
-        "/api/auth/logout": {
-            "post": _op(
-                "Sign the admin out everywhere (always 200)",
-                "admin",
-                [{}, *ADMIN],
-                {"200": _json(_ref("Ok"))},
-            )
-        },
+        **_sign_in_paths(
+            "/api/auth",
+            "admin",
+            "Sign the admin in (sets the session cookie)",
+            "Sign the admin out everywhere (always 200)",
+            ADMIN,
+        ),
         "/api/auth/me": {
             "get": _op(
                 "The signed-in admin",
@@ -692,23 +694,13 @@ def _paths() -> dict[str, dict[str, Any]]:
                 ),
             )
         },
-        "/api/openai/auth/login": {
-            "post": _op(
-                "Sign a portal user in (sets the session cookie)",
-                "portal",
-                NONE,
-                {"200": OK_USER},
-                body=_body(CREDENTIALS),
-            )
-        },
-        "/api/openai/auth/logout": {
-            "post": _op(
-                "Sign out: every portal session of this user ends (always 200)",
-                "portal",
-                [{}, *PORTAL],
-                {"200": _json(_ref("Ok"))},
-            )
-        },
+        **_sign_in_paths(
+            "/api/openai/auth",
+            "portal",
+            "Sign a portal user in (sets the session cookie)",
+            "Sign out: every portal session of this user ends (always 200)",
+            PORTAL,
+        ),
         "/api/openai/auth/me": {
             "get": _op(
                 "The signed-in user's account, key summary, limits and device-login state",
