@@ -78,6 +78,7 @@ class Pool:
         self._index = _Index()
         self._reload: asyncio.Task[None] | None = None
         self._generation = 0
+        self._account_objects: dict[tuple[int, str], Account] = {}
         self._view: PoolView | None = None
         self._last = -1  # id of the account served last by the master key
         # account user id -> until when it is skipped (usage limit, lost login)
@@ -87,8 +88,15 @@ class Pool:
 
     # --- index ---------------------------------------------------------------------------
     def account_for(self, user_id: int, username: str) -> Account:
-        """Return the account of one user."""
-        return Account(user_id, username, linking.codex_home(self._settings, user_id))
+        """Return the account of one user (immutable, so built once: paths cost per request)."""
+        key = (user_id, username)
+        account = self._account_objects.get(key)
+        if account is None:
+            if len(self._account_objects) >= 10_000:
+                self._account_objects.clear()
+            account = Account(user_id, username, linking.codex_home(self._settings, user_id))
+            self._account_objects[key] = account
+        return account
 
     def invalidate(self) -> None:
         """Reload the candidate index on next use (keys, links, opt-in or users changed)."""

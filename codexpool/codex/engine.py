@@ -290,7 +290,10 @@ class Engine:
         """
         acct = self._account(account_key, codex_home)
         try:
-            await asyncio.wait_for(acct.sem.acquire(), self.config.max_queue_wait_s)
+            if acct.sem.locked():  # full: wait in line, up to the queue deadline
+                await asyncio.wait_for(acct.sem.acquire(), self.config.max_queue_wait_s)
+            else:  # a free slot (the usual case) costs no waiter task
+                await acct.sem.acquire()
         except TimeoutError as exc:
             raise TurnError(
                 "busy", f"account {account_key} already runs its maximum of concurrent turns"
