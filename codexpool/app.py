@@ -155,12 +155,12 @@ def create_app(settings: Settings) -> web.Application:
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
     pages.setup(app)  # /, /login, /openai and /static/ with a strict CSP
     metrics.setup(app)  # access log as the outermost middleware, /metrics, usage hook
-    app.on_startup.append(_freeze_startup_objects)  # last: after every context has started
     return app
 
 
-async def _freeze_startup_objects(app: web.Application) -> None:
-    """Move everything built at start-up out of the collector's reach.
+async def freeze_startup_objects(app: web.Application) -> None:
+    """Move everything built at start-up out of the collector's reach (the server process
+    appends this last to on_startup; tests that build many apps in one process do not).
 
     Those objects live for the whole run; leaving them in the oldest generation makes every
     full collection walk them all, a pause that lands on whichever stream is running.

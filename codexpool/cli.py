@@ -57,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)  # before importing the app: a bad setting is one line, fast
     from aiohttp import web
 
-    from .app import create_app
+    from .app import create_app, freeze_startup_objects
     from .shutdown import serve_shutdown_timeout
 
     configure_logging(settings.log_level)
@@ -77,8 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # handler_cancellation: a client that goes away cancels its handler, which interrupts the
     # Codex turn at once instead of letting it burn quota until the next write fails.
+    app = create_app(settings)
+    app.on_startup.append(freeze_startup_objects)  # last: after every context has started
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         loop=new_event_loop(),
