@@ -232,6 +232,10 @@ class KeyQuotas:
                 self._use.setdefault(owner, loaded.get(owner) or OwnerUse(today))
         return {o: self._use[o] for o in wanted}
 
+    async def usage_of(self, owner: Owner) -> OwnerUse:
+        """Return today's use of one owner."""
+        return (await self.usage([owner]))[owner]
+
     def forget(self, owner: Owner) -> None:
         """Drop an owner's counters (its user was deleted)."""
         self._use.pop(owner, None)

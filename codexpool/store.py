@@ -129,8 +129,9 @@ class Store:
         self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        # Bumped by every write of this process except bookkeeping (usage rows), so in-memory
-        # caches of stored state (key lookups) know when to drop what they hold. Writes also
+        # Bumped after every committed write of this process except bookkeeping (usage rows),
+        # so in-memory caches of stored state (key lookups) filled before it are dropped: a
+        # reader that saw the old data took its stamp before the bump. Writes also
         # grow a marker file beside the database, so a cache notices the writes of *other*
         # processes (the CLI rotating a key while the server runs) with one stat().
         self.generation = 0
@@ -207,8 +208,6 @@ class Store:
         (which could roll it back); inside `transaction()` use the yielded connection instead.
         """
         async with self._tx_lock:
-            if not bookkeeping:
-                self.generation += 1
             try:
                 async with self.db.execute(sql, params) as cur:
                     return (
@@ -216,7 +215,7 @@ class Store:
                     )
             finally:
                 if not bookkeeping:
-                    self._changed()  # readers that filled a cache meanwhile saw old data
+                    self._changed()  # after the statement: a cache filled before it is dropped
 
     async def executemany(
         self, sql: str, rows: Iterable[Sequence[Any]], bookkeeping: bool = False
@@ -242,8 +241,6 @@ class Store:
         `bookkeeping=True` marks writes no cache depends on (usage rows, last-used times).
         """
         async with self._tx_lock:
-            if not bookkeeping:
-                self.generation += 1
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db

@@ -155,7 +155,7 @@ async def set_key_limits(request: web.Request) -> web.Response:
     limits = key_limits.parse_limits(body)
     if not await accounts.set_key_limits(store, owner, limits):
         raise ApiError(404, f"{target!r} has no live key to limit.", "key_not_found")
-    use = (await request.app[KEY_QUOTAS].usage([owner]))[owner]
+    use = await request.app[KEY_QUOTAS].usage_of(owner)
     await audit.record(
         store, "admin", "key.limits", target, json.dumps(limits.as_json()), ip_of(request)
     )

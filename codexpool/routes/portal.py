@@ -9,7 +9,6 @@ from aiohttp import web
 
 from .. import accounts, admin_users, audit, linking, sessions, usage_report
 from ..errors import ApiError, read_json_object
-from ..key_limits import Owner
 from ..keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..security import hash_password, verify_password
 from .common import ip_of, ok, read_credentials, read_optional_object
@@ -76,8 +75,7 @@ async def me(request: web.Request) -> web.Response:
     pool = app[POOL]
     await pool.candidates()
     reason = admin_users.pool_reason(pool.view(), user.id, key is not None)
-    owner: Owner = ("user", user.id)
-    use = (await app[KEY_QUOTAS].usage([owner]))[owner]
+    use = await app[KEY_QUOTAS].usage_of(("user", user.id))
     return web.json_response(
         {
             "authenticated": True,
