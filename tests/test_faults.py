@@ -204,13 +204,9 @@ class LockHolder:
         self.proc.stdout.close()
 
 
-async def wait_rows(server: LiveServer, want: int, within: float = 30) -> list[tuple]:
-    deadline = time.monotonic() + within
-    rows = usage_rows(server)
-    while len(rows) < want and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        rows = usage_rows(server)
-    return rows
+async def wait_rows(server: LiveServer, want: int) -> list[tuple]:
+    """rows_eventually off the event loop, for the async tests."""
+    return await asyncio.to_thread(rows_eventually, server, want, 30)
 
 
 async def test_database_locked_by_another_process(server: LiveServer, fake_backend: Any):
