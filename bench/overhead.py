@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 from benchlib import (
     FAKE_CODEX,
+    RawSseClient,
     codex_version,
     direct_engine,
     measure,
@@ -87,6 +88,13 @@ async def main() -> None:
         help="use the instant fake app-server instead of the real binary (gateway overhead only)",
     )
     parser.add_argument(
+        "--client",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="HTTP client for the gateway path: a lean keep-alive client (default) that adds "
+        "almost no CPU of its own, or aiohttp's",
+    )
+    parser.add_argument(
         "--steady",
         type=float,
         default=0.0,
@@ -122,12 +130,21 @@ async def main() -> None:
     rows: list[tuple[str, int, list[float], list[float]]] = []
     try:
         url = server.api + "/chat/completions"
-        conn = aiohttp.TCPConnector(limit=top + 10)
-        async with aiohttp.ClientSession(connector=conn) as session:
-            await measure(lambda: one_gateway_stream(session, url, key), 2, 2)  # warm up
+        if args.client == "raw":
+            client = RawSseClient(url, key)
+            await client.open(top)
+            await measure(client.stream, 2, 2)  # warm up
             for level in levels:
-                ttfb, totals = await run(lambda: one_gateway_stream(session, url, key), level)
+                ttfb, totals = await run(client.stream, level)
                 rows.append(("gateway", level, ttfb, totals))
+            await client.close()
+        else:
+            conn = aiohttp.TCPConnector(limit=top + 10)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                await measure(lambda: one_gateway_stream(session, url, key), 2, 2)  # warm up
+                for level in levels:
+                    ttfb, totals = await run(lambda: one_gateway_stream(session, url, key), level)
+                    rows.append(("gateway", level, ttfb, totals))
     finally:
         server.stop()
 
@@ -143,7 +160,7 @@ async def main() -> None:
 
     print(
         f"\n{version}, "
-        f"{os.cpu_count()} cores, fake backend answering instantly, "
+        f"{os.cpu_count()} cores, {args.client} client, fake backend answering instantly, "
         + (
             f"{args.steady:.0f} s steady per level, {args.delta_ms} ms between deltas"
             if args.steady
