@@ -18,6 +18,7 @@ from aiohttp import web
 from . import sse
 from .codex.engine import TurnRequest
 from .codex.events import (
+    CaughtUp,
     Heartbeat,
     RateLimitUpdate,
     ReasoningDelta,
@@ -137,39 +138,44 @@ async def stream(
 ) -> web.StreamResponse:
     """Stream a turn as chat chunks; headers go out with the first upstream event.
 
-    Writes are coalesced where it costs the client nothing: the role chunk goes out with the
-    first answer chunk, and the closing chunks with the end of the body (fewer system calls
-    and TCP segments per answer).
+    Writes are coalesced where it costs the client nothing: encoded chunks are buffered until
+    the engine says it has caught up with Codex (CaughtUp), so the role chunk leaves with the
+    first answer chunk, deltas that arrived together leave together, and the closing chunks
+    leave with the end of the body (fewer system calls and TCP segments per answer, most of
+    all when the loop is busy).
     """
     chunks = ChunkFactory(req.raw_model)
     resp: web.StreamResponse | None = None
-    pending = b""  # the role chunk, until something goes out with it
+    pending: list[bytes] = []  # encoded, not yet written: goes out at CaughtUp or the end
     try:
         async for event in events:
+            if isinstance(event, CaughtUp):
+                if pending and resp is not None:
+                    await resp.write(b"".join(pending))
+                    pending.clear()
+                continue
             if isinstance(event, Heartbeat):
                 if resp is not None:
-                    await resp.write(pending + sse.PING)  # keeps proxies from closing
-                    pending = b""
+                    pending.append(sse.PING)  # keeps proxies from closing
+                    await resp.write(b"".join(pending))
+                    pending.clear()
                 continue
             if resp is None:
                 resp = await sse.open_stream(request)
-                pending = sse.encode(chunks.role())
+                pending.append(sse.encode(chunks.role()))
             if isinstance(event, ToolCalls):
                 outcome.tool_calls = event  # the caller parks the turn for the tool results
-                out = [pending]
-                out += [
+                pending += [
                     sse.encode(c) for c in chunks.tool_call_chunks(tool_call_objects(event.calls))
                 ]
-                out += [sse.encode(chunks.finish("tool_calls")), sse.DONE]
-                await resp.write_eof(b"".join(out))
+                pending += [sse.encode(chunks.finish("tool_calls")), sse.DONE]
+                await resp.write_eof(b"".join(pending))
                 return resp
             _take(event, outcome)
             if isinstance(event, TextDelta) and event.text:
-                await resp.write(pending + chunks.content_event(event.text))
-                pending = b""
+                pending.append(chunks.content_event(event.text))
             elif isinstance(event, ReasoningDelta) and event.text:
-                await resp.write(pending + sse.encode(chunks.reasoning(event.text)))
-                pending = b""
+                pending.append(sse.encode(chunks.reasoning(event.text)))
             elif isinstance(event, RateLimitUpdate):
                 pass  # consumed by the engine's hook; nothing for the client
     except TurnError as exc:
@@ -179,14 +185,14 @@ async def stream(
             raise err from exc
         # Headers are gone: end the stream with an error event the SDKs raise, then [DONE].
         body = error_body(err.message, err.type, err.code, None, err.source)
-        await resp.write_eof(pending + sse.encode(body) + sse.DONE)
+        await resp.write_eof(b"".join([*pending, sse.encode(body), sse.DONE]))
         return resp
     if resp is None:
         resp = await sse.open_stream(request)
-        pending = sse.encode(chunks.role())
-    out = [pending, sse.encode(chunks.finish("stop"))]
+        pending.append(sse.encode(chunks.role()))
+    pending.append(sse.encode(chunks.finish("stop")))
     if req.include_usage:
-        out.append(sse.encode(chunks.usage(outcome.usage_dict())))
-    out.append(sse.DONE)
-    await resp.write_eof(b"".join(out))
+        pending.append(sse.encode(chunks.usage(outcome.usage_dict())))
+    pending.append(sse.DONE)
+    await resp.write_eof(b"".join(pending))
     return resp

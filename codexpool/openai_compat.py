@@ -7,12 +7,12 @@ and order). Responses: build `chat.completion` objects and `chat.completion.chun
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import fastjson
 from .errors import ApiError
 from .ids import unique_hex
 
@@ -447,7 +447,7 @@ class ChunkFactory:
         self.id = completion_id or new_completion_id()
         self.model = model
         self.created = int(time.time())
-        self._content_parts: tuple[str, str] | None = None
+        self._content_parts: tuple[bytes, bytes] | None = None
 
     def _base(self) -> dict[str, Any]:
         return {
@@ -479,13 +479,13 @@ class ChunkFactory:
         the same for the whole answer and built once.
         """
         if self._content_parts is None:
-            base = json.dumps(self._base(), separators=(",", ":"), ensure_ascii=False)
+            base = fastjson.dumps(self._base())
             self._content_parts = (
-                f'data: {base[:-1]},"choices":[{{"index":0,"delta":{{"content":',
-                '},"logprobs":null,"finish_reason":null}]}\n\n',
+                b'data: %s,"choices":[{"index":0,"delta":{"content":' % base[:-1],
+                b'},"logprobs":null,"finish_reason":null}]}\n\n',
             )
         head, tail = self._content_parts
-        return f"{head}{json.dumps(text, ensure_ascii=False)}{tail}".encode("utf-8", "replace")
+        return head + fastjson.dumps(text) + tail
 
     def reasoning(self, text: str) -> dict[str, Any]:
         """Return a reasoning delta (the `reasoning_content` extension many clients show)."""

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from . import sse
 from .chat import TurnOutcome, _take, turn_error_to_api
-from .codex.events import Heartbeat, TextDelta, ToolCalls, TurnError
+from .codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
 from .errors import ApiError, error_body
 from .openai_compat import ChatRequest
 
@@ -240,6 +240,8 @@ async def stream(
 
     try:
         async for event in events:
+            if isinstance(event, CaughtUp):
+                continue  # every event is written as it comes
             if isinstance(event, Heartbeat):
                 if resp is not None:
                     await resp.write(sse.PING)

@@ -6,10 +6,11 @@ Owned rather than imported because the chat route needs exact control over when 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
+
+from . import fastjson
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -21,11 +22,13 @@ PING = b": ping\n\n"
 
 
 def encode(data: Any, event: str | None = None) -> bytes:
-    """Encode one event: an optional `event:` line and one compact JSON `data:` line."""
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    head = f"event: {event}\n" if event else ""
-    # "replace": a lone surrogate (possible in JSON text from upstream) must not end the stream.
-    return f"{head}data: {payload}\n\n".encode("utf-8", "replace")
+    """Encode one event: an optional `event:` line and one compact JSON `data:` line.
+
+    A lone surrogate (possible in JSON text from upstream) becomes U+FFFD instead of ending
+    the stream (fastjson.dumps).
+    """
+    head = f"event: {event}\n".encode() if event else b""
+    return b"%sdata: %s\n\n" % (head, fastjson.dumps(data))
 
 
 class _EventStream(web.StreamResponse):

@@ -4,6 +4,7 @@ app-server -> the fake ChatGPT backend, plus the bad-input matrix and failure pa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -102,6 +103,30 @@ def test_sdk_stream_and_usage(
     body = fake_backend.requests("/codex/responses")[-1]["body"]
     assert "Be brief." in json.dumps(body)
     assert body.get("tools", []) == []  # a plain chat offers the model no tools at all
+
+
+def test_deltas_reach_the_client_as_they_arrive(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """The stream buffers encoded chunks only until the engine has nothing more queued: with
+    the backend spacing three deltas 300 ms apart, each reaches the SDK about 300 ms after the
+    one before it, not all at the end."""
+    server, key = linked
+    fake_backend.script(
+        "acct_alice", fake_backend.reply("one two three", chunks=3, delay_between_ms=300)
+    )
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)
+    stream = client.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "Count"}], stream=True
+    )
+    arrivals = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+    assert "".join(text for _, text in arrivals) == "one two three"
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
+    assert len(gaps) == 2 and all(gap > 0.2 for gap in gaps), gaps
 
 
 def test_sdk_non_stream_sync_and_async(

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, fastjson
 from .events import TurnError
 from .process import override_args, spawn, terminate
 
@@ -62,6 +61,7 @@ class AppServer:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._threads: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._tool_handlers: dict[str, ToolHandler] = {}
+        self._outbox: list[bytes] = []  # encoded messages waiting for this iteration's write
         self._reader: asyncio.Task[None] | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -102,14 +102,28 @@ class AppServer:
             raise
 
     async def _send(self, message: dict[str, Any]) -> None:
+        """Queue one message; every message queued in this loop iteration leaves in one write.
+
+        A burst of requests (50 clients at once) would otherwise cost the gateway one pipe
+        write, and codex one wake-up, per message.
+        """
         if not self.alive or self.proc is None or self.proc.stdin is None:
             raise TurnError("crashed", self._death_message())
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(fastjson.dumps_line(message))
         try:
-            self.proc.stdin.write(data)
-            await self.proc.stdin.drain()
+            await self.proc.stdin.drain()  # waits only while an earlier flush is backed up
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise TurnError("crashed", self._death_message()) from exc
+
+    def _flush(self) -> None:
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        stdin = self.proc.stdin if self.proc is not None else None
+        if stdin is None or stdin.is_closing():
+            return  # the reader sees the end of the process and fails every waiter
+        stdin.write(data)
 
     async def request(self, method: str, params: Any = None, wait_s: float = 30.0) -> Any:
         """Send a request and return its result; JSON-RPC errors become TurnError."""
@@ -183,7 +197,7 @@ class AppServer:
                 if not raw:
                     break
                 try:
-                    msg = json.loads(raw)
+                    msg = fastjson.loads(raw)
                 except ValueError:
                     _LOGGER.debug("codex[%s] non-JSON stdout: %r", self.name, raw[:200])
                     continue

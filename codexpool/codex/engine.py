@@ -21,9 +21,10 @@ from typing import Any
 from .appserver import CRASHED, AppServer
 from .catalog import write_chat_catalog
 from .events import (
+    CaughtUp,
+    Event,
     Heartbeat,
     RateLimitSnapshot,
-    RateLimitUpdate,
     ReasoningDelta,
     TextDelta,
     ToolCall,
@@ -283,7 +284,7 @@ class Engine:
 
     async def run_turn(
         self, account_key: str, codex_home: Path, request: TurnRequest
-    ) -> AsyncIterator[TextDelta | ReasoningDelta | Usage | RateLimitUpdate | Heartbeat | TurnDone]:
+    ) -> AsyncIterator[Event]:
         """Run one chat turn and yield its events; raises TurnError on failure.
 
         Stopping the iteration early (client gone) interrupts the turn on the app-server.
@@ -351,7 +352,12 @@ class Engine:
             usage: Usage | None = None
             fatal: TurnError | None = None
             backlog: collections.deque[dict[str, Any]] = collections.deque()
+            unflushed = False  # a delta went out since the last CaughtUp
             while True:
+                if unflushed and not backlog and queue.empty():
+                    unflushed = False
+                    yield CaughtUp()
+                    continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TurnError("timeout", f"the Codex turn took longer than {timeout:.0f}s")
@@ -375,8 +381,10 @@ class Engine:
                 method = msg.get("method")
                 params = msg.get("params") or {}
                 if method == "item/agentMessage/delta":
+                    unflushed = True
                     yield TextDelta(str(params.get("delta", "")))
                 elif method in ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta"):
+                    unflushed = True
                     yield ReasoningDelta(str(params.get("delta", "")))
                 elif method == "thread/tokenUsage/updated":
                     total = (params.get("tokenUsage") or {}).get("total") or {}

@@ -94,13 +94,32 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class CaughtUp:
+    """Every event that has arrived so far was yielded; the next one must be waited for.
+
+    A streaming consumer buffers what it encodes and writes it out here, so deltas that arrive
+    together (a fast model, or a loop that fell behind under load) leave in one write instead
+    of one each, and nothing ever waits in the buffer for an event that has not come yet.
+    """
+
+
+@dataclass(frozen=True)
 class TurnDone:
     """The turn finished normally."""
 
     status: str
 
 
-Event = TextDelta | ReasoningDelta | Usage | RateLimitUpdate | ToolCalls | Heartbeat | TurnDone
+Event = (
+    TextDelta
+    | ReasoningDelta
+    | Usage
+    | RateLimitUpdate
+    | ToolCalls
+    | Heartbeat
+    | CaughtUp
+    | TurnDone
+)
 
 KINDS = (
     "usage_limit",

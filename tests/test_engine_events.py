@@ -1,0 +1,48 @@
+"""The engine's event stream, driven against a real subprocess speaking the app-server
+protocol (codexpool/testing/fake_codex.py): what a streaming consumer may rely on."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from codexpool.codex.engine import Engine, EngineConfig, TurnRequest
+from codexpool.codex.events import CaughtUp, TextDelta, TurnDone, Usage
+
+FAKE_CODEX = str(Path(__file__).resolve().parent.parent / "codexpool/testing/fake_codex.py")
+REPLY = ["Hello", " from", " the fake", " app-server."]  # what fake_codex streams
+
+
+async def _events(tmp_path: Path, delay_ms: int) -> list[object]:
+    config = EngineConfig(
+        codex_bin=FAKE_CODEX,
+        extra_env={"FAKE_CODEX_DELAY_MS": str(delay_ms)},
+        scratch_root=tmp_path / "scratch",
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    async with Engine(config) as engine:
+        return [e async for e in engine.run_turn("a", home, TurnRequest(prompt="hi"))]
+
+
+async def test_spaced_deltas_are_each_followed_by_caught_up(tmp_path: Path) -> None:
+    """Deltas 50 ms apart: the consumer is told after each one that nothing else is waiting,
+    so a buffered delta is written before the engine waits for the next (streaming stays
+    streaming)."""
+    events = await _events(tmp_path, 50)
+    texts = [type(e).__name__ if not isinstance(e, TextDelta) else e.text for e in events]
+    spaced = [x for piece in REPLY[:-1] for x in (piece, "CaughtUp")]
+    assert texts[: len(spaced) + 1] == [*spaced, REPLY[-1]]  # the last comes with the usage
+    assert isinstance(events[-1], TurnDone) and any(isinstance(e, Usage) for e in events)
+
+
+async def test_caught_up_only_after_something_new(tmp_path: Path) -> None:
+    """However the deltas arrive (here all at once), CaughtUp never comes first and never
+    twice in a row: it marks new output, not every wake-up."""
+    events = await _events(tmp_path, 0)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "".join(REPLY)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is not CaughtUp
+    assert all(not (a is CaughtUp and b is CaughtUp) for a, b in itertools.pairwise(kinds))
+    assert kinds.count(CaughtUp) <= kinds.count(TextDelta)
+    assert kinds[-1] is TurnDone
