@@ -212,24 +212,34 @@ async def measure(
 
 
 async def measure_steady(
-    run_one: Callable[[], Awaitable[Timing]], level: int, seconds: float, cap: int | None = None
+    run_one: Callable[[], Awaitable[Timing]],
+    level: int,
+    seconds: float,
+    cap: int | None = None,
+    stagger_s: float = 0.0,
 ) -> tuple[list[float], list[float]]:
     """Keep `level` requests in flight for `seconds` (each client starts a new one when one
-    ends), starting at most `cap` requests in all when given."""
+    ends), starting at most `cap` requests in all when given.
+
+    With `stagger_s` (about one request's duration) the clients start spread over that time,
+    so requests arrive independently, as from unrelated users; without it they all start at
+    once and, when every request takes as long, stay in lockstep: a burst per round.
+    """
     ttfb: list[float] = []
     totals: list[float] = []
     stop_at = time.perf_counter() + seconds
     started = 0
 
-    async def client() -> None:
+    async def client(index: int) -> None:
         nonlocal started
+        await asyncio.sleep(stagger_s * index / level)
         while time.perf_counter() < stop_at and (cap is None or started < cap):
             started += 1
             first, total = await run_one()
             ttfb.append(first)
             totals.append(total)
 
-    await asyncio.gather(*(client() for _ in range(level)))
+    await asyncio.gather(*(client(i) for i in range(level)))
     return ttfb, totals
 
 

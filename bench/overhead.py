@@ -101,6 +101,12 @@ async def main() -> None:
         help="instead of waves, keep N streams open for this many seconds per level",
     )
     parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="with --steady: start every client at once (they then stay synchronized: a burst "
+        "per round) instead of spreading their starts over one request's duration",
+    )
+    parser.add_argument(
         "--delta-ms",
         type=int,
         default=0,
@@ -111,7 +117,10 @@ async def main() -> None:
 
     async def run(run_one, level: int) -> tuple[list[float], list[float]]:
         if args.steady:
-            return await measure_steady(run_one, level, args.steady)
+            stagger = 0.0
+            if not args.lockstep:
+                _, stagger = await run_one()  # spread the starts over one request's duration
+            return await measure_steady(run_one, level, args.steady, stagger_s=stagger)
         return await measure(run_one, level, args.rounds)
 
     levels = [int(x) for x in args.levels.split(",")]
@@ -162,7 +171,9 @@ async def main() -> None:
         f"\n{version}, "
         f"{os.cpu_count()} cores, {args.client} client, fake backend answering instantly, "
         + (
-            f"{args.steady:.0f} s steady per level, {args.delta_ms} ms between deltas"
+            f"{args.steady:.0f} s steady per level"
+            f"{' in lockstep' if args.lockstep else ', staggered starts'}, "
+            f"{args.delta_ms} ms between deltas"
             if args.steady
             else f"{args.rounds} waves/level"
         )
