@@ -12,13 +12,15 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__, fastjson
 from .events import TurnError
-from .process import override_args, spawn, terminate
+from .mailbox import Mailbox
+from .process import STREAM_LIMIT, override_args, spawn, terminate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,10 +61,10 @@ class AppServer:
         self.proc: asyncio.subprocess.Process | None = None
         self._next_id = 1
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._threads: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._threads: dict[str, Mailbox] = {}
         self._tool_handlers: dict[str, ToolHandler] = {}
         self._outbox: list[bytes] = []  # encoded messages waiting for this iteration's write
-        self._reader: asyncio.Task[None] | None = None
+        self._stdout: asyncio.BaseTransport | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -80,8 +82,20 @@ class AppServer:
 
     async def start(self, wait_s: float = 30.0) -> None:
         """Spawn the process and complete the initialize handshake."""
-        self.proc = await spawn(self._argv, self._home, cwd=self._cwd, extra_env=self._env)
-        self._reader = asyncio.create_task(self._read_stdout(), name=f"appserver-{self.name}")
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = await spawn(
+                self._argv, self._home, cwd=self._cwd, extra_env=self._env, stdout=write_fd
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self._stdout, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: LineReader(self._on_line, self._on_death, self.name),
+            os.fdopen(read_fd, "rb", buffering=0),
+        )
         self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"stderr-{self.name}")
         try:
             await self.request(
@@ -129,15 +143,17 @@ class AppServer:
         """Send a request and return its result; JSON-RPC errors become TurnError."""
         rid = self._next_id
         self._next_id += 1
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
+        # A plain timer on the future: cheaper than asyncio.timeout, which also cancels and
+        # un-cancels the task.
+        timer = loop.call_later(wait_s, _expire, fut, method, wait_s)
         try:
             await self._send({"id": rid, "method": method, "params": params})
-            async with asyncio.timeout(wait_s):
-                return await fut
-        except TimeoutError as exc:
-            raise TurnError("timeout", f"codex did not answer {method} in {wait_s:.0f}s") from exc
+            return await fut
         finally:
+            timer.cancel()
             self._pending.pop(rid, None)
 
     async def notify(self, method: str, params: Any = None) -> None:
@@ -147,13 +163,13 @@ class AppServer:
             msg["params"] = params
         await self._send(msg)
 
-    def subscribe(self, thread_id: str) -> asyncio.Queue[dict[str, Any]]:
-        """Return the queue that receives this thread's notifications."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._threads[thread_id] = queue
+    def subscribe(self, thread_id: str) -> Mailbox:
+        """Return the mailbox that receives this thread's notifications."""
+        mailbox = Mailbox()
+        self._threads[thread_id] = mailbox
         if self.dead:
-            queue.put_nowait(CRASHED)
-        return queue
+            mailbox.put(CRASHED)
+        return mailbox
 
     def unsubscribe(self, thread_id: str) -> None:
         """Stop routing a thread's notifications."""
@@ -166,10 +182,10 @@ class AppServer:
 
     def post_to_thread(self, thread_id: str, message: dict[str, Any]) -> bool:
         """Put a message on a thread's queue (used to interrupt a turn from outside)."""
-        queue = self._threads.get(thread_id)
-        if queue is None:
+        mailbox = self._threads.get(thread_id)
+        if mailbox is None:
             return False
-        queue.put_nowait(message)
+        mailbox.put(message)
         return True
 
     def _death_message(self) -> str:
@@ -185,26 +201,14 @@ class AppServer:
                 self.stderr_tail.append(line[:500])
                 _LOGGER.debug("codex[%s] %s", self.name, line[:500])
 
-    async def _read_stdout(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+    def _on_line(self, raw: bytes) -> None:
         try:
-            while True:
-                try:
-                    raw = await self.proc.stdout.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    _LOGGER.error("codex[%s] sent an over-long line; dropping it", self.name)
-                    continue
-                if not raw:
-                    break
-                try:
-                    msg = fastjson.loads(raw)
-                except ValueError:
-                    _LOGGER.debug("codex[%s] non-JSON stdout: %r", self.name, raw[:200])
-                    continue
-                if isinstance(msg, dict):
-                    self._dispatch(msg)
-        finally:
-            self._on_death()
+            msg = fastjson.loads(raw)
+        except ValueError:
+            _LOGGER.debug("codex[%s] non-JSON stdout: %r", self.name, raw[:200])
+            return
+        if isinstance(msg, dict):
+            self._dispatch(msg)
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         method = msg.get("method")
@@ -237,9 +241,9 @@ class AppServer:
         if thread_id is None and isinstance(params, dict):
             thread = params.get("thread")
             thread_id = thread.get("id") if isinstance(thread, dict) else None
-        queue = self._threads.get(thread_id) if thread_id else None
-        if queue is not None:
-            queue.put_nowait(msg)
+        mailbox = self._threads.get(thread_id) if thread_id else None
+        if mailbox is not None:
+            mailbox.put(msg)
 
     async def _answer(self, rid: Any, method: str, params: dict[str, Any]) -> None:
         """Answer a server->client request."""
@@ -274,8 +278,8 @@ class AppServer:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(err)
-        for queue in self._threads.values():
-            queue.put_nowait(CRASHED)
+        for mailbox in self._threads.values():
+            mailbox.put(CRASHED)
 
     async def close(self, grace: float = 3.0) -> None:
         """Close stdin (codex exits on EOF), then end the process group and reap it."""
@@ -290,9 +294,66 @@ class AppServer:
         except TimeoutError:
             pass
         await terminate(proc, grace)
-        for task in (self._reader, self._stderr_task, *self._tasks):
+        if self._stdout is not None:
+            self._stdout.close()
+        for task in (self._stderr_task, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
         self.dead = True
+
+
+def _expire(fut: asyncio.Future[Any], method: str, wait_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(TurnError("timeout", f"codex did not answer {method} in {wait_s:.0f}s"))
+
+
+class LineReader(asyncio.Protocol):
+    """Reads codex's stdout: splits it into lines and hands each on as soon as it is whole.
+
+    A protocol instead of a StreamReader and a task that loops on readline(): no task wake-up
+    per read and no per-line buffer bookkeeping (every turn is about ten lines). A line longer
+    than `limit` is dropped with an error, as the StreamReader did.
+    """
+
+    def __init__(
+        self,
+        on_line: Callable[[bytes], None],
+        on_close: Callable[[], None],
+        name: str = "",
+        limit: int = STREAM_LIMIT,
+    ) -> None:
+        self._on_line = on_line
+        self._on_close = on_close
+        self._name = name
+        self._limit = limit
+        self._parts: list[bytes] = []  # the unfinished line, in pieces (no quadratic +=)
+        self._size = 0
+        self._dropping = False  # inside an over-long line
+
+    def data_received(self, data: bytes) -> None:
+        lines = data.split(b"\n")
+        last = lines.pop()  # the unfinished tail (empty when data ended a line)
+        on_line = self._on_line
+        for line in lines:
+            if self._parts:
+                self._parts.append(line)
+                line = b"".join(self._parts)
+                self._parts.clear()
+                self._size = 0
+            if self._dropping:
+                self._dropping = False  # the over-long line ends here
+            elif line:
+                on_line(line)
+        if last and not self._dropping:
+            self._parts.append(last)
+            self._size += len(last)
+            if self._size > self._limit:
+                _LOGGER.error("codex[%s] sent an over-long line; dropping it", self._name)
+                self._parts.clear()
+                self._size = 0
+                self._dropping = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_close()

@@ -327,7 +327,7 @@ class Engine:
                 "thread/start", thread_params, wait_s=self.config.request_timeout_s
             )
             thread_id = str(started["thread"]["id"])
-            queue = server.subscribe(thread_id)
+            mailbox = server.subscribe(thread_id)
             replies: list[asyncio.Future[dict[str, Any]]] = []
             if request.tools:
                 server.set_tool_handler(thread_id, self._tool_handler(server, thread_id, replies))
@@ -354,30 +354,26 @@ class Engine:
             backlog: collections.deque[dict[str, Any]] = collections.deque()
             unflushed = False  # a delta went out since the last CaughtUp
             while True:
-                if unflushed and not backlog and queue.empty():
+                if backlog:
+                    msg = backlog.popleft()
+                elif mailbox:  # already here: no clock read, no timer
+                    msg = mailbox.get_nowait()
+                elif unflushed:
                     unflushed = False
                     yield CaughtUp()
                     continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TurnError("timeout", f"the Codex turn took longer than {timeout:.0f}s")
-                wait = min(remaining, self.config.heartbeat_s)
-                try:
-                    if backlog:
-                        msg = backlog.popleft()
-                    elif not queue.empty():  # already here: no timer to arm and cancel
-                        msg = queue.get_nowait()
-                    else:
-                        # asyncio.timeout, not wait_for: no extra task per message.
-                        async with asyncio.timeout(wait):
-                            msg = await queue.get()
-                except TimeoutError:
-                    if wait < remaining:
+                else:
+                    # The deadline is checked whenever the turn waits, which it does after
+                    # every read from codex: a stream that never pauses cannot outrun it.
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TurnError(
+                            "timeout", f"the Codex turn took longer than {timeout:.0f}s"
+                        )
+                    wait = min(remaining, self.config.heartbeat_s)
+                    if not await mailbox.wait(wait) and wait < remaining:
                         yield Heartbeat()
-                        continue
-                    raise TurnError(
-                        "timeout", f"the Codex turn took longer than {timeout:.0f}s"
-                    ) from None
+                    continue
                 method = msg.get("method")
                 params = msg.get("params") or {}
                 if method == "item/agentMessage/delta":
@@ -415,8 +411,8 @@ class Engine:
                 elif method == TOOL_CALL:
                     calls = [params]
                     await asyncio.sleep(PARALLEL_CALL_WINDOW_S)
-                    while not queue.empty():
-                        extra = queue.get_nowait()
+                    while mailbox:
+                        extra = mailbox.get_nowait()
                         if extra.get("method") == TOOL_CALL:
                             calls.append(extra.get("params") or {})
                         else:

@@ -67,13 +67,15 @@ async def spawn(
     cwd: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     stdin: int | None = asyncio.subprocess.PIPE,
+    stdout: int = asyncio.subprocess.PIPE,
 ) -> asyncio.subprocess.Process:
-    """Start a codex process in its own process group with piped stdio."""
+    """Start a codex process in its own process group with piped stdio (or `stdout`, a file
+    descriptor the caller reads itself)."""
     codex_home.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 (tiny, local)
     return await asyncio.create_subprocess_exec(
         *argv,
         stdin=stdin,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(cwd or codex_home),
         env=child_env(codex_home, extra_env),
