@@ -262,6 +262,7 @@ class DeviceLogins:
                 _LOGGER.warning("codex logout for user %s failed: %s", user_id, exc)
         await self.stop_account(user_id)
         (home / "auth.json").unlink(missing_ok=True)
+        linking.forget(home)
         return was_linked
 
     async def stop_account(self, user_id: int) -> None:

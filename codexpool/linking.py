@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .config import Settings
@@ -20,30 +21,43 @@ def codex_home(settings: Settings, user_id: int) -> Path:
     return settings.codex_homes / str(int(user_id))
 
 
-# auth.json path -> (identity of the file version, linked?). Every user-key request asks
-# whether its account is linked; a stat is far cheaper than reading and parsing the file, and
-# any rewrite (link, unlink, Codex refreshing its tokens) changes the identity.
-_LINKED_CACHE: dict[str, tuple[tuple[int, int, int], bool]] = {}
+# auth.json path -> (identity of the file version, linked?, monotonic time of the stat).
+# Every user-key request asks whether its account is linked; a stat is far cheaper than
+# reading and parsing the file, and any rewrite (link, unlink, Codex refreshing its tokens)
+# changes the identity. A "linked" answer is reused for LINKED_RECHECK_S without a stat (a stat
+# costs ~10 us here); "not linked" is always checked again, so a new link counts at once, and
+# this process's own unlinks call forget().
+_LINKED_CACHE: dict[str, tuple[tuple[int, int, int], bool, float]] = {}
 _LINKED_CACHE_MAX = 10_000
+LINKED_RECHECK_S = 1.0
 
 
 def is_linked(home: Path) -> bool:
     """Tell whether the home holds a ChatGPT login (auth.json with tokens or an API key)."""
     path = os.path.join(home, "auth.json")
+    cached = _LINKED_CACHE.get(path)
+    now = time.monotonic()
+    if cached is not None and cached[1] and now - cached[2] < LINKED_RECHECK_S:
+        return True
     try:
         st = os.stat(path)
     except OSError:
         _LINKED_CACHE.pop(path, None)
         return False
     ident = (st.st_mtime_ns, st.st_size, st.st_ino)
-    cached = _LINKED_CACHE.get(path)
     if cached is not None and cached[0] == ident:
-        return cached[1]
-    linked = _read_linked(path)
+        linked = cached[1]
+    else:
+        linked = _read_linked(path)
     if len(_LINKED_CACHE) >= _LINKED_CACHE_MAX:
         _LINKED_CACHE.clear()
-    _LINKED_CACHE[path] = (ident, linked)
+    _LINKED_CACHE[path] = (ident, linked, now)
     return linked
+
+
+def forget(home: Path) -> None:
+    """Drop what is_linked remembers of a home (call after removing its login)."""
+    _LINKED_CACHE.pop(os.path.join(home, "auth.json"), None)
 
 
 def _read_linked(path: str) -> bool:
@@ -88,3 +102,4 @@ def import_auth_json(home: Path, source: Path) -> None:
 def remove_home(home: Path) -> None:
     """Delete an account's Codex home (tokens, sessions, logs)."""
     shutil.rmtree(home, ignore_errors=True)
+    forget(home)

@@ -7,6 +7,7 @@ prints (codex-protocol.md 3.2) and behaves per sub-command. The e2e test uses th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import time
@@ -237,3 +238,16 @@ async def test_missing_binary_fails_clearly(
     assert status["state"] == "failed"
     assert "codex CLI is not installed" in status["error"]
     await logins.close()
+
+
+def test_is_linked_sees_a_new_link_at_once_and_forget_drops_a_link(tmp_path: Path) -> None:
+    """ "Linked" is remembered for a moment without a stat; "not linked" never is, and the
+    gateway's own unlinks forget, so neither a fresh link nor an unlink is ever missed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    assert not linking.is_linked(home)
+    (home / "auth.json").write_text(json.dumps({"tokens": {"access_token": "x"}}))
+    assert linking.is_linked(home)
+    (home / "auth.json").unlink()
+    linking.forget(home)
+    assert not linking.is_linked(home)

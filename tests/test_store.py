@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from codexpool import accounts
 from codexpool.security import KeyCipher
-from codexpool.store import SCHEMA_VERSION, Store, StoreError
+from codexpool.store import MARKER_RECHECK_S, SCHEMA_VERSION, Store, StoreError
 from codexpool.usage import UsageRecorder, UsageRow, prune
 
 
@@ -112,3 +113,22 @@ async def test_usage_rows_are_written_on_close(tmp_path: Path) -> None:
         assert await prune(store, 1) == 1200  # all rows are from 1970
     finally:
         await store.close()
+
+
+async def test_change_stamp_sees_another_stores_writes(tmp_path: Path) -> None:
+    """The key cache's validity stamp: this store's writes change it at once, another
+    process's (here a second Store on the same file, as the CLI would be) once the marker is
+    looked at again, at most MARKER_RECHECK_S later."""
+    ours = await open_store(tmp_path / "db.sqlite3")
+    theirs = await open_store(tmp_path / "db.sqlite3")
+    try:
+        before = ours.change_stamp()
+        await ours.execute("INSERT INTO users (username, created_at) VALUES ('a', 0)")
+        mine = ours.change_stamp()
+        assert mine != before
+        await theirs.execute("INSERT INTO users (username, created_at) VALUES ('b', 0)")
+        await asyncio.sleep(MARKER_RECHECK_S * 2)
+        assert ours.change_stamp() != mine
+    finally:
+        await ours.close()
+        await theirs.close()
