@@ -34,6 +34,28 @@ _DECLINE: dict[str, dict[str, Any]] = {
     "applyPatchApproval": {"decision": "denied"},
 }
 
+# Notifications nothing here reads. Codex 0.169.0 sends about 17 messages per chat turn, half
+# of them these; opting out at initialize means they are never written, read or parsed.
+QUIET_NOTIFICATIONS = (
+    "thread/started",
+    "thread/status/changed",
+    "thread/settings/updated",
+    "thread/readState/changed",
+    "turn/started",
+    "turn/diff/updated",
+    "turn/plan/updated",
+    "item/started",
+    "item/completed",
+    "item/plan/delta",
+    "item/reasoning/summaryPartAdded",
+    "hook/started",
+    "hook/completed",
+    "serverRequest/resolved",
+    "skills/changed",
+    "mcpServer/startupStatus/updated",
+    "remoteControl/status/changed",
+)
+
 ToolHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 RateLimitHook = Callable[[dict[str, Any]], None]
 
@@ -106,7 +128,10 @@ class AppServer:
                         "title": "codexpool",
                         "version": __version__,
                     },
-                    "capabilities": {"experimentalApi": True},
+                    "capabilities": {
+                        "experimentalApi": True,
+                        "optOutNotificationMethods": list(QUIET_NOTIFICATIONS),
+                    },
                 },
                 wait_s=wait_s,
             )

@@ -21,8 +21,14 @@ REPLY = ["Hello", " from", " the fake", " app-server."]
 DELAY_S = float(os.environ.get("FAKE_CODEX_DELAY_MS", "0")) / 1000
 
 
+# Notification methods the client opted out of at initialize (as codex 0.169.0 honours them).
+QUIET: set[str] = set()
+
+
 def send(msg: dict) -> None:
-    """Write one JSON-RPC line."""
+    """Write one JSON-RPC line (nothing for a notification the client opted out of)."""
+    if "id" not in msg and msg.get("method") in QUIET:
+        return
     sys.stdout.write(json.dumps(msg, separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
@@ -88,6 +94,8 @@ async def serve() -> None:
         if rid is None:
             continue  # notifications (initialized) need no answer
         if method == "initialize":
+            capabilities = (msg.get("params") or {}).get("capabilities") or {}
+            QUIET.update(capabilities.get("optOutNotificationMethods") or ())
             send(
                 {
                     "id": rid,
