@@ -3,7 +3,9 @@ protocol (codexpool/testing/fake_codex.py): what a streaming consumer may rely o
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 from codexpool.codex.engine import Engine, EngineConfig, TurnRequest
@@ -46,3 +48,39 @@ async def test_caught_up_only_after_something_new(tmp_path: Path) -> None:
     assert all(not (a is CaughtUp and b is CaughtUp) for a, b in itertools.pairwise(kinds))
     assert kinds.count(CaughtUp) <= kinds.count(TextDelta)
     assert kinds[-1] is TurnDone
+
+
+async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def _text(engine: Engine, home: Path) -> str:
+    events = [e async for e in engine.run_turn("a", home, TurnRequest(prompt="hi"))]
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+async def test_app_server_is_recycled_without_cutting_running_turns(tmp_path: Path) -> None:
+    """Codex keeps every finished chat thread in memory, so after `recycle_after_turns` the
+    engine starts a fresh app-server beside the old one. Turns already running on the old one
+    finish there; then it ends."""
+    config = EngineConfig(
+        codex_bin=FAKE_CODEX,
+        extra_env={"FAKE_CODEX_DELAY_MS": "150"},  # a turn takes ~600 ms
+        scratch_root=tmp_path / "scratch",
+        recycle_after_turns=2,
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    async with Engine(config) as engine:
+        # Two turns at once: the second reaches the mark and the replacement starts meanwhile.
+        running = [asyncio.create_task(_text(engine, home)) for _ in range(2)]
+        await _until(lambda: engine.starts == 2 and engine.live_processes() == 2)
+        assert not any(t.done() for t in running)  # the swap did not wait for them
+        assert await asyncio.gather(*running) == ["".join(REPLY)] * 2
+        await _until(lambda: engine.live_processes() == 1)  # the old one ended with them
+        assert await _text(engine, home) == "".join(REPLY)  # served by the new one
+        assert engine.starts == 2
+    assert engine.live_processes() == 0

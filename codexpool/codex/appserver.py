@@ -91,6 +91,9 @@ class AppServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.dead = False
+        self.turns = 0  # chat turns started here (the engine recycles the process after N)
+        self.active = 0  # chat turns running here now
+        self.retired = False  # replaced: ends once `active` drops to 0
 
     @property
     def alive(self) -> bool:

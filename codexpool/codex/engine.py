@@ -87,6 +87,7 @@ class EngineConfig:
     max_turns_per_account: int = 4
     max_queue_wait_s: float = 5.0
     idle_shutdown_s: float = 900.0
+    recycle_after_turns: int = 0  # replace an app-server after this many turns (0: never)
     turn_timeout_cap_s: float = 300.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     scratch_root: Path = Path("scratch")
@@ -119,6 +120,8 @@ class _Account:
     last_used: float = field(default_factory=time.monotonic)
     limits: RateLimitSnapshot | None = None
     turns: dict[str, str] = field(default_factory=dict)  # thread id -> turn id (running)
+    retiring: list[AppServer] = field(default_factory=list)  # replaced, finishing turns
+    replacing: asyncio.Task[None] | None = None  # a replacement app-server starting
 
 
 RateLimitCallback = Callable[[str, RateLimitSnapshot], None]
@@ -135,6 +138,7 @@ class Engine:
         self.on_rate_limits: RateLimitCallback | None = None
         self.starts = 0  # app-server processes started (tests and metrics)
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
+        self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -168,10 +172,16 @@ class Engine:
         await asyncio.gather(
             *(self.stop_account(key) for key in list(self._accounts)), return_exceptions=True
         )
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def live_processes(self) -> int:
-        """Return how many app-server processes are running."""
-        return sum(1 for a in self._accounts.values() if a.server is not None and a.server.alive)
+        """Return how many app-server processes are running (retiring ones included)."""
+        return sum(
+            1
+            for a in self._accounts.values()
+            for s in (a.server, *a.retiring)
+            if s is not None and s.alive
+        )
 
     def latest_limits(self, account_key: str) -> RateLimitSnapshot | None:
         """Return the freshest limits seen for an account (read or pushed)."""
@@ -208,52 +218,114 @@ class Engine:
             if acct.server is not None:
                 _LOGGER.warning("codex app-server of account %s died; restarting", acct.key)
                 await acct.server.close()
-            overrides = list(self.config.config_overrides)
-            if self.config.lean_chat:
-                overrides = [*self._lean_overrides, *overrides]
-            scratch = self.config.scratch_root / acct.key
-            scratch.mkdir(parents=True, exist_ok=True)
-            server = AppServer(
-                self.config.codex_bin,
-                acct.home,
-                overrides,
-                extra_env=dict(self.config.extra_env),
-                cwd=scratch,
-                on_rate_limits=lambda raw: self._take_limits(acct, raw),
-                name=acct.key,
+            acct.server = await self._start_server(acct)
+            return acct.server
+
+    async def _start_server(self, acct: _Account) -> AppServer:
+        """Start a new app-server for the account (not yet its current one)."""
+        overrides = list(self.config.config_overrides)
+        if self.config.lean_chat:
+            overrides = [*self._lean_overrides, *overrides]
+        scratch = self.config.scratch_root / acct.key
+        scratch.mkdir(parents=True, exist_ok=True)
+        server = AppServer(
+            self.config.codex_bin,
+            acct.home,
+            overrides,
+            extra_env=dict(self.config.extra_env),
+            cwd=scratch,
+            on_rate_limits=lambda raw: self._take_limits(acct, raw),
+            name=acct.key,
+        )
+        try:
+            await server.start(self.config.request_timeout_s)
+        except FileNotFoundError as exc:
+            raise TurnError("crashed", f"codex binary not found: {exc.filename}") from exc
+        except OSError as exc:
+            raise TurnError("crashed", f"cannot start codex: {exc}") from exc
+        self.starts += 1
+        _LOGGER.info("Started codex app-server for account %s (pid %s)", acct.key, server.pid)
+        return server
+
+    def _count_turn(self, acct: _Account, server: AppServer) -> None:
+        """Count a turn on its app-server; past the recycle mark, start its replacement."""
+        server.turns += 1
+        server.active += 1
+        limit = self.config.recycle_after_turns
+        if limit and server.turns >= limit and not server.retired and acct.replacing is None:
+            acct.replacing = asyncio.create_task(
+                self._replace(acct, server), name=f"appserver-replace-{acct.key}"
             )
-            try:
-                await server.start(self.config.request_timeout_s)
-            except FileNotFoundError as exc:
-                raise TurnError("crashed", f"codex binary not found: {exc.filename}") from exc
-            except OSError as exc:
-                raise TurnError("crashed", f"cannot start codex: {exc}") from exc
-            self.starts += 1
-            _LOGGER.info("Started codex app-server for account %s (pid %s)", acct.key, server.pid)
-            acct.server = server
-            return server
+
+    async def _replace(self, acct: _Account, old: AppServer) -> None:
+        """Start a fresh app-server beside `old`, then make it current and retire `old`.
+
+        Turns keep running on `old` while the new one starts, so nobody waits for it.
+        """
+        try:
+            new = await self._start_server(acct)
+        except (TurnError, OSError) as exc:
+            _LOGGER.warning("Could not start a replacement app-server for %s: %s", acct.key, exc)
+            return
+        finally:
+            acct.replacing = None
+        async with acct.lock:
+            if self._closed or acct.server is not old or self._accounts.get(acct.key) is not acct:
+                await new.close()  # stopped or restarted meanwhile: the new one is not needed
+                return
+            acct.server = new
+            _LOGGER.info(
+                "Recycled codex app-server of account %s after %s turns (pid %s -> %s)",
+                acct.key,
+                old.turns,
+                old.pid,
+                new.pid,
+            )
+            old.retired = True
+            if old.active:
+                acct.retiring.append(old)  # ends with its last turn (_turn_ended)
+            else:
+                self._close_later(old)
+
+    def _turn_ended(self, acct: _Account, server: AppServer) -> None:
+        server.active -= 1
+        if server.retired and server.active == 0 and server in acct.retiring:
+            acct.retiring.remove(server)
+            self._close_later(server)
+
+    def _close_later(self, server: AppServer) -> None:
+        task = asyncio.create_task(server.close(), name=f"appserver-close-{server.name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def stop_account(self, account_key: str | int) -> None:
         """Stop an account's app-server (unlink, deletion, idle, shutdown)."""
         acct = self._accounts.pop(str(account_key), None)
-        if acct is not None and acct.server is not None:
-            server, acct.server = acct.server, None
+        if acct is None:
+            return
+        if acct.replacing is not None:
+            acct.replacing.cancel()
+        servers = [s for s in (acct.server, *acct.retiring) if s is not None]
+        acct.server, acct.retiring = None, []
+        for server in servers:
             for thread_id in list(acct.turns):
                 server.post_to_thread(thread_id, CRASHED)
-            await server.close()
+        await asyncio.gather(*(s.close() for s in servers), return_exceptions=True)
+        if servers:
             _LOGGER.info("Stopped codex app-server of account %s", acct.key)
 
     def interrupt_all(self, message: str) -> int:
         """Interrupt every running turn (graceful shutdown); return how many."""
         count = 0
         for acct in self._accounts.values():
-            if acct.server is None:
-                continue
-            for thread_id in list(acct.turns):
-                if acct.server.post_to_thread(
-                    thread_id, {"method": INTERRUPT, "params": {"message": message}}
-                ):
-                    count += 1
+            for server in (acct.server, *acct.retiring):
+                if server is None:
+                    continue
+                for thread_id in list(acct.turns):
+                    if server.post_to_thread(
+                        thread_id, {"method": INTERRUPT, "params": {"message": message}}
+                    ):
+                        count += 1
         return count
 
     async def read_rate_limits(self, account_key: str, codex_home: Path) -> RateLimitSnapshot:
@@ -309,6 +381,7 @@ class Engine:
             timeout = min(request.timeout_s or cap, cap)
             deadline = time.monotonic() + timeout
             server = await self._server(acct)
+            self._count_turn(acct, server)
             thread_params: dict[str, Any] = {
                 "cwd": str(self.config.scratch_root / acct.key),
                 "approvalPolicy": "never",
@@ -440,6 +513,8 @@ class Engine:
                         reply.set_result(tool_result("The client did not return a result.", False))
             if server is not None and thread_id is not None:
                 server.unsubscribe(thread_id)
+            if server is not None:
+                self._turn_ended(acct, server)
             acct.active -= 1
             acct.last_used = time.monotonic()
             acct.sem.release()
