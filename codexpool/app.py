@@ -65,7 +65,7 @@ def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
         max_turns_per_account=settings.max_turns_per_account,
         max_queue_wait_s=settings.max_queue_wait_ms / 1000,
         idle_shutdown_s=float(settings.app_server_idle_seconds),
-        recycle_after_turns=settings.app_server_recycle_turns,
+        recycle_above_mib=settings.app_server_recycle_mib,
         turn_timeout_cap_s=settings.openai_codex_timeout_ms / 1000,
         scratch_root=settings.data_path / "scratch",
     )

@@ -147,13 +147,14 @@ class Settings:
             "Stop an account's warm `codex app-server` after this idle time.",
         ),
     )
-    app_server_recycle_turns: int = field(
-        default=100,
+    app_server_recycle_mib: int = field(
+        default=512,
         metadata=_opt(
-            "appServerRecycleTurns",
-            "Replace an account's `codex app-server` after this many chat turns (0: never). "
-            "Codex 0.169.0 keeps every finished chat thread in memory (~1.5 MiB each); a fresh "
-            "process is started beside the old one, which ends when its last turn does.",
+            "appServerRecycleMib",
+            "Replace an account's `codex app-server` once its memory (RSS, checked every 16 "
+            "turns; Linux) reaches this many MiB (0: never). Codex 0.169.0 keeps every finished "
+            "chat thread in memory (~1.5 MiB each); the new process starts beside the old one, "
+            "which ends when its last turn does.",
         ),
     )
     chat_lean_features: bool = field(
@@ -354,8 +355,8 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
     if s.max_queue_wait_ms < 0:
         raise SettingsError("setting 'maxQueueWaitMs' must not be negative")
-    if s.app_server_recycle_turns < 0:
-        raise SettingsError("setting 'appServerRecycleTurns' must not be negative")
+    if s.app_server_recycle_mib < 0:
+        raise SettingsError("setting 'appServerRecycleMib' must not be negative")
     if s.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise SettingsError(
             f"setting 'logLevel' must be debug/info/warning/error, got {s.log_level!r}"

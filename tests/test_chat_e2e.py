@@ -646,28 +646,29 @@ def test_image_parts_reach_the_model(
         assert_openai_error(status, raw, 400, code)
 
 
-def test_app_server_recycled_after_its_turn_budget(
+def test_app_server_recycled_once_its_memory_reached_the_mark(
     live_server_factory: Any,
     fake_backend: Any,
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     """Codex 0.169.0 keeps every finished chat thread in memory (~1.5 MiB each), so the
-    gateway replaces an account's app-server after appServerRecycleTurns turns. Every answer
-    still arrives, and one codex process per account is left once the old one has ended."""
+    gateway replaces an account's app-server whose RSS reached appServerRecycleMib (read every
+    16 turns). Every answer still arrives, and one codex process per account is left once the
+    old one has ended."""
     from codexpool.testing.fake_backend import codex_overrides
 
     from .e2e_helpers import link_user
 
     server = live_server_factory(
-        start=False, codexConfigOverrides=codex_overrides(fake_backend.url), appServerRecycleTurns=2
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url), appServerRecycleMib=1
     )
     key = link_user(server, tmp_path, "alice", "acct_alice")
     fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
     server.start()
     client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
     request.addfinalizer(client.close)
-    for i in range(5):
+    for i in range(18):  # the 16th turn reads the RSS: above 1 MiB, so a replacement starts
         answer = client.chat.completions.create(
             model="codex", messages=[{"role": "user", "content": f"hi {i}"}]
         )
@@ -676,4 +677,4 @@ def test_app_server_recycled_after_its_turn_budget(
     while len(_codex_pids(server)) != 1:
         assert time.monotonic() < deadline, _codex_pids(server)
         time.sleep(0.1)
-    assert server.log().count("Recycled codex app-server of account") == 2
+    assert server.log().count("Recycled codex app-server of account") == 1

@@ -63,14 +63,15 @@ async def _text(engine: Engine, home: Path) -> str:
 
 
 async def test_app_server_is_recycled_without_cutting_running_turns(tmp_path: Path) -> None:
-    """Codex keeps every finished chat thread in memory, so after `recycle_after_turns` the
-    engine starts a fresh app-server beside the old one. Turns already running on the old one
-    finish there; then it ends."""
+    """Codex keeps every finished chat thread in memory, so once an app-server's RSS reached
+    `recycle_above_mib` the engine starts a fresh one beside it. Turns already running on the
+    old one finish there; then it ends."""
     config = EngineConfig(
         codex_bin=FAKE_CODEX,
         extra_env={"FAKE_CODEX_DELAY_MS": "150"},  # a turn takes ~600 ms
         scratch_root=tmp_path / "scratch",
-        recycle_after_turns=2,
+        recycle_above_mib=1,  # any process is past it: recycle at the first reading
+        recycle_check_every=2,
     )
     home = tmp_path / "home"
     home.mkdir()

@@ -35,6 +35,7 @@ from .events import (
     error_from_turn,
     parse_rate_limits,
 )
+from .process import rss_mib
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class EngineConfig:
     max_turns_per_account: int = 4
     max_queue_wait_s: float = 5.0
     idle_shutdown_s: float = 900.0
-    recycle_after_turns: int = 0  # replace an app-server after this many turns (0: never)
+    recycle_above_mib: int = 0  # replace an app-server whose RSS reached this (0: never)
+    recycle_check_every: int = 16  # turns between two RSS readings of an app-server
     turn_timeout_cap_s: float = 300.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     scratch_root: Path = Path("scratch")
@@ -248,16 +250,26 @@ class Engine:
         return server
 
     def _count_turn(self, acct: _Account, server: AppServer) -> None:
-        """Count a turn on its app-server; past the recycle mark, start its replacement."""
+        """Count a turn on its app-server; once its memory reached the recycle mark (read
+        every `recycle_check_every` turns: a /proc read costs more than a whole turn's JSON),
+        start its replacement."""
         server.turns += 1
         server.active += 1
-        limit = self.config.recycle_after_turns
-        if limit and server.turns >= limit and not server.retired and acct.replacing is None:
+        limit = self.config.recycle_above_mib
+        if (
+            not limit
+            or server.turns % self.config.recycle_check_every
+            or server.retired
+            or acct.replacing is not None
+        ):
+            return
+        rss = rss_mib(server.pid)
+        if rss is not None and rss >= limit:
             acct.replacing = asyncio.create_task(
-                self._replace(acct, server), name=f"appserver-replace-{acct.key}"
+                self._replace(acct, server, rss), name=f"appserver-replace-{acct.key}"
             )
 
-    async def _replace(self, acct: _Account, old: AppServer) -> None:
+    async def _replace(self, acct: _Account, old: AppServer, rss: float) -> None:
         """Start a fresh app-server beside `old`, then make it current and retire `old`.
 
         Turns keep running on `old` while the new one starts, so nobody waits for it.
@@ -275,8 +287,9 @@ class Engine:
                 return
             acct.server = new
             _LOGGER.info(
-                "Recycled codex app-server of account %s after %s turns (pid %s -> %s)",
+                "Recycled codex app-server of account %s at %.0f MiB after %s turns (pid %s -> %s)",
                 acct.key,
+                rss,
                 old.turns,
                 old.pid,
                 new.pid,
