@@ -148,7 +148,7 @@ class Settings:
         ),
     )
     app_server_recycle_mib: int = field(
-        default=512,
+        default=384,
         metadata=_opt(
             "appServerRecycleMib",
             "Replace an account's `codex app-server` once its memory (RSS, checked every 16 "
