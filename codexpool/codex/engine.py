@@ -270,22 +270,35 @@ class Engine:
             )
 
     async def _replace(self, acct: _Account, old: AppServer, rss: float) -> None:
-        """Start a fresh app-server beside `old`, then make it current and retire `old`.
-
-        Turns keep running on `old` while the new one starts, so nobody waits for it.
+        """Start a fresh app-server beside `old`, warm it, then make it current and retire
+        `old`. Turns keep running on `old` meanwhile, so nobody waits for the new one.
         """
         try:
-            new = await self._start_server(acct)
-        except (TurnError, OSError) as exc:
-            _LOGGER.warning("Could not start a replacement app-server for %s: %s", acct.key, exc)
-            return
-        finally:
-            acct.replacing = None
-        async with acct.lock:
-            if self._closed or acct.server is not old or self._accounts.get(acct.key) is not acct:
-                await new.close()  # stopped or restarted meanwhile: the new one is not needed
+            try:
+                new = await self._start_server(acct)
+            except (TurnError, OSError) as exc:
+                _LOGGER.warning(
+                    "Could not start a replacement app-server for %s: %s", acct.key, exc
+                )
                 return
-            acct.server = new
+            try:
+                # Codex's first thread/start in a process costs ~2x the later ones (44 vs
+                # 10-22 ms): pay it here rather than in the next client's first token.
+                with contextlib.suppress(TurnError):
+                    await new.request(
+                        "thread/start",
+                        self._thread_params(acct, TurnRequest(prompt="")),
+                        wait_s=self.config.request_timeout_s,
+                    )
+                async with acct.lock:
+                    current = self._accounts.get(acct.key) is acct and acct.server is old
+                    if self._closed or not current:
+                        await new.close()  # stopped or restarted meanwhile: not needed
+                        return
+                    acct.server = new
+            except BaseException:
+                await new.close()
+                raise
             _LOGGER.info(
                 "Recycled codex app-server of account %s at %.0f MiB after %s turns (pid %s -> %s)",
                 acct.key,
@@ -299,6 +312,26 @@ class Engine:
                 acct.retiring.append(old)  # ends with its last turn (_turn_ended)
             else:
                 self._close_later(old)
+        finally:
+            acct.replacing = None
+
+    def _thread_params(self, acct: _Account, request: TurnRequest) -> dict[str, Any]:
+        """Return the `thread/start` parameters of a chat turn."""
+        params: dict[str, Any] = {
+            "cwd": str(self.config.scratch_root / acct.key),
+            "approvalPolicy": "never",
+            "sandbox": "read-only",
+            "ephemeral": True,
+        }
+        if self.config.base_instructions:
+            params["baseInstructions"] = self.config.base_instructions
+        if request.developer_instructions:
+            params["developerInstructions"] = request.developer_instructions
+        if request.model:
+            params["model"] = request.model
+        if request.tools:
+            params["dynamicTools"] = list(request.tools)
+        return params
 
     def _turn_ended(self, acct: _Account, server: AppServer) -> None:
         server.active -= 1
@@ -395,22 +428,10 @@ class Engine:
             deadline = time.monotonic() + timeout
             server = await self._server(acct)
             self._count_turn(acct, server)
-            thread_params: dict[str, Any] = {
-                "cwd": str(self.config.scratch_root / acct.key),
-                "approvalPolicy": "never",
-                "sandbox": "read-only",
-                "ephemeral": True,
-            }
-            if self.config.base_instructions:
-                thread_params["baseInstructions"] = self.config.base_instructions
-            if request.developer_instructions:
-                thread_params["developerInstructions"] = request.developer_instructions
-            if request.model:
-                thread_params["model"] = request.model
-            if request.tools:
-                thread_params["dynamicTools"] = list(request.tools)
             started = await server.request(
-                "thread/start", thread_params, wait_s=self.config.request_timeout_s
+                "thread/start",
+                self._thread_params(acct, request),
+                wait_s=self.config.request_timeout_s,
             )
             thread_id = str(started["thread"]["id"])
             mailbox = server.subscribe(thread_id)
