@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,41 @@ async def test_app_server_is_recycled_without_cutting_running_turns(tmp_path: Pa
         assert await _text(engine, home) == "".join(REPLY)  # served by the new one
         assert engine.starts == 2
     assert engine.live_processes() == 0
+
+
+def _child_pids() -> set[int]:
+    """Live (non-zombie) children of this process."""
+    me = str(os.getpid())
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if fields[1] == me and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+async def test_unlinking_while_a_replacement_starts_leaves_no_process(tmp_path: Path) -> None:
+    """stop_account (unlink, idle, shutdown) during a recycle: the half-started replacement
+    is ended too, and no codex process outlives the engine."""
+    config = EngineConfig(
+        codex_bin=FAKE_CODEX,
+        extra_env={"FAKE_CODEX_START_MS": "400"},  # every app-server takes 0.4 s to start
+        scratch_root=tmp_path / "scratch",
+        recycle_above_mib=1,
+        recycle_check_every=1,  # the first turn already starts a replacement
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    before = _child_pids()
+    async with Engine(config) as engine:
+        assert await _text(engine, home) == "".join(REPLY)
+        assert engine.starts == 1 and engine.live_processes() == 1  # the replacement starts
+        await engine.stop_account("a")
+        await _until(lambda: engine.live_processes() == 0)
+        assert await _text(engine, home) == "".join(REPLY)  # a fresh start still works
+    await _until(lambda: _child_pids() <= before)

@@ -117,12 +117,14 @@ class AppServer:
             raise
         finally:
             os.close(write_fd)
-        self._stdout, _ = await asyncio.get_running_loop().connect_read_pipe(
-            lambda: LineReader(self._on_line, self._on_death, self.name),
-            os.fdopen(read_fd, "rb", buffering=0),
-        )
-        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"stderr-{self.name}")
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        # From here on the process runs: any failure or cancellation (a replacement being
+        # abandoned) must end it.
         try:
+            self._stdout, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: LineReader(self._on_line, self._on_death, self.name), pipe
+            )
+            self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"stderr-{self.name}")
             await self.request(
                 "initialize",
                 {
@@ -140,6 +142,8 @@ class AppServer:
             )
             await self.notify("initialized")
         except BaseException:
+            if self._stdout is None:
+                pipe.close()
             await self.close()
             raise
 

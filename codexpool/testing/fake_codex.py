@@ -19,6 +19,9 @@ REPLY = ["Hello", " from", " the fake", " app-server."]
 # Milliseconds between text deltas (env FAKE_CODEX_DELAY_MS): 0 answers instantly; a delay keeps
 # many streams open at once, for steady-state measurements.
 DELAY_S = float(os.environ.get("FAKE_CODEX_DELAY_MS", "0")) / 1000
+# Milliseconds before the process answers anything (env FAKE_CODEX_START_MS): a slow start,
+# for tests that act while an app-server is still starting.
+START_S = float(os.environ.get("FAKE_CODEX_START_MS", "0")) / 1000
 
 
 # Notification methods the client opted out of at initialize (as codex 0.169.0 honours them).
@@ -74,6 +77,7 @@ async def turn(rid: object, thread_id: str) -> None:
 
 async def serve() -> None:
     """Serve JSON-RPC on stdio until stdin closes; turns run concurrently."""
+    await asyncio.sleep(START_S)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
