@@ -228,23 +228,29 @@ async def complete(events: Any, req: ChatRequest) -> tuple[dict[str, Any], TurnO
 async def stream(
     request: web.Request, events: Any, req: ChatRequest, outcome: TurnOutcome
 ) -> web.StreamResponse:
-    """Stream a turn as Responses events; headers go out with the first upstream event."""
+    """Stream a turn as Responses events; headers go out with the first upstream event.
+
+    As in chat.stream, encoded events wait in `pending` until the engine has nothing more
+    queued (CaughtUp), so what arrived together leaves in one write.
+    """
     b = ResponseBuilder(req.raw_model)
     resp: web.StreamResponse | None = None
+    pending: list[bytes] = []
     started_text = False
 
     async def open_() -> web.StreamResponse:
-        r = await sse.open_stream(request)
-        await r.write(b.event("response.created", response=b.response("in_progress", None, [])))
-        return r
+        pending.append(b.event("response.created", response=b.response("in_progress", None, [])))
+        return await sse.open_stream(request)
 
     try:
         async for event in events:
-            if isinstance(event, CaughtUp):
-                continue  # every event is written as it comes
-            if isinstance(event, Heartbeat):
+            if isinstance(event, CaughtUp | Heartbeat):
                 if resp is not None:
-                    await resp.write(sse.PING)
+                    if isinstance(event, Heartbeat):
+                        pending.append(sse.PING)
+                    if pending:
+                        await resp.write(b"".join(pending))
+                        pending.clear()
                 continue
             if resp is None:
                 resp = await open_()
@@ -257,10 +263,8 @@ async def stream(
                     started_text = True
                     item = b.message_item("", "in_progress")
                     item["content"] = []
-                    await resp.write(
-                        b.event("response.output_item.added", output_index=0, item=item)
-                    )
-                    await resp.write(
+                    pending.append(b.event("response.output_item.added", output_index=0, item=item))
+                    pending.append(
                         b.event(
                             "response.content_part.added",
                             item_id=b.msg_id,
@@ -269,7 +273,7 @@ async def stream(
                             part={"type": "output_text", "text": "", "annotations": []},
                         )
                     )
-                await resp.write(
+                pending.append(
                     b.event(
                         "response.output_text.delta",
                         item_id=b.msg_id,
@@ -283,15 +287,15 @@ async def stream(
         outcome.error, outcome.status = err, err.status
         if resp is None:
             raise err from exc
-        await resp.write(b.event("error", **error_body(err.message, err.type, err.code)["error"]))
-        await resp.write_eof()
+        pending.append(b.event("error", **error_body(err.message, err.type, err.code)["error"]))
+        await resp.write_eof(b"".join(pending))
         return resp
     if resp is None:
         resp = await open_()
     items = b.output(outcome)
     text = "".join(outcome.text)
     if started_text:
-        await resp.write(
+        pending.append(
             b.event(
                 "response.output_text.done",
                 item_id=b.msg_id,
@@ -301,9 +305,7 @@ async def stream(
             )
         )
     for index, item in enumerate(items):
-        await resp.write(b.event("response.output_item.done", output_index=index, item=item))
-    await resp.write(
-        b.event("response.completed", response=b.response("completed", outcome, items))
-    )
-    await resp.write_eof()
+        pending.append(b.event("response.output_item.done", output_index=index, item=item))
+    pending.append(b.event("response.completed", response=b.response("completed", outcome, items)))
+    await resp.write_eof(b"".join(pending))
     return resp

@@ -577,6 +577,19 @@ def test_responses_api_with_the_sdk(
     assert "".join(deltas) == "Streamed response text" and len(deltas) >= 2
     assert final.output_text == "Streamed response text"
 
+    # Deltas spaced by the backend reach the client spaced too (buffered writes flush as soon
+    # as the engine has nothing more queued).
+    fake_backend.script(
+        "acct_alice", fake_backend.reply("one two three", chunks=3, delay_between_ms=300)
+    )
+    arrivals = []
+    with client.responses.stream(model="codex", input="Count") as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                arrivals.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert len(gaps) == 2 and all(gap > 0.2 for gap in gaps), gaps
+
     # Function calling through the Responses shapes resumes the parked turn.
     fake_backend.script(
         "acct_alice", _function_call("call_r1"), fake_backend.reply("18C in Paris.")
