@@ -84,7 +84,7 @@ async def test_app_server_is_recycled_without_cutting_running_turns(tmp_path: Pa
         assert await asyncio.gather(*running) == ["".join(REPLY)] * 2
         await _until(lambda: engine.live_processes() == 1)  # the old one ended with them
         assert await _text(engine, home) == "".join(REPLY)  # served by the new one
-        assert engine.starts == 2
+        assert engine.starts == 2 and engine.recycles == 1
     assert engine.live_processes() == 0
 
 

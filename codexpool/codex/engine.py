@@ -139,6 +139,7 @@ class Engine:
         self._closed = False
         self.on_rate_limits: RateLimitCallback | None = None
         self.starts = 0  # app-server processes started (tests and metrics)
+        self.recycles = 0  # app-servers replaced for their memory (metrics)
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
         self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
 
@@ -307,6 +308,7 @@ class Engine:
                 old.pid,
                 new.pid,
             )
+            self.recycles += 1
             old.retired = True
             if old.active:
                 acct.retiring.append(old)  # ends with its last turn (_turn_ended)

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from ..errors import ApiError
 from ..keys import ENGINE, POOL, PRINCIPAL, SETTINGS, STORE, USAGE
@@ -61,6 +63,30 @@ async def _refresh_gauges(app: web.Application, metrics: Metrics) -> None:
                 )
 
 
+class _EngineCounters(Collector):
+    """App-server starts and recycles, counted by the engine and read at scrape time: frequent
+    recycling means accounts reach appServerRecycleMib quickly; starts beyond one per account
+    plus recycles mean crashes or idle stops."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        engine = self._app.get(ENGINE)
+        starts = CounterMetricFamily(
+            "codexpool_app_server_starts",
+            "codex app-server processes started (first use, restarts, recycling).",
+        )
+        recycles = CounterMetricFamily(
+            "codexpool_app_server_recycles",
+            "codex app-servers replaced for reaching appServerRecycleMib.",
+        )
+        starts.add_metric([], engine.starts if engine is not None else 0)
+        recycles.add_metric([], engine.recycles if engine is not None else 0)
+        yield starts
+        yield recycles
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
     """Answer the Prometheus scrape."""
     await _authorize(request)
@@ -84,6 +110,7 @@ def setup(app: web.Application) -> None:
     Call after the usage writer's cleanup context is registered: the hook needs it running.
     """
     app[METRICS] = Metrics.create()
+    app[METRICS].registry.register(_EngineCounters(app))
     # Outermost, so the line and the counters see the final status the error middleware made
     # and the latency of the whole request, streams included.
     app.middlewares.insert(0, access_middleware_factory(lambda r: r.get(PRINCIPAL)))
