@@ -296,6 +296,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds of pid's children that ended and were reaped (cutime + cstime),
+    theirs and their own reaped children's: where a replaced app-server's CPU goes."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK  # cutime, cstime (fields 16, 17)
+
+
 def machine_busy_seconds() -> tuple[float, float]:
     """Return the CPU seconds all cores spent busy since boot (every process and the kernel),
     and the part of it spent in interrupts (loopback networking is mostly softirq time, which

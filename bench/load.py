@@ -47,6 +47,7 @@ from benchlib import (
     measure_steady,
     one_direct_turn,
     pct,
+    reaped_children_cpu_seconds,
     rss_kib,
     run_loop,
     start_gateway,
@@ -312,6 +313,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             pipe.recv()
         cpu_pids = [gw, *descendants(gw)]
         cpu0 = {pid: cpu_seconds(pid) for pid in cpu_pids}
+        reaped0 = reaped_children_cpu_seconds(gw)
         busy0 = machine_busy_seconds()
         own0 = cpu_seconds(os.getpid())
         cpu_t0 = time.monotonic()
@@ -340,8 +342,11 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                         got[i].examples["crashed_client"] = f"client process {i} died"
                     del pending[i]
         elapsed = time.monotonic() - start_at
-        for pid in cpu_pids:
+        # App-servers replaced meanwhile (appServerRecycleMib) are gone: their CPU is in the
+        # gateway's reaped-children time; their replacements are new descendants.
+        for pid in {*cpu_pids, *descendants(gw)}:
             cpu1[pid] = cpu_seconds(pid)
+        reaped = reaped_children_cpu_seconds(gw) - reaped0
         busy1 = machine_busy_seconds()
         busy, irq = busy1[0] - busy0[0], busy1[1] - busy0[1]
         own_cpu = cpu_seconds(os.getpid()) - own0
@@ -427,9 +432,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         )
     print()
     print(f"CPU during the {window:.1f} s of load (cores = CPU seconds / wall seconds):")
-    cpu = {pid: cpu1.get(pid, 0.0) - cpu0[pid] for pid in cpu0}
+    gone = [pid for pid in cpu0 if cpu1.get(pid, 0.0) == 0.0]  # ended and reaped
+    cpu = {pid: cpu1[pid] - cpu0.get(pid, 0.0) for pid in cpu1 if pid not in gone}
     gw_cpu = cpu[gw]
-    app_cpu = sum(v for pid, v in cpu.items() if pid != gw)
+    app_cpu = sum(v for pid, v in cpu.items() if pid != gw) + reaped - sum(cpu0[p] for p in gone)
     client_cpu = [r.cpu_s for r in results]
     print(f"  {'gateway (python -m codexpool serve)':<40}{gw_cpu / window:>6.2f} cores")
     print(f"  {'app-server (' + version + ')':<40}{app_cpu / window:>6.2f} cores")
