@@ -17,7 +17,7 @@ from aiohttp import web
 from . import sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
-from .errors import error_middleware, request_id_middleware
+from .errors import error_middleware, request_id_header, request_id_middleware
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .keys import (
@@ -133,6 +133,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[request_id_middleware, error_middleware],
     )
     app[SETTINGS] = settings
+    app.on_response_prepare.append(request_id_header)
     app[CIPHER] = KeyCipher(settings.openai_key_encryption_secret)
     app[MODELS] = ModelCatalog()
     app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""

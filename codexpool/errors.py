@@ -112,9 +112,15 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     except web.HTTPException as exc:
         exc.headers[REQUEST_ID_HEADER] = rid
         raise
-    if not resp.prepared:
-        resp.headers[REQUEST_ID_HEADER] = rid
-    return resp
+    return resp  # request_id_header adds the header as the response is prepared
+
+
+async def request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Echo the request id on every response as its headers go out (on_response_prepare), so
+    streams carry it too: the middleware sees a stream only once it is on the wire."""
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
 
 
 @web.middleware

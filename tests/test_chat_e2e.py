@@ -129,6 +129,22 @@ def test_deltas_reach_the_client_as_they_arrive(
     assert len(gaps) == 2 and all(gap > 0.2 for gap in gaps), gaps
 
 
+def test_streams_and_errors_echo_the_request_id(linked: Any) -> None:
+    """x-request-id comes back on every answer, streams included (their headers leave before
+    the middleware sees the response), so a client can quote it when reporting a problem."""
+    server, key = linked
+    path = "/api/openai/v1/chat/completions"
+    body = {"model": "codex", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    auth = {"Authorization": f"Bearer {key}"}
+    status, headers, raw = post(server, path, body, {**auth, "x-request-id": "trace-42"})
+    assert status == 200 and b"data: [DONE]" in raw
+    assert {k.lower(): v for k, v in headers.items()}["x-request-id"] == "trace-42"
+    status, headers, _ = post(server, path, {**body, "stream": False}, auth)
+    assert status == 200 and len({k.lower(): v for k, v in headers.items()}["x-request-id"]) == 32
+    status, headers, _ = post(server, path, {"model": 5}, {**auth, "x-request-id": "bad-1"})
+    assert status == 400 and {k.lower(): v for k, v in headers.items()}["x-request-id"] == "bad-1"
+
+
 def test_sdk_non_stream_sync_and_async(
     linked: Any, fake_backend: Any, request: pytest.FixtureRequest
 ) -> None:
