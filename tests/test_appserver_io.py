@@ -20,8 +20,10 @@ def test_lines_split_across_reads_come_out_whole_and_in_order() -> None:
     for piece in (b'{"a":1}\n{"b"', b":2", b'}\n\n{"c":3}\n{"d"', b":4}\n"):
         reader.data_received(piece)
     assert lines == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
+    reader.data_received(b'{"last":5}')  # no newline before the end of the output
+    reader.eof_received()
     reader.connection_lost(None)
-    assert closed == [True]
+    assert lines[-1] == b'{"last":5}' and closed == [True]
 
 
 def test_an_over_long_line_is_dropped_and_the_next_one_kept() -> None:

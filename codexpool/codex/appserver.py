@@ -387,5 +387,12 @@ class LineReader(asyncio.Protocol):
                 self._size = 0
                 self._dropping = True
 
+    def eof_received(self) -> None:
+        """Hand on a last line that had no newline (as readline() did at EOF)."""
+        if self._parts and not self._dropping:
+            line = b"".join(self._parts)
+            self._parts.clear()
+            self._on_line(line)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_close()
