@@ -111,10 +111,9 @@ async def api(aiohttp_client: Any, settings: Settings) -> Any:
     return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
 
 
-def codex_children(pid: int) -> list[int]:
-    """Return the pids of live codex processes descending from pid (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
+def proc_table() -> Iterator[tuple[int, str, str, int, int]]:
+    """Yield (pid, command name, state, parent pid, process group) of every process, read
+    from /proc."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -124,11 +123,17 @@ def codex_children(pid: int) -> list[int]:
             continue
         rparen = stat.rfind(")")
         fields = stat[rparen + 2 :].split()
-        if fields[0] == "Z":
-            names[int(entry.name)] = "zombie"
-        else:
-            names[int(entry.name)] = stat[stat.find("(") + 1 : rparen]
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        name = stat[stat.find("(") + 1 : rparen]
+        yield int(entry.name), name, fields[0], int(fields[1]), int(fields[2])
+
+
+def codex_children(pid: int) -> list[int]:
+    """Return the pids of live codex processes (and zombies) descending from pid."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for child, name, state, parent, _ in proc_table():
+        names[child] = "zombie" if state == "Z" else name
+        children.setdefault(parent, []).append(child)
     found: list[int] = []
     stack = list(children.get(pid, []))
     while stack:

@@ -12,6 +12,8 @@ from pathlib import Path
 from codexpool.codex.engine import Engine, EngineConfig, TurnRequest
 from codexpool.codex.events import CaughtUp, TextDelta, TurnDone, Usage
 
+from .conftest import proc_table
+
 FAKE_CODEX = str(Path(__file__).resolve().parent.parent / "codexpool/testing/fake_codex.py")
 REPLY = ["Hello", " from", " the fake", " app-server."]  # what fake_codex streams
 
@@ -90,18 +92,8 @@ async def test_app_server_is_recycled_without_cutting_running_turns(tmp_path: Pa
 
 def _child_pids() -> set[int]:
     """Live (non-zombie) children of this process."""
-    me = str(os.getpid())
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[1] == me and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
+    me = os.getpid()
+    return {pid for pid, _, state, parent, _ in proc_table() if parent == me and state != "Z"}
 
 
 async def test_unlinking_while_a_replacement_starts_leaves_no_process(tmp_path: Path) -> None:

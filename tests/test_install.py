@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, free_port
+from .conftest import REPO, free_port, proc_table
 
 pytestmark = pytest.mark.e2e
 
@@ -56,17 +56,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
+    return [pid for pid, _, state, _, group in proc_table() if group == pgid and state != "Z"]
 
 
 @pytest.fixture
