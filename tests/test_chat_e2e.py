@@ -707,3 +707,56 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
         assert time.monotonic() < deadline, _codex_pids(server)
         time.sleep(0.1)
     assert server.log().count("Recycled codex app-server of account") == 1
+
+
+def test_a_parked_tool_turn_frees_its_account_slot(
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """While a tool-call turn waits for the client's results it runs nothing on codex, so it
+    does not hold one of the account's turn slots: with maxTurnsPerAccount 1 another request
+    is served meanwhile (it used to wait out the queue and get 429 account_busy), and the
+    parked turn takes a slot back when the results come."""
+    from codexpool.testing.fake_backend import codex_overrides
+
+    from .e2e_helpers import link_user
+
+    server = live_server_factory(
+        start=False,
+        codexConfigOverrides=codex_overrides(fake_backend.url),
+        maxTurnsPerAccount=1,
+        maxQueueWaitMs=500,
+    )
+    key = link_user(server, tmp_path, "alice", "acct_alice")
+    fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
+    server.start()
+    fake_backend.script(
+        "acct_alice",
+        _function_call(),
+        fake_backend.reply("Meanwhile, hello."),
+        fake_backend.reply("It is 18C and sunny in Paris."),
+    )
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)
+    messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    tc = first.choices[0].message.tool_calls[0]
+    other = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "Hello?"}]
+    )
+    assert other.choices[0].message.content == "Meanwhile, hello."
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": tc.id,
+                    "type": "function",
+                    "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": tc.id, "content": "18C sunny"},
+    ]
+    second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
+    assert second.choices[0].message.content == "It is 18C and sunny in Paris."

@@ -410,15 +410,8 @@ class Engine:
         Stopping the iteration early (client gone) interrupts the turn on the app-server.
         """
         acct = self._account(account_key, codex_home)
-        try:
-            if acct.sem.locked():  # full: wait in line, up to the queue deadline
-                await asyncio.wait_for(acct.sem.acquire(), self.config.max_queue_wait_s)
-            else:  # a free slot (the usual case) costs no waiter task
-                await acct.sem.acquire()
-        except TimeoutError as exc:
-            raise TurnError(
-                "busy", f"account {account_key} already runs its maximum of concurrent turns"
-            ) from exc
+        await self._take_slot(acct)
+        holding_slot = True
         acct.active += 1
         server: AppServer | None = None
         thread_id: str | None = None
@@ -526,7 +519,14 @@ class Engine:
                             calls.append(extra.get("params") or {})
                         else:
                             backlog.append(extra)
+                    # Parked, the turn waits for the client, not for codex: its slot is free
+                    # for other turns meanwhile (an abandoned tool loop would otherwise block
+                    # the account until the parked turn expires) and is taken back on resume.
+                    acct.sem.release()
+                    holding_slot = False
                     yield ToolCalls(tuple(self._to_call(c) for c in calls))
+                    await self._take_slot(acct)
+                    holding_slot = True
                     # The client took its time to run the functions: the deadline restarts.
                     deadline = max(deadline, time.monotonic() + timeout)
                 elif method == INTERRUPT:
@@ -553,7 +553,20 @@ class Engine:
                 self._turn_ended(acct, server)
             acct.active -= 1
             acct.last_used = time.monotonic()
-            acct.sem.release()
+            if holding_slot:
+                acct.sem.release()
+
+    async def _take_slot(self, acct: _Account) -> None:
+        """Take one of the account's turn slots, waiting in line up to the queue deadline."""
+        try:
+            if acct.sem.locked():  # full: wait in line
+                await asyncio.wait_for(acct.sem.acquire(), self.config.max_queue_wait_s)
+            else:  # a free slot (the usual case) costs no waiter task
+                await acct.sem.acquire()
+        except TimeoutError as exc:
+            raise TurnError(
+                "busy", f"account {acct.key} already runs its maximum of concurrent turns"
+            ) from exc
 
     @staticmethod
     def _tool_handler(
