@@ -149,16 +149,8 @@ async def stream(
     pending: list[bytes] = []  # encoded, not yet written: goes out at CaughtUp or the end
     try:
         async for event in events:
-            if isinstance(event, CaughtUp):
-                if pending and resp is not None:
-                    await resp.write(b"".join(pending))
-                    pending.clear()
-                continue
-            if isinstance(event, Heartbeat):
-                if resp is not None:
-                    pending.append(sse.PING)  # keeps proxies from closing
-                    await resp.write(b"".join(pending))
-                    pending.clear()
+            if isinstance(event, CaughtUp | Heartbeat):
+                await sse.flush(resp, pending, ping=isinstance(event, Heartbeat))
                 continue
             if resp is None:
                 resp = await sse.open_stream(request)

@@ -245,12 +245,7 @@ async def stream(
     try:
         async for event in events:
             if isinstance(event, CaughtUp | Heartbeat):
-                if resp is not None:
-                    if isinstance(event, Heartbeat):
-                        pending.append(sse.PING)
-                    if pending:
-                        await resp.write(b"".join(pending))
-                        pending.clear()
+                await sse.flush(resp, pending, ping=isinstance(event, Heartbeat))
                 continue
             if resp is None:
                 resp = await open_()

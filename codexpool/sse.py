@@ -31,6 +31,21 @@ def encode(data: Any, event: str | None = None) -> bytes:
     return b"%sdata: %s\n\n" % (head, fastjson.dumps(data))
 
 
+async def flush(
+    resp: web.StreamResponse | None, pending: list[bytes], *, ping: bool = False
+) -> None:
+    """Write the buffered events of a stream in one write (with a keep-alive comment when
+    `ping`); nothing before the stream is open. Streams call it when the engine has caught up
+    with codex (CaughtUp) or reports silence (Heartbeat)."""
+    if resp is None:
+        return
+    if ping:
+        pending.append(PING)  # keeps proxies from closing
+    if pending:
+        await resp.write(b"".join(pending))
+        pending.clear()
+
+
 class _EventStream(web.StreamResponse):
     """A stream whose headers leave with its first event, in one write (one TCP segment).
 
