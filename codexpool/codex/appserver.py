@@ -91,7 +91,7 @@ class AppServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.dead = False
-        self.turns = 0  # chat turns started here (the engine recycles the process after N)
+        self.turns = 0  # chat turns started here (the engine reads the RSS every N of them)
         self.active = 0  # chat turns running here now
         self.retired = False  # replaced: ends once `active` drops to 0
 

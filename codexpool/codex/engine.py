@@ -125,6 +125,10 @@ class _Account:
     retiring: list[AppServer] = field(default_factory=list)  # replaced, finishing turns
     replacing: asyncio.Task[None] | None = None  # a replacement app-server starting
 
+    def servers(self) -> list[AppServer]:
+        """Return the account's app-servers: the current one and those retiring."""
+        return [s for s in (self.server, *self.retiring) if s is not None]
+
 
 RateLimitCallback = Callable[[str, RateLimitSnapshot], None]
 
@@ -179,12 +183,7 @@ class Engine:
 
     def live_processes(self) -> int:
         """Return how many app-server processes are running (retiring ones included)."""
-        return sum(
-            1
-            for a in self._accounts.values()
-            for s in (a.server, *a.retiring)
-            if s is not None and s.alive
-        )
+        return sum(1 for a in self._accounts.values() for s in a.servers() if s.alive)
 
     def latest_limits(self, account_key: str) -> RateLimitSnapshot | None:
         """Return the freshest limits seen for an account (read or pushed)."""
@@ -353,7 +352,7 @@ class Engine:
             return
         if acct.replacing is not None:
             acct.replacing.cancel()
-        servers = [s for s in (acct.server, *acct.retiring) if s is not None]
+        servers = acct.servers()
         acct.server, acct.retiring = None, []
         for server in servers:
             for thread_id in list(acct.turns):
@@ -366,9 +365,7 @@ class Engine:
         """Interrupt every running turn (graceful shutdown); return how many."""
         count = 0
         for acct in self._accounts.values():
-            for server in (acct.server, *acct.retiring):
-                if server is None:
-                    continue
+            for server in acct.servers():
                 for thread_id in list(acct.turns):
                     if server.post_to_thread(
                         thread_id, {"method": INTERRUPT, "params": {"message": message}}

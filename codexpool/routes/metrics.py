@@ -65,8 +65,8 @@ async def _refresh_gauges(app: web.Application, metrics: Metrics) -> None:
 
 class _EngineCounters(Collector):
     """App-server starts and recycles, counted by the engine and read at scrape time: frequent
-    recycling means accounts reach appServerRecycleMib quickly; starts beyond one per account
-    plus recycles mean crashes or idle stops."""
+    recycling means accounts reach appServerRecycleMib quickly; starts beyond the first per
+    account that are not recycles mean crashes or restarts after an idle stop."""
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
