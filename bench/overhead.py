@@ -137,32 +137,31 @@ async def main() -> None:
         work, codex_bin, overrides, maxTurnsPerAccount=top, maxQueueWaitMs=60_000
     )
     rows: list[tuple[str, int, list[float], list[float]]] = []
+
+    async def measure_path(name: str, run_one) -> None:
+        """Warm up, then measure every level, adding one row per level."""
+        await measure(run_one, 2, 2)
+        for level in levels:
+            ttfb, totals = await run(run_one, level)
+            rows.append((name, level, ttfb, totals))
+
     try:
         url = server.api + "/chat/completions"
         if args.client == "raw":
             client = RawSseClient(url, key)
             await client.open(top)
-            await measure(client.stream, 2, 2)  # warm up
-            for level in levels:
-                ttfb, totals = await run(client.stream, level)
-                rows.append(("gateway", level, ttfb, totals))
+            await measure_path("gateway", client.stream)
             await client.close()
         else:
             conn = aiohttp.TCPConnector(limit=top + 10)
             async with aiohttp.ClientSession(connector=conn) as session:
-                await measure(lambda: one_gateway_stream(session, url, key), 2, 2)  # warm up
-                for level in levels:
-                    ttfb, totals = await run(lambda: one_gateway_stream(session, url, key), level)
-                    rows.append(("gateway", level, ttfb, totals))
+                await measure_path("gateway", lambda: one_gateway_stream(session, url, key))
     finally:
         server.stop()
 
     engine, home = direct_engine(work, codex_bin, overrides, top)
     async with engine:
-        await measure(lambda: one_direct_turn(engine, home), 2, 2)
-        for level in levels:
-            ttfb, totals = await run(lambda: one_direct_turn(engine, home), level)
-            rows.append(("direct app-server", level, ttfb, totals))
+        await measure_path("direct app-server", lambda: one_direct_turn(engine, home))
 
     cold = [] if args.fake_codex else cold_exec(codex_bin, home, overrides, args.exec_runs)
     fake.stop()
