@@ -262,6 +262,11 @@ class Settings:
         return self.data_path / "codexpool.sqlite3"
 
     @property
+    def codex_state_path(self) -> Path:
+        """Return the folder of the codex processes' private SQLite homes (codex/state_dir.py)."""
+        return self.data_path / "codex-state"
+
+    @property
     def codex_homes(self) -> Path:
         """Return the base folder of per-account Codex homes."""
         return (

@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from .codex import state_dir as codex_state
 from .codex.process import child_env, terminate
+from .codex.state_dir import StateDirs
 
 _LOGGER = logging.getLogger(__name__)
 TERM_GRACE_S = 3.0
@@ -56,7 +58,9 @@ class ExecRun:
 class Executions:
     """The live execute runs of one app."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_root: Path | None = None) -> None:
+        # Each run's private SQLite home for codex (codex/state_dir.py); None: CODEX_HOME's.
+        self._state = StateDirs(state_root) if state_root is not None else None
         self._runs: set[ExecRun] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -83,15 +87,20 @@ class Executions:
         Raises ExecStopped on the deadline or a stop(); in every case (also when the caller
         stops iterating) the process group is ended before this generator finishes.
         """
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_env(codex_home),
-            start_new_session=True,  # its own process group: ended as one
-            limit=MAX_LINE,
-        )
+        state = self._state.create(f"exec-{codex_home.name}") if self._state else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=child_env(codex_home, {codex_state.ENV: str(state)} if state else None),
+                start_new_session=True,  # its own process group: ended as one
+                limit=MAX_LINE,
+            )
+        except BaseException:
+            codex_state.discard(state)
+            raise
         run = ExecRun(proc)
         self._runs.add(run)
         self._idle.clear()
@@ -137,6 +146,7 @@ class Executions:
             with contextlib.suppress(BaseException):
                 await stderr_task
             self._runs.discard(run)
+            codex_state.discard(state)  # after the process group ended
             if not self._runs:
                 self._idle.set()
 

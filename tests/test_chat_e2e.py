@@ -707,6 +707,14 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
         assert time.monotonic() < deadline, _codex_pids(server)
         time.sleep(0.1)
     assert server.log().count("Recycled codex app-server of account") == 1
+    # codex's databases live in a directory per app-server (its log database grows by every
+    # turn): the retired process's directory went with it, none is in the account's home.
+    state = server.settings.codex_state_path
+    [live] = list(state.iterdir())
+    assert (live / "logs_2.sqlite").is_file()
+    assert not list(server.settings.codex_homes.glob("*/logs_*.sqlite*"))
+    server.stop()
+    assert list(state.iterdir()) == []
 
 
 def test_a_parked_tool_turn_frees_its_account_slot(

@@ -116,3 +116,62 @@ async def test_unlinking_while_a_replacement_starts_leaves_no_process(tmp_path: 
         await _until(lambda: engine.live_processes() == 0)
         assert await _text(engine, home) == "".join(REPLY)  # a fresh start still works
     await _until(lambda: _child_pids() <= before)
+
+
+def _state_dirs(root: Path) -> list[Path]:
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+async def test_each_app_server_keeps_codex_state_in_a_directory_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """codex's SQLite databases (its ever-growing log database among them) live in a
+    directory per app-server process, not in the account's CODEX_HOME, and the directory goes
+    when its process ends: after a recycle, after stop_account, and at engine close. A log
+    database an older gateway let codex write into CODEX_HOME is removed."""
+    root = tmp_path / "codex-state"
+    config = EngineConfig(
+        codex_bin=FAKE_CODEX,
+        scratch_root=tmp_path / "scratch",
+        state_root=root,
+        recycle_above_mib=1,
+        recycle_check_every=2,  # the second turn starts a replacement
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in ("logs_2.sqlite", "logs_2.sqlite-wal"):
+        (home / name).write_bytes(b"old rows with old prompts")
+    async with Engine(config) as engine:
+        assert await _text(engine, home) == "".join(REPLY)
+        [first] = _state_dirs(root)
+        assert (first / "logs_2.sqlite").is_file()
+        assert not list(home.glob("logs_*")), list(home.iterdir())
+        assert await _text(engine, home) == "".join(REPLY)
+        await _until(lambda: engine.recycles == 1 and engine.live_processes() == 1)
+        await _until(lambda: len(_state_dirs(root)) == 1)  # the old process's went with it
+        [second] = _state_dirs(root)
+        assert second != first and (second / "logs_2.sqlite").is_file()
+        await engine.stop_account("a")
+        assert _state_dirs(root) == []
+        assert await _text(engine, home) == "".join(REPLY)  # a new start gets a new one
+        assert len(_state_dirs(root)) == 1
+    assert _state_dirs(root) == []
+    assert not list(home.glob("logs_*"))
+
+
+async def test_state_left_by_a_dead_gateway_is_cleared_at_start(tmp_path: Path) -> None:
+    """A gateway killed with SIGKILL cannot remove its processes' directories; the next start
+    removes them, but not those of another gateway still running on the same data folder."""
+    root = tmp_path / "codex-state"
+    root.mkdir()
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()  # its pid now names no process
+    dead = root / f"a.{gone.pid}.1"
+    alive = root / f"a.{os.getppid()}.7"  # our parent: certainly running
+    stray = root / "not-ours"
+    for path in (dead, alive, stray):
+        path.mkdir()
+        (path / "logs_2.sqlite").write_bytes(b"rows")
+    config = EngineConfig(codex_bin=FAKE_CODEX, scratch_root=tmp_path / "scratch", state_root=root)
+    async with Engine(config):
+        assert _state_dirs(root) == [alive]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, fastjson
+from . import state_dir as codex_state
 from .events import TurnError
 from .mailbox import Mailbox
 from .process import STREAM_LIMIT, override_args, spawn, terminate
@@ -73,10 +74,15 @@ class AppServer:
         cwd: Path | None = None,
         on_rate_limits: RateLimitHook | None = None,
         name: str = "",
+        state_dir: Path | None = None,
     ) -> None:
         self._argv = [codex_bin, *override_args(overrides), "app-server"]
         self._home = codex_home
-        self._env = extra_env or {}
+        # codex's SQLite home (state_dir.py): this process's alone, removed by close().
+        self.state_dir = state_dir
+        self._env = dict(extra_env or {})
+        if state_dir is not None:
+            self._env[codex_state.ENV] = str(state_dir)
         self._cwd = cwd
         self._on_rate_limits = on_rate_limits
         self.name = name or str(codex_home)
@@ -114,6 +120,7 @@ class AppServer:
             )
         except BaseException:
             os.close(read_fd)
+            codex_state.discard(self.state_dir)
             raise
         finally:
             os.close(write_fd)
@@ -316,7 +323,8 @@ class AppServer:
     async def close(self, grace: float = 3.0) -> None:
         """Close stdin (codex exits on EOF), then end the process group and reap it."""
         proc = self.proc
-        if proc is None:
+        if proc is None:  # never spawned
+            codex_state.discard(self.state_dir)
             return
         if proc.stdin is not None and not proc.stdin.is_closing():
             with contextlib.suppress(Exception):
@@ -334,6 +342,7 @@ class AppServer:
                 with contextlib.suppress(BaseException):
                     await task
         self.dead = True
+        codex_state.discard(self.state_dir)
 
 
 def _expire(fut: asyncio.Future[Any], method: str, wait_s: float) -> None:

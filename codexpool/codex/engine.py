@@ -36,6 +36,7 @@ from .events import (
     parse_rate_limits,
 )
 from .process import rss_mib
+from .state_dir import StateDirs, discard_legacy_logs
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ class EngineConfig:
     turn_timeout_cap_s: float = 300.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
     scratch_root: Path = Path("scratch")
+    # Where each app-server gets its private SQLite home (state_dir.py); None leaves codex's
+    # databases, its growing log database included, in the account's CODEX_HOME.
+    state_root: Path | None = None
     request_timeout_s: float = 30.0
     heartbeat_s: float = 15.0
 
@@ -146,6 +150,7 @@ class Engine:
         self.recycles = 0  # app-servers replaced for their memory (metrics)
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
         self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
+        self._state = StateDirs(config.state_root) if config.state_root is not None else None
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -167,6 +172,10 @@ class Engine:
                     *LEAN_CHAT_OVERRIDES,
                     f"model_catalog_json={json.dumps(str(catalog))}",
                 )
+        if self._state is not None:
+            stale = await asyncio.to_thread(self._state.clear_stale)
+            if stale:
+                _LOGGER.info("Removed %s codex state directories left by an earlier run", stale)
         self._reaper = asyncio.create_task(self._reap_idle(), name="appserver-reaper")
 
     async def close(self) -> None:
@@ -230,6 +239,10 @@ class Engine:
             overrides = [*self._lean_overrides, *overrides]
         scratch = self.config.scratch_root / acct.key
         scratch.mkdir(parents=True, exist_ok=True)
+        state = None
+        if self._state is not None:
+            discard_legacy_logs(acct.home)
+            state = self._state.create(acct.key)
         server = AppServer(
             self.config.codex_bin,
             acct.home,
@@ -238,6 +251,7 @@ class Engine:
             cwd=scratch,
             on_rate_limits=lambda raw: self._take_limits(acct, raw),
             name=acct.key,
+            state_dir=state,
         )
         try:
             await server.start(self.config.request_timeout_s)

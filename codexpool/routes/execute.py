@@ -117,7 +117,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
 
 
 async def _executions_ctx(app: web.Application) -> AsyncIterator[None]:
-    executions = Executions()
+    executions = Executions(app[SETTINGS].codex_state_path)
     app[EXECUTIONS] = executions
     yield
     await executions.close()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 import uuid
+from pathlib import Path
 
 REPLY = ["Hello", " from", " the fake", " app-server."]
 # Milliseconds between text deltas (env FAKE_CODEX_DELAY_MS): 0 answers instantly; a delay keeps
@@ -75,8 +77,21 @@ async def turn(rid: object, thread_id: str) -> None:
     )
 
 
+def open_log_database() -> None:
+    """Create the log database where codex 0.169.0 does (CODEX_SQLITE_HOME, else CODEX_HOME),
+    so tests can see where the gateway lets codex keep its state. Rows are not written: the
+    fake's CPU per turn should stay the gateway's to measure."""
+    home = os.environ.get("CODEX_SQLITE_HOME") or os.environ.get("CODEX_HOME")
+    if home:
+        db = sqlite3.connect(Path(home) / "logs_2.sqlite")
+        db.execute("CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, ts INTEGER, msg TEXT)")
+        db.commit()
+        db.close()
+
+
 async def serve() -> None:
     """Serve JSON-RPC on stdio until stdin closes; turns run concurrently."""
+    open_log_database()
     await asyncio.sleep(START_S)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
