@@ -67,6 +67,7 @@ def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
         idle_shutdown_s=float(settings.app_server_idle_seconds),
         recycle_above_mib=settings.app_server_recycle_mib,
         turn_timeout_cap_s=settings.openai_codex_timeout_ms / 1000,
+        heartbeat_s=settings.stream_keepalive_ms / 1000,
         scratch_root=settings.data_path / "scratch",
         state_root=settings.codex_state_path,
     )

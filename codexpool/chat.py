@@ -2,7 +2,8 @@
 
 Streaming answers send their headers only when the first upstream event arrives, so an error
 before any output still gets a real HTTP status (and the pool can fail over) instead of a 200
-stream that carries an error.
+stream that carries an error; a turn still silent after the keep-alive interval opens its
+stream then, so that idle timeouts of proxies do not cut it (sse.flush).
 """
 
 from __future__ import annotations
@@ -147,14 +148,20 @@ async def stream(
     chunks = ChunkFactory(req.raw_model)
     resp: web.StreamResponse | None = None
     pending: list[bytes] = []  # encoded, not yet written: goes out at CaughtUp or the end
+
+    async def open_() -> web.StreamResponse:
+        pending.append(sse.encode(chunks.role()))
+        return await sse.open_stream(request)
+
     try:
         async for event in events:
             if isinstance(event, CaughtUp | Heartbeat):
+                if resp is None and isinstance(event, Heartbeat):
+                    resp = await open_()  # silent past the keep-alive: see sse.flush
                 await sse.flush(resp, pending, ping=isinstance(event, Heartbeat))
                 continue
             if resp is None:
-                resp = await sse.open_stream(request)
-                pending.append(sse.encode(chunks.role()))
+                resp = await open_()
             if isinstance(event, ToolCalls):
                 outcome.tool_calls = event  # the caller parks the turn for the tool results
                 pending += [
@@ -180,8 +187,7 @@ async def stream(
         await resp.write_eof(b"".join([*pending, sse.encode(body), sse.DONE]))
         return resp
     if resp is None:
-        resp = await sse.open_stream(request)
-        pending.append(sse.encode(chunks.role()))
+        resp = await open_()
     pending.append(sse.encode(chunks.finish("stop")))
     if req.include_usage:
         pending.append(sse.encode(chunks.usage(outcome.usage_dict())))

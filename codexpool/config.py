@@ -157,6 +157,15 @@ class Settings:
             "which ends when its last turn does.",
         ),
     )
+    stream_keepalive_ms: int = field(
+        default=15000,
+        metadata=_opt(
+            "streamKeepAliveMs",
+            "While a streamed answer waits for Codex longer than this (a long reasoning step), "
+            "send an SSE comment line so proxies and clients with idle timeouts keep the "
+            "connection open.",
+        ),
+    )
     chat_lean_features: bool = field(
         default=True,
         metadata=_opt(
@@ -355,6 +364,7 @@ def _validate(s: Settings) -> None:
         ("databaseBusyTimeoutMs", s.database_busy_timeout_ms),
         ("toolTurnTtlSeconds", s.tool_turn_ttl_seconds),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
+        ("streamKeepAliveMs", s.stream_keepalive_ms),
     ):
         if value <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")

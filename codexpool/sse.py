@@ -36,7 +36,14 @@ async def flush(
 ) -> None:
     """Write the buffered events of a stream in one write (with a keep-alive comment when
     `ping`); nothing before the stream is open. Streams call it when the engine has caught up
-    with codex (CaughtUp) or reports silence (Heartbeat)."""
+    with codex (CaughtUp) or reports silence (Heartbeat).
+
+    A stream whose turn stays silent past the keep-alive interval before any output (a long
+    reasoning step) is opened at that first Heartbeat rather than left without headers:
+    proxies and clients with an idle timeout would otherwise cut it. Failures that allow a
+    real HTTP status and a failover to another account (usage limit, lost login) come within
+    a second or two, long before the interval (streamKeepAliveMs, 15 s by default).
+    """
     if resp is None:
         return
     if ping:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -768,3 +769,76 @@ def test_a_parked_tool_turn_frees_its_account_slot(
     ]
     second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     assert second.choices[0].message.content == "It is 18C and sunny in Paris."
+
+
+def _timed_sse(server: LiveServer, key: str, path: str, body: dict) -> tuple[float, list]:
+    """POST a streamed request; return when the headers came and each non-empty line with
+    its arrival time (seconds from the request)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.settings.port, timeout=60)
+    try:
+        t0 = time.monotonic()
+        conn.request(
+            "POST",
+            path,
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        headers_at = time.monotonic() - t0
+        assert resp.status == 200
+        lines: list[tuple[float, bytes]] = []
+        while line := resp.readline():
+            if line.strip():
+                lines.append((time.monotonic() - t0, line.strip()))
+        return headers_at, lines
+    finally:
+        conn.close()
+
+
+def test_silent_turn_keeps_the_stream_alive(
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """While codex says nothing for longer than streamKeepAliveMs (here the backend's first
+    byte takes 1.5 s), the stream opens and carries SSE comment pings, so a proxy with an
+    idle timeout keeps it; the answer then follows in the same stream, which the SDK reads
+    as usual. Chat completions and the Responses API alike."""
+    server = live_server_factory(
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url), streamKeepAliveMs=250
+    )
+    key = link_user(server, tmp_path, "kim", "acct_kim")
+    server.start()
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)
+    hello = [{"role": "user", "content": "hi"}]
+    # A first turn starts the app-server (whose start-up requests would take a scripted step).
+    assert client.chat.completions.create(model="codex", messages=hello).choices[0].message
+    slow = fake_backend.reply("Late but here.", chunks=2, delay_first_ms=1500)
+
+    for path, body, is_text in (
+        (
+            "/api/openai/v1/chat/completions",
+            {"model": "codex", "messages": hello, "stream": True},
+            lambda x: re.search(rb'"content":"[^"]', x),
+        ),
+        (
+            "/api/openai/v1/responses",
+            {"model": "codex", "input": "hi", "stream": True},
+            lambda x: x.startswith(b"event: response.output_text.delta"),
+        ),
+    ):
+        fake_backend.script("acct_kim", slow)
+        headers_at, lines = _timed_sse(server, key, path, body)
+        first_text = next(t for t, x in lines if is_text(x))
+        pings = [t for t, x in lines if x == b": ping"]
+        assert headers_at < first_text - 0.5, (path, headers_at, first_text)  # open before text
+        assert len([t for t in pings if t < first_text]) >= 2, (path, lines)
+        everything = b"".join(x for _, x in lines)
+        assert b"Late" in everything and b"here." in everything, path  # the answer followed
+
+    fake_backend.script("acct_kim", slow)
+    stream = client.chat.completions.create(model="codex", messages=hello, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == (
+        "Late but here."
+    )
