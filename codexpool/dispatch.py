@@ -3,8 +3,8 @@
 A master-key turn that fails before any byte reached the client because its account hit the
 usage limit or lost its login is retried on the next eligible account (at most `MAX_TRIES`
 accounts in all); the failed account is cooled down until its reset. Response headers go out
-only with the first upstream event (see chat.py), so the client never sees the first failure
-and nothing has to be buffered. Exactly one usage row is written per request, naming the
+only with the first upstream event, or once the turn stayed silent past the keep-alive interval
+(see chat.py), so the client never sees the first failure and nothing has to be buffered. Exactly one usage row is written per request, naming the
 account that finally served it.
 """
 
