@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .codex import state_dir as codex_state
 from .codex.process import child_env, terminate
-from .codex.state_dir import StateDirs
+from .codex.state_dir import SQLITE_HOME_ENV, StateDirs
 
 _LOGGER = logging.getLogger(__name__)
 TERM_GRACE_S = 3.0
@@ -94,12 +93,13 @@ class Executions:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=child_env(codex_home, {codex_state.ENV: str(state)} if state else None),
+                env=child_env(codex_home, {SQLITE_HOME_ENV: str(state.path)} if state else None),
                 start_new_session=True,  # its own process group: ended as one
                 limit=MAX_LINE,
             )
         except BaseException:
-            codex_state.discard(state)
+            if state is not None:
+                state.release()
             raise
         run = ExecRun(proc)
         self._runs.add(run)
@@ -146,7 +146,8 @@ class Executions:
             with contextlib.suppress(BaseException):
                 await stderr_task
             self._runs.discard(run)
-            codex_state.discard(state)  # after the process group ended
+            if state is not None:
+                state.release()  # after the process group ended
             if not self._runs:
                 self._idle.set()
 

@@ -708,14 +708,16 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
         assert time.monotonic() < deadline, _codex_pids(server)
         time.sleep(0.1)
     assert server.log().count("Recycled codex app-server of account") == 1
-    # codex's databases live in a directory per app-server (its log database grows by every
-    # turn): the retired process's directory went with it, none is in the account's home.
+    # codex's databases live in a directory per app-server, none in the account's home; the
+    # retired process's log database (it grows by every turn) went with it, the rest waits as
+    # the account's spare.
     state = server.settings.codex_state_path
-    [live] = list(state.iterdir())
-    assert (live / "logs_2.sqlite").is_file()
-    assert not list(server.settings.codex_homes.glob("*/logs_*.sqlite*"))
+    [live] = [p for p in state.iterdir() if not p.name.endswith(".spare")]
+    assert (live / "logs_2.sqlite").is_file() and (live / "state_5.sqlite").is_file()
+    assert not list(server.settings.codex_homes.glob("*/*.sqlite*"))
     server.stop()
-    assert list(state.iterdir()) == []
+    assert [p.name for p in state.iterdir()] == [live.name.split(".")[0] + ".spare"]
+    assert not list(state.glob("*/logs_*"))
 
 
 def test_a_parked_tool_turn_frees_its_account_slot(

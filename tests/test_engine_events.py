@@ -119,17 +119,20 @@ async def test_unlinking_while_a_replacement_starts_leaves_no_process(tmp_path: 
 
 
 def _state_dirs(root: Path) -> list[Path]:
-    return sorted(root.iterdir()) if root.is_dir() else []
+    """The per-process SQLite homes (not the spare)."""
+    return sorted(p for p in root.iterdir() if not p.name.endswith(".spare"))
 
 
 async def test_each_app_server_keeps_codex_state_in_a_directory_of_its_own(
     tmp_path: Path,
 ) -> None:
-    """codex's SQLite databases (its ever-growing log database among them) live in a
-    directory per app-server process, not in the account's CODEX_HOME, and the directory goes
-    when its process ends: after a recycle, after stop_account, and at engine close. A log
-    database an older gateway let codex write into CODEX_HOME is removed."""
+    """codex's SQLite databases live in a directory per app-server process, not in the
+    account's CODEX_HOME. When the process ends (a recycle, stop_account, engine close) its
+    ever-growing log database is deleted and the other databases wait as the account's spare
+    for its next process. A log database an older gateway let codex write into CODEX_HOME is
+    removed."""
     root = tmp_path / "codex-state"
+    spare = root / "a.spare"
     config = EngineConfig(
         codex_bin=FAKE_CODEX,
         scratch_root=tmp_path / "scratch",
@@ -144,19 +147,22 @@ async def test_each_app_server_keeps_codex_state_in_a_directory_of_its_own(
     async with Engine(config) as engine:
         assert await _text(engine, home) == "".join(REPLY)
         [first] = _state_dirs(root)
-        assert (first / "logs_2.sqlite").is_file()
-        assert not list(home.glob("logs_*")), list(home.iterdir())
+        assert {p.name for p in first.iterdir()} >= {"logs_2.sqlite", "state_5.sqlite"}
+        assert not list(home.glob("*.sqlite*")), list(home.iterdir())
         assert await _text(engine, home) == "".join(REPLY)
         await _until(lambda: engine.recycles == 1 and engine.live_processes() == 1)
-        await _until(lambda: len(_state_dirs(root)) == 1)  # the old process's went with it
+        await _until(lambda: len(_state_dirs(root)) == 1)  # the old process's was released
         [second] = _state_dirs(root)
         assert second != first and (second / "logs_2.sqlite").is_file()
+        assert sorted(p.name for p in spare.iterdir()) == ["state_5.sqlite"]  # logs deleted
+        (spare / "marker").write_text("kept")
         await engine.stop_account("a")
-        assert _state_dirs(root) == []
-        assert await _text(engine, home) == "".join(REPLY)  # a new start gets a new one
-        assert len(_state_dirs(root)) == 1
-    assert _state_dirs(root) == []
-    assert not list(home.glob("logs_*"))
+        assert _state_dirs(root) == []  # released; a spare was there already: removed
+        assert await _text(engine, home) == "".join(REPLY)  # the next start takes the spare
+        [third] = _state_dirs(root)
+        assert (third / "marker").read_text() == "kept" and not spare.exists()
+    assert _state_dirs(root) == [] and not list(spare.glob("logs_*"))
+    assert not list(home.glob("*.sqlite*"))
 
 
 async def test_state_left_by_a_dead_gateway_is_cleared_at_start(tmp_path: Path) -> None:
@@ -169,9 +175,10 @@ async def test_state_left_by_a_dead_gateway_is_cleared_at_start(tmp_path: Path) 
     dead = root / f"a.{gone.pid}.1"
     alive = root / f"a.{os.getppid()}.7"  # our parent: certainly running
     stray = root / "not-ours"
-    for path in (dead, alive, stray):
+    spare = root / "a.spare"
+    for path in (dead, alive, stray, spare):
         path.mkdir()
-        (path / "logs_2.sqlite").write_bytes(b"rows")
+        (path / "state_5.sqlite").write_bytes(b"schema")
     config = EngineConfig(codex_bin=FAKE_CODEX, scratch_root=tmp_path / "scratch", state_root=root)
     async with Engine(config):
-        assert _state_dirs(root) == [alive]
+        assert sorted(root.iterdir()) == [alive, spare]

@@ -212,9 +212,12 @@ def test_execute_runs_real_codex_against_fake(
     # One access line per request: route, status, key id (never the key), account served.
     line = next(x for x in server.log().splitlines() if f"POST {EXECUTE} 200" in x)
     assert "account=execer" in line and "key=" in line and key not in server.log()
-    # Each run kept codex's databases in a directory of its own, gone with the run.
-    assert not list(server.settings.codex_state_path.glob("exec-*"))
-    assert not list(server.settings.codex_homes.glob("*/logs_*.sqlite*"))
+    # Each run kept codex's databases in a directory of its own; its log database went with
+    # the run (the rest waits for the account's next run).
+    state = server.settings.codex_state_path
+    assert [p.name for p in state.glob("exec-*")] == ["exec-1.spare"]
+    assert not list(state.glob("*/logs_*"))
+    assert not list(server.settings.codex_homes.glob("*/*.sqlite*"))
 
 
 @pytest.mark.e2e

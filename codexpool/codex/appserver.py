@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, fastjson
-from . import state_dir as codex_state
 from .events import TurnError
 from .mailbox import Mailbox
 from .process import STREAM_LIMIT, override_args, spawn, terminate
+from .state_dir import SQLITE_HOME_ENV, StateDir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,15 +74,15 @@ class AppServer:
         cwd: Path | None = None,
         on_rate_limits: RateLimitHook | None = None,
         name: str = "",
-        state_dir: Path | None = None,
+        state: StateDir | None = None,
     ) -> None:
         self._argv = [codex_bin, *override_args(overrides), "app-server"]
         self._home = codex_home
-        # codex's SQLite home (state_dir.py): this process's alone, removed by close().
-        self.state_dir = state_dir
+        # codex's SQLite home (state_dir.py): this process's alone, released by close().
+        self.state = state
         self._env = dict(extra_env or {})
-        if state_dir is not None:
-            self._env[codex_state.ENV] = str(state_dir)
+        if state is not None:
+            self._env[SQLITE_HOME_ENV] = str(state.path)
         self._cwd = cwd
         self._on_rate_limits = on_rate_limits
         self.name = name or str(codex_home)
@@ -120,7 +120,7 @@ class AppServer:
             )
         except BaseException:
             os.close(read_fd)
-            codex_state.discard(self.state_dir)
+            self._release_state()
             raise
         finally:
             os.close(write_fd)
@@ -227,6 +227,10 @@ class AppServer:
         mailbox.put(message)
         return True
 
+    def _release_state(self) -> None:
+        if self.state is not None:
+            self.state.release()
+
     def _death_message(self) -> str:
         tail = " | ".join(line for line in list(self.stderr_tail)[-3:] if line)
         code = self.proc.returncode if self.proc else None
@@ -324,7 +328,7 @@ class AppServer:
         """Close stdin (codex exits on EOF), then end the process group and reap it."""
         proc = self.proc
         if proc is None:  # never spawned
-            codex_state.discard(self.state_dir)
+            self._release_state()
             return
         if proc.stdin is not None and not proc.stdin.is_closing():
             with contextlib.suppress(Exception):
@@ -342,7 +346,7 @@ class AppServer:
                 with contextlib.suppress(BaseException):
                     await task
         self.dead = True
-        codex_state.discard(self.state_dir)
+        self._release_state()
 
 
 def _expire(fut: asyncio.Future[Any], method: str, wait_s: float) -> None:

@@ -36,7 +36,7 @@ from .events import (
     parse_rate_limits,
 )
 from .process import rss_mib
-from .state_dir import StateDirs, discard_legacy_logs
+from .state_dir import StateDirs, delete_logs
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class Engine:
         scratch.mkdir(parents=True, exist_ok=True)
         state = None
         if self._state is not None:
-            discard_legacy_logs(acct.home)
+            delete_logs(acct.home)  # one an older gateway let codex keep there
             state = self._state.create(acct.key)
         server = AppServer(
             self.config.codex_bin,
@@ -251,7 +251,7 @@ class Engine:
             cwd=scratch,
             on_rate_limits=lambda raw: self._take_limits(acct, raw),
             name=acct.key,
-            state_dir=state,
+            state=state,
         )
         try:
             await server.start(self.config.request_timeout_s)

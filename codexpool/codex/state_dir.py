@@ -1,15 +1,21 @@
-"""A private SQLite home for every codex process the gateway starts, removed when it ends.
+"""A private SQLite home for every codex process the gateway starts; its log database goes
+with the process.
 
 codex 0.169.0 keeps its SQLite databases in CODEX_HOME unless `CODEX_SQLITE_HOME` says
 otherwise. One of them, `logs_2.sqlite`, takes ~50 TRACE/DEBUG rows per chat turn whatever
 `RUST_LOG` says, may hold pieces of the conversation, and is capped per thread and by a 10-day
 retention only. The gateway starts one ephemeral thread per request, so on a busy account
 that file grows by tens of KiB per request for ten days, on disk, with other users' prompts
-in it (docs/codex-protocol-notes.md). Nothing the gateway runs reads any of those databases
-back: chat turns and execute runs are ephemeral, logins live in auth.json. So each process
-gets a fresh directory, named after the gateway's pid so a later start can tell leftovers of
-a dead gateway from another live one, and the directory goes with the process. Its size is
-then bounded by the process's life, which memory recycling and the idle stop bound already.
+in it (docs/codex-protocol-notes.md). Nothing the gateway runs reads it back: chat turns and
+execute runs are ephemeral, logins live in auth.json.
+
+So each process gets a directory of its own, named after the gateway's pid so that a later
+start can tell leftovers of a dead gateway from another live one, and when the process has
+ended its log database is deleted. The other databases (schema, migrations, a backfill
+marker: no conversation data) are kept as the account's spare for its next process, because
+creating and migrating them from nothing costs ~70 ms of a cold start (measured: 250 against
+172 ms to first text). The log database's size is then bounded by one process's life, which
+memory recycling and the idle stop bound already.
 """
 
 from __future__ import annotations
@@ -19,15 +25,40 @@ import itertools
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 _LOGGER = logging.getLogger(__name__)
 
-ENV = "CODEX_SQLITE_HOME"
-# What codex 0.169.0 calls its log database (+ -wal, -shm) when it writes it into CODEX_HOME.
-LEGACY_LOG_GLOB = "logs_*.sqlite*"
+SQLITE_HOME_ENV = "CODEX_SQLITE_HOME"
+# codex 0.169.0's log database (+ -wal, -shm), in its SQLite home or, by default, CODEX_HOME.
+LOG_GLOB = "logs_*.sqlite*"
+SPARE = "spare"
 
 _sequence = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """One process's SQLite home; `release()` once the process has ended."""
+
+    path: Path
+    spare: Path  # where the account's databases wait for its next process
+
+    def release(self) -> None:
+        """Delete the log database, keep the rest as the spare (or drop it if there is one).
+
+        Synchronous on purpose: it runs in `finally` blocks and at shutdown, where an await
+        could be cancelled and leave the log database behind; a few unlinks and a rename cost
+        well under a millisecond.
+        """
+        if not self.path.is_dir():
+            return
+        delete_logs(self.path)
+        try:
+            self.path.rename(self.spare)  # refused when a spare exists: another process's
+        except OSError:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 class StateDirs:
@@ -36,20 +67,27 @@ class StateDirs:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def create(self, name: str) -> Path:
-        """Create a fresh directory for one process: `<name>.<gateway pid>.<n>`."""
+    def create(self, name: str) -> StateDir:
+        """Return a directory for one new process: `<name>.<gateway pid>.<n>`, made from the
+        account's spare when there is one."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.root / f"{name}.{os.getpid()}.{next(_sequence)}"
-        path.mkdir(mode=0o700)
-        return path
+        spare = self.root / f"{name}.{SPARE}"
+        try:
+            spare.rename(path)
+        except OSError:
+            path.mkdir(mode=0o700)
+        return StateDir(path, spare)
 
     def clear_stale(self) -> int:
         """Remove the directories a gateway that is no longer running left behind (a crash or
-        SIGKILL skips the clean-up); return how many went."""
+        SIGKILL skips the release); return how many went. Spares stay: they hold no logs."""
         removed = 0
         if not self.root.is_dir():
             return 0
         for path in self.root.iterdir():
+            if path.name.endswith(f".{SPARE}"):
+                continue
             pid = _owner_pid(path.name)
             if pid is not None and pid != os.getpid() and _running(pid):
                 continue  # another gateway on the same data directory still uses it
@@ -58,24 +96,15 @@ class StateDirs:
         return removed
 
 
-def discard(path: Path | None) -> None:
-    """Remove a process's directory once the process has ended.
+def delete_logs(directory: Path) -> None:
+    """Delete codex's log database in a SQLite home or a CODEX_HOME (none may have it open).
 
-    Synchronous on purpose: it runs in `finally` blocks and at shutdown, where an await could
-    be cancelled and leave the directory behind; unlinking a handful of files costs well
-    under a millisecond."""
-    if path is not None:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def discard_legacy_logs(codex_home: Path) -> None:
-    """Remove the log database codex wrote into an account's CODEX_HOME before the gateway
-    gave it a SQLite home of its own: codex no longer opens it, so nothing would ever prune
-    it again."""
-    for path in codex_home.glob(LEGACY_LOG_GLOB):
+    In a CODEX_HOME it is what an older gateway let codex write there: codex no longer opens
+    it, so nothing would ever prune it again.
+    """
+    for path in directory.glob(LOG_GLOB):
         with contextlib.suppress(OSError):
             path.unlink()
-            _LOGGER.info("Removed codex's old log database %s", path)
 
 
 def _owner_pid(name: str) -> int | None:

@@ -77,21 +77,23 @@ async def turn(rid: object, thread_id: str) -> None:
     )
 
 
-def open_log_database() -> None:
-    """Create the log database where codex 0.169.0 does (CODEX_SQLITE_HOME, else CODEX_HOME),
-    so tests can see where the gateway lets codex keep its state. Rows are not written: the
-    fake's CPU per turn should stay the gateway's to measure."""
+def open_databases() -> None:
+    """Create a log and a state database where codex 0.169.0 keeps them (CODEX_SQLITE_HOME,
+    else CODEX_HOME), so tests can see where the gateway lets codex keep its state. Log rows
+    are not written: the fake's CPU per turn should stay the gateway's to measure."""
     home = os.environ.get("CODEX_SQLITE_HOME") or os.environ.get("CODEX_HOME")
-    if home:
-        db = sqlite3.connect(Path(home) / "logs_2.sqlite")
-        db.execute("CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, ts INTEGER, msg TEXT)")
+    if not home:
+        return
+    for name, table in (("logs_2.sqlite", "logs"), ("state_5.sqlite", "_sqlx_migrations")):
+        db = sqlite3.connect(Path(home) / name)
+        db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, text TEXT)")
         db.commit()
         db.close()
 
 
 async def serve() -> None:
     """Serve JSON-RPC on stdio until stdin closes; turns run concurrently."""
-    open_log_database()
+    open_databases()
     await asyncio.sleep(START_S)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
