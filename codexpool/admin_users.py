@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from . import accounts, linking
+from .codex.state_dir import remove_spares
 from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
@@ -172,7 +173,8 @@ async def find_user(store: Store, raw_username: object) -> accounts.User:
 async def delete_user(
     store: Store, settings: Settings, logins: DeviceLogins, user: accounts.User
 ) -> None:
-    """Delete a user and everything that acts for them: flow, app-server, keys, limits, home.
+    """Delete a user and everything that acts for them: flow, app-server, keys, limits, home
+    (and codex's spare databases).
 
     Order matters: the login process and the app-server go first so nothing writes into the
     Codex home while it is removed; the row's deletion cascades to keys and cached limits, and
@@ -183,4 +185,5 @@ async def delete_user(
     await accounts.bump_session_epoch(store, user.id)
     await accounts.delete_user(store, user.id)
     linking.remove_home(linking.codex_home(settings, user.id))
+    remove_spares(settings.codex_state_path, str(user.id))
     _LOGGER.info("Deleted user %s (id %s)", user.username, user.id)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .codex.process import child_env, terminate
-from .codex.state_dir import SQLITE_HOME_ENV, StateDirs
+from .codex.state_dir import EXEC_PREFIX, SQLITE_HOME_ENV, StateDirs
 
 _LOGGER = logging.getLogger(__name__)
 TERM_GRACE_S = 3.0
@@ -86,7 +86,7 @@ class Executions:
         Raises ExecStopped on the deadline or a stop(); in every case (also when the caller
         stops iterating) the process group is ended before this generator finishes.
         """
-        state = self._state.create(f"exec-{codex_home.name}") if self._state else None
+        state = self._state.create(f"{EXEC_PREFIX}{codex_home.name}") if self._state else None
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

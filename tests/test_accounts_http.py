@@ -282,6 +282,11 @@ async def test_delete_kills_cookie_key_and_home(
     auth.write_text(json.dumps({"tokens": {"access_token": "a", "refresh_token": "r"}}))
     home = linking.codex_home(settings, user_id)
     linking.import_auth_json(home, auth)
+    spares = [settings.codex_state_path / f"{p}{user_id}.spare" for p in ("", "exec-")]
+    other = settings.codex_state_path / f"{user_id + 1}.spare"  # another account's
+    for path in (*spares, other):
+        path.mkdir(parents=True)
+        (path / "state_5.sqlite").write_bytes(b"schema")
     admin = await admin_login(api)
     resp = await call(
         api, "POST", "/api/admin/openai-users/delete", admin, json={"username": "hank"}
@@ -292,6 +297,7 @@ async def test_delete_kills_cookie_key_and_home(
     )
     assert await models_status(api, key) == 401
     assert not home.exists()
+    assert not any(p.exists() for p in spares) and other.exists()
     # A new user that reuses the deleted row's id does not inherit the old cookie.
     await make_user(api, "hank2")
     await assert_openai_error(

@@ -242,7 +242,10 @@ class Engine:
         state = None
         if self._state is not None:
             delete_logs(acct.home)  # one an older gateway let codex keep there
-            state = self._state.create(acct.key)
+            try:
+                state = self._state.create(acct.key)
+            except OSError as exc:  # a full or read-only data disk: a clean 502, not a 500
+                raise TurnError("crashed", f"cannot create codex's state directory: {exc}") from exc
         server = AppServer(
             self.config.codex_bin,
             acct.home,

@@ -34,6 +34,7 @@ SQLITE_HOME_ENV = "CODEX_SQLITE_HOME"
 # codex 0.169.0's log database (+ -wal, -shm), in its SQLite home or, by default, CODEX_HOME.
 LOG_GLOB = "logs_*.sqlite*"
 SPARE = "spare"
+EXEC_PREFIX = "exec-"  # execute runs of an account: `exec-<account>.<pid>.<n>`
 
 _sequence = itertools.count(1)
 
@@ -94,6 +95,12 @@ class StateDirs:
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
         return removed
+
+
+def remove_spares(root: Path, account_key: str) -> None:
+    """Remove a deleted account's spares (chat and execute); nothing else would."""
+    for name in (account_key, f"{EXEC_PREFIX}{account_key}"):
+        shutil.rmtree(root / f"{name}.{SPARE}", ignore_errors=True)
 
 
 def delete_logs(directory: Path) -> None:
