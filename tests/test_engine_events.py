@@ -9,8 +9,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from codexpool.codex.engine import Engine, EngineConfig, TurnRequest
-from codexpool.codex.events import CaughtUp, TextDelta, TurnDone, Usage
+from codexpool.codex.events import CaughtUp, TextDelta, TurnDone, TurnError, Usage
 
 from .conftest import proc_table
 
@@ -182,3 +184,23 @@ async def test_state_left_by_a_dead_gateway_is_cleared_at_start(tmp_path: Path) 
     config = EngineConfig(codex_bin=FAKE_CODEX, scratch_root=tmp_path / "scratch", state_root=root)
     async with Engine(config):
         assert sorted(root.iterdir()) == [alive, spare]
+
+
+async def test_a_state_directory_that_cannot_be_made_is_a_clean_turn_error(
+    tmp_path: Path,
+) -> None:
+    """A data disk where codex's state directory cannot be created (here a file is in the
+    way) fails the turn as `crashed` (a 502 for the client), not with an unexpected error,
+    and the engine still starts."""
+    blocked = tmp_path / "codex-state"
+    blocked.write_text("not a directory")
+    config = EngineConfig(
+        codex_bin=FAKE_CODEX, scratch_root=tmp_path / "scratch", state_root=blocked
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    async with Engine(config) as engine:
+        with pytest.raises(TurnError) as failed:
+            await _text(engine, home)
+        assert failed.value.kind == "crashed" and "state directory" in failed.value.message
+        assert engine.live_processes() == 0

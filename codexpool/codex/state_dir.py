@@ -84,9 +84,14 @@ class StateDirs:
         """Remove the directories a gateway that is no longer running left behind (a crash or
         SIGKILL skips the release); return how many went. Spares stay: they hold no logs."""
         removed = 0
-        if not self.root.is_dir():
+        try:
+            entries = list(self.root.iterdir())
+        except FileNotFoundError:
             return 0
-        for path in self.root.iterdir():
+        except OSError as exc:  # unreadable: each process's start will say so, with a 502
+            _LOGGER.warning("Cannot clear codex state directories in %s: %s", self.root, exc)
+            return 0
+        for path in entries:
             if path.name.endswith(f".{SPARE}"):
                 continue
             pid = _owner_pid(path.name)
