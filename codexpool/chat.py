@@ -156,9 +156,7 @@ async def stream(
     try:
         async for event in events:
             if isinstance(event, CaughtUp | Heartbeat):
-                if resp is None and isinstance(event, Heartbeat):
-                    resp = await open_()  # silent past the keep-alive: see sse.flush
-                await sse.flush(resp, pending, ping=isinstance(event, Heartbeat))
+                resp = await sse.flush(resp, pending, open_, ping=isinstance(event, Heartbeat))
                 continue
             if resp is None:
                 resp = await open_()

@@ -6,6 +6,7 @@ Owned rather than imported because the chat route needs exact control over when 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -32,25 +33,33 @@ def encode(data: Any, event: str | None = None) -> bytes:
 
 
 async def flush(
-    resp: web.StreamResponse | None, pending: list[bytes], *, ping: bool = False
-) -> None:
+    resp: web.StreamResponse | None,
+    pending: list[bytes],
+    open_: Callable[[], Awaitable[web.StreamResponse]],
+    *,
+    ping: bool = False,
+) -> web.StreamResponse | None:
     """Write the buffered events of a stream in one write (with a keep-alive comment when
-    `ping`); nothing before the stream is open. Streams call it when the engine has caught up
-    with codex (CaughtUp) or reports silence (Heartbeat).
+    `ping`) and return the stream. Streams call it when the engine has caught up with codex
+    (CaughtUp) or reports silence (Heartbeat).
 
-    A stream whose turn stays silent past the keep-alive interval before any output (a long
-    reasoning step) is opened at that first Heartbeat rather than left without headers:
-    proxies and clients with an idle timeout would otherwise cut it. Failures that allow a
-    real HTTP status and a failover to another account (usage limit, lost login) come within
-    a second or two, long before the interval (streamKeepAliveMs, 15 s by default).
+    Before the stream is open a CaughtUp writes nothing, but a Heartbeat opens it with
+    `open_` (which queues the shape's first event): a turn silent past the keep-alive interval
+    before any output (a long reasoning step) would otherwise be cut by proxies and clients
+    with an idle timeout. Failures that allow a real HTTP status and a failover to another
+    account (usage limit, lost login) come within a second or two, long before the interval
+    (streamKeepAliveMs, 15 s by default).
     """
     if resp is None:
-        return
+        if not ping:
+            return None
+        resp = await open_()
     if ping:
         pending.append(PING)  # keeps proxies from closing
     if pending:
         await resp.write(b"".join(pending))
         pending.clear()
+    return resp
 
 
 class _EventStream(web.StreamResponse):
