@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
 from codexpool.cli import new_event_loop  # noqa: E402
 from codexpool.codex.engine import Engine, EngineConfig, TurnRequest  # noqa: E402
 from codexpool.codex.events import TextDelta  # noqa: E402
+from codexpool.codex.process import rss_mib  # noqa: E402
 from tests.conftest import LiveServer, write_settings  # noqa: E402
 from tests.e2e_helpers import link_user  # noqa: E402
 
@@ -274,36 +275,32 @@ def descendants(pid: int) -> list[int]:
 
 
 def rss_kib(pid: int) -> int:
-    """Return VmRSS of pid in KiB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    """Return VmRSS of pid in KiB (0 once it is gone), as the engine reads it for recycling."""
+    return round((rss_mib(pid) or 0.0) * 1024)
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the user+system CPU seconds pid used so far (0 once it is gone)."""
+def _stat_seconds(pid: int, first: int) -> float:
+    """Return the sum of two adjacent clock-tick fields of /proc/<pid>/stat in seconds (0 once
+    the process is gone); `first` indexes _stat_fields."""
     try:
         fields = _stat_fields(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user+system CPU seconds pid used so far (0 once it is gone)."""
+    return _stat_seconds(pid, 11)  # utime, stime (fields 14, 15)
 
 
 def reaped_children_cpu_seconds(pid: int) -> float:
     """Return the CPU seconds of pid's children that ended and were reaped (cutime + cstime),
     theirs and their own reaped children's: where a replaced app-server's CPU goes."""
-    try:
-        fields = _stat_fields(pid)
-    except OSError:
-        return 0.0
-    return (int(fields[13]) + int(fields[14])) / CLK_TCK  # cutime, cstime (fields 16, 17)
+    return _stat_seconds(pid, 13)  # cutime, cstime (fields 16, 17)
 
 
 def machine_busy_seconds() -> tuple[float, float]:
