@@ -98,7 +98,9 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"{index:>4}  {size:>14}  {flag:>26}  {ttft * 1000:>7.1f}")
             if len(bodies) != len(turns):
                 print(f"(warning: {len(bodies)} upstream requests for {len(turns)} turns)")
-            print(f"turns 2-{args.turns} on the previous turn's cache key: {same} of {args.turns - 1}")
+            print(
+                f"turns 2-{args.turns} on the previous turn's cache key: {same} of {args.turns - 1}"
+            )
             first = turns[0][1] * 1000
             later = sorted(t for _, t in turns[1:])
             print(
