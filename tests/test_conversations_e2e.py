@@ -24,6 +24,9 @@ from codexpool.testing.fake_backend import codex_overrides
 from tests.conftest import LiveServer
 from tests.e2e_helpers import link_user, usage_rows
 from tests.test_chat_e2e import PIXEL_PNG, WEATHER_TOOL, _codex_pids, _function_call
+from tests.test_pool_e2e import admin_session, all_read, make_pool, wait_table
+
+__all__ = ["make_pool"]  # a fixture, used by name
 
 pytestmark = pytest.mark.e2e
 
@@ -380,3 +383,43 @@ def test_responses_previous_response_id_found_unknown_and_expired(
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="codex", input="x", previous_response_id=second.id)
     assert info.value.body["code"] == "previous_response_not_found"
+
+
+async def test_master_key_sticks_to_the_conversation_and_fails_over_with_history(
+    make_pool: Any, fake_backend: Any
+) -> None:
+    pool = await make_pool(["sa", "sb"])
+    fb = fake_backend
+    pool.server.start()
+    async with await admin_session(pool.server) as admin, pool.client() as client:
+        await wait_table(admin, all_read)
+        ups = {n: Upstream(fb, pool.acct[n]) for n in pool.names}
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "kickoff-7q"}]
+        for turn in range(3):  # round-robin would alternate; the conversation stays put
+            done = await client.chat.completions.create(model="codex", messages=messages)
+            messages.append(done.choices[0].message.model_dump(exclude_none=True))
+            messages.append({"role": "user", "content": f"more {turn}"})
+            await client.chat.completions.create(  # another conversation takes the next turn
+                model="codex", messages=[{"role": "user", "content": f"other {turn}"}]
+            )
+        home = next(n for n in pool.names if len(ups[n].bodies()) >= 3)
+        other = next(n for n in pool.names if n != home)
+        keys = [b["prompt_cache_key"] for b in ups[home].bodies() if "kickoff-7q" in json.dumps(b)]
+        assert len(keys) == 3 and len(set(keys)) == 1
+        # The conversation's account hits its limit mid-conversation: the request fails over
+        # to the other account, on a new thread holding the whole history.
+        fb.script(pool.acct[home], fb.usage_limit(int(time.time()) + 2400))
+        mark = len(ups[other].bodies())
+        done = await client.chat.completions.create(model="codex", messages=messages)
+        assert done.choices[0].message.content == REPLY
+        moved = ups[other].bodies()[mark]
+        assert [t for r, t in conversation_items(moved) if r == "user"] == [
+            "kickoff-7q",
+            "more 0",
+            "more 1",
+            "more 2",
+        ]
+        messages.append(done.choices[0].message.model_dump(exclude_none=True))
+        messages.append({"role": "user", "content": "after failover"})
+        await client.chat.completions.create(model="codex", messages=messages)
+        assert ups[other].bodies()[-1]["prompt_cache_key"] == moved["prompt_cache_key"]
