@@ -86,6 +86,7 @@ _SUMS: dict[str, Schema] = {
     "errors": INT,
     "inputTokens": INT,
     "cachedTokens": INT,
+    "cacheHitShare": N_NUM,
     "outputTokens": INT,
     "reasoningTokens": INT,
     "avgLatencyMs": N_NUM,
