@@ -144,7 +144,8 @@ class Settings:
         default=900,
         metadata=_opt(
             "appServerIdleSeconds",
-            "Stop an account's warm `codex app-server` after this idle time.",
+            "Stop an account's warm `codex app-server` after this idle time (counted once it "
+            "keeps no conversation thread: see conversationIdleSeconds).",
         ),
     )
     app_server_recycle_mib: int = field(

@@ -717,6 +717,7 @@ class Engine:
                 if (
                     acct.server is not None
                     and acct.active == 0
+                    and not acct.kept  # conversations continue there (released when idle)
                     and now - acct.last_used > self.config.idle_shutdown_s
                 ):
                     _LOGGER.info("Account %s idle: stopping its codex app-server", acct.key)
