@@ -187,6 +187,8 @@ async def run_chat(
         outcome.error = exc
         raise
     finally:
+        if match is not None:  # never reached its turn (key quota, no account): put it back
+            conversations.remember(digests[match[0]], match[1])
         u = outcome.usage
         if ticket is not None:
             ticket.finish(u.input_tokens + u.output_tokens if u else 0)

@@ -317,6 +317,9 @@ def test_tool_loop_then_more_turns_stay_on_one_thread(
     messages.append({"role": "user", "content": "And in Rome?"})
     third = say(client, messages, tools=[WEATHER_TOOL])
     assert third.choices[0].message.content == REPLY
+    # The resumed turn made two model calls (11 input tokens each on the fake); the next turn
+    # one: each request counts its own turn, not the thread's running total (33).
+    assert second.usage.prompt_tokens == 22 and third.usage.prompt_tokens == 11
     keys = up.keys()
     assert len(keys) == 3 and len(set(keys)) == 1, keys
     assert conversation_items(up.bodies()[-1]) == [
