@@ -12,6 +12,7 @@ from ..keys import (
     ADMIN_AUTH,
     CIPHER,
     DEVICE_LOGINS,
+    ENGINE,
     KEY_QUOTAS,
     LIMITS,
     POOL,
@@ -64,7 +65,13 @@ async def list_users(request: web.Request) -> web.Response:
     """Return the portal user table, totals and the master key summary."""
     await sessions.require_admin(request)
     app = request.app
-    table = await admin_users.user_table(app[STORE], app[SETTINGS], app[POOL], app[KEY_QUOTAS])
+    table = await admin_users.user_table(
+        app[STORE],
+        app[SETTINGS],
+        app[POOL],
+        app[KEY_QUOTAS],
+        app[ENGINE].instructions.fallbacks(),
+    )
     return web.json_response(table)
 
 
