@@ -240,12 +240,13 @@ class FakeBackendApp:
         with self.state.lock:
             acct = self.state.account(account_id)
             acct.responses += 1
-            step = acct.script.popleft() if acct.script else {"kind": "reply"}
             headers = _rate_headers(acct)
+            # A refused request leaves the account's script for the next one.
+            refuse = self.state.require_codex_instructions and not has_codex_instructions(body)
+            step = acct.script.popleft() if acct.script and not refuse else {"kind": "reply"}
             delay = self.state.default_delay_ms
             chunks = self.state.default_chunks
-            strict = self.state.require_codex_instructions
-        if strict and not has_codex_instructions(body):
+        if refuse:
             return web.json_response(INSTRUCTIONS_REFUSAL, status=400, headers=headers)
         kind = step.get("kind", "reply")
         if kind == "usage_limit":
@@ -269,7 +270,8 @@ class FakeBackendApp:
         if kind == "status":
             status = int(step.get("status", 500))
             return web.json_response(
-                {"error": {"type": "server_error", "message": f"fake status {status}"}},
+                step.get("body")
+                or {"error": {"type": "server_error", "message": f"fake status {status}"}},
                 status=status,
             )
         if kind == "unauthorized":
@@ -724,9 +726,9 @@ class FakeBackend:
         return {"kind": "usage_limit", "resets_at": resets_at}
 
     @staticmethod
-    def status(code: int = 500) -> dict[str, Any]:
-        """Step: answer with this HTTP status."""
-        return {"kind": "status", "status": code}
+    def status(code: int = 500, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Step: answer with this HTTP status (and this JSON body instead of a server_error)."""
+        return {"kind": "status", "status": code, "body": body}
 
     @staticmethod
     def hang() -> dict[str, Any]:
