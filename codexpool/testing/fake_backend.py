@@ -215,7 +215,10 @@ class FakeBackendApp:
         r.add_route("*", "/{tail:.*}", self.fallback)
         return app
 
-    def _record(self, request: web.Request, body: Any = None) -> str | None:
+    def _record(
+        self, request: web.Request, body: Any = None, size: int | None = None
+    ) -> str | None:
+        """Log a request; `size` is its body's length in bytes as sent (benchmarks)."""
         account_id = request.headers.get("chatgpt-account-id")
         with self.state.lock:
             self.state.log.append(
@@ -224,6 +227,7 @@ class FakeBackendApp:
                     "path": request.path,
                     "account_id": account_id,
                     "body": body,
+                    "bytes": size,
                     "ts": time.time(),
                 }
             )
@@ -232,11 +236,12 @@ class FakeBackendApp:
         return account_id
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             body = None
-        account_id = self._record(request, body)
+        account_id = self._record(request, body, len(raw))
         with self.state.lock:
             acct = self.state.account(account_id)
             acct.responses += 1
