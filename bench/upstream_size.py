@@ -6,7 +6,8 @@ its total size, the client's own text in it, the overhead beyond that, and each 
 input item with its role, and the other top-level fields). Issue 16's target: in the `client`
 mode a one-line request weighs at most 3 KB plus the client's own content.
 
-    .venv/bin/python bench/upstream_size.py [--modes client,codex] [--system "..."] [--user Hi]
+    .venv/bin/python bench/upstream_size.py [--modes client,codex] [--models gpt-5.5,gpt-6.1-sol]
+        [--system "..."] [--user Hi]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def label(item: dict[str, Any]) -> str:
     return f"{item.get('type')}/{item.get('role', '-')}: {head!r}"
 
 
-def report(mode: str, system: str | None, user: str, logged: dict[str, Any]) -> bool:
+def report(mode: str, model: str, system: str | None, user: str, logged: dict[str, Any]) -> bool:
     """Print one logged request's breakdown; return whether it meets the overhead target."""
     body = logged["body"]
     total = logged.get("bytes") or size(body)
@@ -48,7 +49,7 @@ def report(mode: str, system: str | None, user: str, logged: dict[str, Any]) -> 
     met = overhead <= TARGET_OVERHEAD
     verdict = f" (target <= {TARGET_OVERHEAD} B: {'met' if met else 'MISSED'})"
     print(
-        f"\n{mode} mode, system message: {'yes' if system else 'none'} -> "
+        f"\n{mode} mode, {model}, system message: {'yes' if system else 'none'} -> "
         f"{total} B upstream, client text {own} B, overhead {overhead} B"
         + (verdict if mode == "client" else "")
     )
@@ -60,35 +61,36 @@ def report(mode: str, system: str | None, user: str, logged: dict[str, Any]) -> 
     return overhead <= TARGET_OVERHEAD
 
 
-async def chat(url: str, key: str, system: str | None, user: str) -> None:
+async def chat(url: str, key: str, model: str, system: str | None, user: str) -> None:
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user}
     ]
     async with aiohttp.ClientSession() as session:
         resp = await session.post(
             url + "/chat/completions",
-            json={"model": "codex", "messages": messages},
+            json={"model": model, "messages": messages},
             headers={"Authorization": f"Bearer {key}"},
         )
         assert resp.status == 200, await resp.text()
 
 
 def measure(
-    mode: str, codex_bin: str, fb: FakeBackend, system: str, user: str
-) -> list[tuple[str | None, dict[str, Any]]]:
-    """Run the request without and with a system message through a gateway in `mode`; return
-    the logged /responses request of each."""
+    mode: str, models: list[str], codex_bin: str, fb: FakeBackend, system: str, user: str
+) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """Run the request for each model, without and with a system message, through a gateway
+    in `mode`; return (model, system, logged /responses request) of each."""
     with tempfile.TemporaryDirectory(prefix=f"codexpool-size-{mode}-") as tmp:
         server, key = start_gateway(
             Path(tmp), codex_bin, codex_overrides(fb.url), chatInstructions=mode
         )
         try:
             out = []
-            for sys_text in (None, system):
-                fb.clear()
-                run_loop(chat(server.api, key, sys_text, user))
-                [logged] = fb.requests("/codex/responses")
-                out.append((sys_text, logged))
+            for model in models:
+                for sys_text in (None, system):
+                    fb.clear()
+                    run_loop(chat(server.api, key, model, sys_text, user))
+                    [logged] = fb.requests("/codex/responses")
+                    out.append((model, sys_text, logged))
             return out
         finally:
             server.stop()
@@ -97,6 +99,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="client,codex")
+    parser.add_argument("--models", default="gpt-5.5,gpt-6.1-sol")
     parser.add_argument("--system", default="You are a helpful assistant. Answer briefly.")
     parser.add_argument("--user", default="Hi! What is the capital of France?")
     args = parser.parse_args()
@@ -107,8 +110,11 @@ def main() -> None:
     met = True
     with FakeBackend() as fb:
         for mode in args.modes.split(","):
-            for system, logged in measure(mode, codex_bin, fb, args.system, args.user):
-                ok = report(mode, system, args.user, logged)
+            models = args.models.split(",")
+            for model, system, logged in measure(
+                mode, models, codex_bin, fb, args.system, args.user
+            ):
+                ok = report(mode, model, system, args.user, logged)
                 met = met and (ok or mode != "client")
     print(f"\nclient mode target {'met' if met else 'MISSED'}")
 

@@ -96,6 +96,44 @@ def test_no_system_message_gives_no_instructions_at_all(
     assert not body.get("instructions")
 
 
+def test_code_mode_models_get_the_same_lean_request(
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """gpt-6.x entries of codex's catalog run in code mode with sub-agents: the chat catalog
+    turns that off, so the client's function is a plain tool and nothing else comes along."""
+    server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_sol")
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    client = sdk(server, key, request)
+    client.chat.completions.create(
+        model="gpt-6.1-sol", messages=[{"role": "user", "content": "Hi"}]
+    )
+    client.chat.completions.create(
+        model="gpt-6.1-sol", messages=[{"role": "user", "content": "Hi"}], tools=[tool]
+    )
+    plain, with_tool = bodies(fake_backend, "acct_sol")
+    assert plain["model"] == "gpt-6.1-sol"
+    assert [item["type"] for item in plain["input"]] == ["message"]
+    assert len(json.dumps(plain).encode()) <= OVERHEAD_BOUND + len("Hi")
+    raw = json.dumps(with_tool)
+    for harness in ("multi_agent", "spawn_agent", '"exec"', "curr_time", PERSONA):
+        assert harness not in raw, harness
+    offered = [
+        fn
+        for item in with_tool["input"]
+        if item.get("type") == "additional_tools"
+        for namespace in item["tools"]
+        for fn in namespace.get("tools", [namespace])
+    ] + list(with_tool.get("tools") or [])
+    assert [(fn["type"], fn["name"]) for fn in offered] == [("function", "get_weather")]
+
+
 def test_gateway_base_instructions_come_before_the_client_ones(
     live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
