@@ -76,6 +76,9 @@ def test_fallback_is_per_account_and_remembered() -> None:
     # The fallen-back account gets Codex's persona and the client's text as developer text.
     assert policy.thread_params("1", "Be brief.") == {"developerInstructions": "Be brief."}
     assert policy.thread_params("2", "Be brief.")["baseInstructions"] == "Be brief."
+    # Unlinked or deleted: the next account on that id starts with the client's again.
+    policy.forget("1")
+    assert policy.fallbacks() == {} and not policy.uses_codex_own("1")
 
 
 def test_codex_mode_without_gateway_instructions_has_nothing_to_fall_back_to() -> None:

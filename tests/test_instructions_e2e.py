@@ -212,18 +212,33 @@ def test_responses_api_instructions_are_the_thread_instructions(
     assert len(json.dumps(body).encode()) <= OVERHEAD_BOUND + len("Answer as a haiku.Hi")
 
 
+class Admin:
+    """The admin API over HTTP with a signed-in session (stdlib only)."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.url = server.url
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        self.post("/api/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with self.opener.open(req, timeout=30) as resp:
+            assert resp.status == 200
+            return json.load(resp)
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Return the panel's user rows by username."""
+        with self.opener.open(self.url + "/api/admin/openai-users", timeout=30) as resp:
+            return {row["username"]: row for row in json.load(resp)["users"]}
+
+
 def admin_table(server: LiveServer) -> dict[str, dict[str, Any]]:
     """Sign in as admin and return the panel's user rows by username."""
-    jar = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-    login = urllib.request.Request(
-        server.url + "/api/auth/login",
-        data=json.dumps({"username": "admin", "password": ADMIN_PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with jar.open(login, timeout=30) as resp:
-        assert resp.status == 200
-    with jar.open(server.url + "/api/admin/openai-users", timeout=30) as resp:
-        return {row["username"]: row for row in json.load(resp)["users"]}
+    return Admin(server).users()
 
 
 def test_refused_instructions_fall_back_to_codex_once_and_stick(
@@ -300,3 +315,24 @@ def test_other_4xx_answers_are_not_taken_for_an_instructions_refusal(
         )
     assert len(bodies(fake_backend, "acct_other_400")) == 1  # no retry
     assert admin_table(server)["alice"]["instructionsFallbackAt"] is None
+
+
+def test_a_deleted_account_takes_its_fallback_along(
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SQLite gives a new user the id of the deleted last one: the new account starts with the
+    client's instructions, not with the fallback of the account it replaced."""
+    fake_backend.require_codex_instructions(True)
+    request.addfinalizer(lambda: fake_backend.require_codex_instructions(False))
+    server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_gone")
+    sdk(server, key, request).chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "Hi"}]
+    )
+    admin = Admin(server)
+    before = admin.users()["alice"]
+    assert before["instructionsFallbackAt"] is not None
+    admin.post("/api/admin/openai-users/delete", {"username": "alice"})
+    link_user(server, tmp_path, "carol", "acct_new")
+    after = admin.users()["carol"]
+    assert after["id"] == before["id"]  # the same engine account key
+    assert after["instructionsFallbackAt"] is None

@@ -107,6 +107,11 @@ class InstructionsPolicy:
             )
         return True
 
+    def forget(self, account_key: str) -> None:
+        """Drop an account's fallback (unlinked or deleted: its next login, or a new user
+        given the same id, is another ChatGPT account)."""
+        self._fallbacks.pop(account_key, None)
+
     def fallbacks(self) -> dict[str, float]:
         """Return the accounts on Codex's own instructions and since when (unix time)."""
         return dict(self._fallbacks)

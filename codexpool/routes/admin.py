@@ -114,6 +114,7 @@ async def delete_user(request: web.Request) -> web.Response:
     request.app[POOL].invalidate()
     request.app[LIMITS].forget(user.id)
     request.app[KEY_QUOTAS].forget(("user", user.id))
+    request.app[ENGINE].instructions.forget(str(user.id))
     await audit.record(store, "admin", "user.delete", user.username, None, ip_of(request))
     return ok(username=user.username, deleted=True)
 
