@@ -4,8 +4,12 @@ A master-key turn that fails before any byte reached the client because its acco
 usage limit or lost its login is retried on the next eligible account (at most `MAX_TRIES`
 accounts in all); the failed account is cooled down until its reset. Response headers go out
 only with the first upstream event, or once the turn stayed silent past the keep-alive interval
-(see chat.py), so the client never sees the first failure and nothing has to be buffered. Exactly one usage row is written per request, naming the
-account that finally served it.
+(see chat.py), so the client never sees the first failure and nothing has to be buffered.
+
+A turn the backend refused because of its instructions (not Codex's own, see
+codex/instructions.py) runs once more on the same account with Codex's own, which the account
+then keeps. Exactly one usage row is written per request, naming the account that finally
+served it.
 """
 
 from __future__ import annotations
@@ -107,31 +111,38 @@ async def run_chat(
             ticket = await app[KEY_QUOTAS].admit(
                 principal.owner, principal.limits, (req.raw_model, req.model)
             )
-        for attempt in range(1, MAX_TRIES + 1):
-            if account is None:
-                assert principal is not None
-                served = None
-                prefer = match[1].account_id if match is not None else None
-                served = await pool.choose(principal, frozenset(tried), prefer=prefer)
+        attempt = 0
+        same_account = False  # run the next try on `served` again (instructions fallback)
+        while True:
+            if not same_account:
+                attempt += 1
+                if account is None:
+                    assert principal is not None
+                    served = None
+                    prefer = match[1].account_id if match is not None else None
+                    served = await pool.choose(principal, frozenset(tried), prefer=prefer)
             assert served is not None
             tried.add(served.user_id)
             outcome = chat.TurnOutcome()
-            resumed = resume is not None and attempt == 1
+            resumed = resume is not None and attempt == 1 and not same_account
             slot = ThreadSlot()
             if resumed:
                 assert resume is not None
                 events = resume.events
+                own_instructions = True  # a parked turn cannot run again
             else:
                 if match is not None:
                     known, ref = match
-                    match = None  # one try: a failover runs on a new thread
+                    match = None  # one try: a failover or fallback runs on a new thread
                     if ref.account_key == served.key:
                         slot = ThreadSlot(ref.thread_id, known)
                     else:  # its account cannot serve now: the history moves to a new thread
                         conversations.discard(ref)
+                own_instructions = same_account or engine.instructions.uses_codex_own(served.key)
                 events = engine.run_turn(
                     served.key, served.codex_home, dataclasses.replace(turn, thread=slot)
                 )
+            same_account = False
             answered = False
             try:
                 if req.stream:
@@ -145,6 +156,13 @@ async def run_chat(
             except ApiError as exc:
                 # A raised error means nothing reached the client yet (chat.py contract).
                 cause = exc.__cause__
+                if (
+                    isinstance(cause, TurnError)
+                    and not own_instructions
+                    and engine.instructions.fall_back(served.key, cause)
+                ):
+                    same_account = True  # once more, with Codex's own instructions
+                    continue
                 if not isinstance(cause, TurnError) or not pool.mark_failed(served, cause):
                     raise
                 if not can_fail_over or cause.kind not in FAILOVER_KINDS:
@@ -181,7 +199,6 @@ async def run_chat(
                         conversations.remember(extend(digests[-1], answer), thread)
                     elif thread is not None:  # failed or cut short: its history is not sure
                         conversations.discard(thread)
-        raise AssertionError("unreachable")  # the loop returns or raises
     except ApiError as exc:
         status = exc.status
         outcome.error = exc

@@ -56,8 +56,9 @@ class Upstream:
 
 
 def conversation_items(body: dict[str, Any]) -> list[tuple[str, str]]:
-    """Return (kind, text) of the items after codex's own preamble (developer, environment)."""
-    out = []
+    """Return (kind, text) of the items after the thread's preamble: the developer messages
+    before the conversation (instructions, codex's persona or skills) and the environment."""
+    out: list[tuple[str, str]] = []
     for item in body["input"]:
         kind = item.get("type")
         if kind == "message":
@@ -65,10 +66,8 @@ def conversation_items(body: dict[str, Any]) -> list[tuple[str, str]]:
                 p.get("text") or ("<image>" if p.get("type") == "input_image" else "")
                 for p in item["content"]
             )
-            if "<environment_context>" in text or "<skills_instructions>" in text:
+            if "<environment_context>" in text or (item["role"] == "developer" and not out):
                 continue
-            if item["role"] == "developer" and text.startswith("You are"):
-                continue  # codex's persona (chatInstructions "codex")
             out.append((item["role"], text))
         elif kind == "function_call":
             out.append(("function_call", f"{item['call_id']} {item['name']} {item['arguments']}"))

@@ -37,6 +37,7 @@ from .events import (
     error_from_turn,
     parse_rate_limits,
 )
+from .instructions import CLIENT, InstructionsPolicy
 from .process import rss_mib
 from .state_dir import StateDirs, delete_logs
 
@@ -87,7 +88,8 @@ class EngineConfig:
     codex_bin: str
     config_overrides: tuple[str, ...] = ()
     lean_chat: bool = True
-    base_instructions: str | None = None
+    instructions: str = CLIENT  # chatInstructions: "client" or "codex" (instructions.py)
+    base_instructions: str | None = None  # chatBaseInstructions
     max_turns_per_account: int = 4
     max_queue_wait_s: float = 5.0
     idle_shutdown_s: float = 900.0
@@ -125,6 +127,8 @@ class TurnRequest:
     """One chat turn."""
 
     prompt: str  # the turn's user text ("" with no images: the turn continues the history)
+    # The client's leading system/developer messages, joined (None: it sent none). Whether they
+    # become the thread's base or developer instructions is the engine's choice (instructions.py).
     developer_instructions: str | None = None
     model: str | None = None
     effort: str | None = None
@@ -142,6 +146,7 @@ class _KeptThread:
 
     server: AppServer
     total: Usage  # the thread's cumulative token usage after its last turn
+    codex_own: bool = False  # started with Codex's own instructions (instructions fallback)
 
 
 ZERO_USAGE = Usage(0, 0, 0, 0)
@@ -184,6 +189,7 @@ class Engine:
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
         self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
         self._state = StateDirs(config.state_root) if config.state_root is not None else None
+        self.instructions = InstructionsPolicy(config.instructions, config.base_instructions)
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -374,10 +380,7 @@ class Engine:
             "sandbox": "read-only",
             "ephemeral": True,
         }
-        if self.config.base_instructions:
-            params["baseInstructions"] = self.config.base_instructions
-        if request.developer_instructions:
-            params["developerInstructions"] = request.developer_instructions
+        params.update(self.instructions.thread_params(acct.key, request.developer_instructions))
         if request.model:
             params["model"] = request.model
         if request.tools:
@@ -439,7 +442,14 @@ class Engine:
         kept = acct.kept.get(slot.thread_id)
         if kept is None:
             return None
-        if kept.server is not acct.server or not kept.server.alive or kept.server.retired:
+        if (
+            kept.server is not acct.server
+            or not kept.server.alive
+            or kept.server.retired
+            # The account fell back to Codex's instructions since: a thread started with the
+            # client's would be refused again, with no fallback left for this request.
+            or kept.codex_own != self.instructions.uses_codex_own(acct.key)
+        ):
             acct.kept.pop(slot.thread_id, None)  # gone with its process
             return None
         return kept
@@ -511,7 +521,9 @@ class Engine:
                 thread_id = slot.thread_id
                 history = history[slot.known :]
                 before = kept.total
+                codex_own = kept.codex_own
             else:
+                codex_own = self.instructions.uses_codex_own(acct.key)
                 started = await server.request(
                     "thread/start",
                     self._thread_params(acct, request),
@@ -604,7 +616,7 @@ class Engine:
                     status = t.get("status")
                     if status == "completed":
                         if slot is not None:  # kept for the conversation's next turn
-                            acct.kept[thread_id] = _KeptThread(server, usage or before)
+                            acct.kept[thread_id] = _KeptThread(server, usage or before, codex_own)
                         if usage is not None:
                             yield usage.minus(before)
                         yield TurnDone("completed")
