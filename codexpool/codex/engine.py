@@ -733,4 +733,10 @@ class Engine:
                     and now - acct.last_used > self.config.idle_shutdown_s
                 ):
                     _LOGGER.info("Account %s idle: stopping its codex app-server", acct.key)
-                    await self.stop_account(acct.key)
+                    # Not awaited here: close() cancels this reaper, and a stop cut short
+                    # would leave the process's pipes open. close() waits for it instead.
+                    task = asyncio.create_task(
+                        self.stop_account(acct.key), name=f"appserver-idle-stop-{acct.key}"
+                    )
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
