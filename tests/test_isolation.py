@@ -365,3 +365,27 @@ def test_check_reports_the_sandbox(tmp_path: Path) -> None:
             check=False,
         )
         assert f"ok   sandbox for model commands: {Path(BWRAP).resolve()}" in run.stdout, run
+
+
+async def test_execute_refuses_a_cwd_inside_the_data_folder(
+    aiohttp_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    """An allowed root that holds the data folder must not let a run work inside it: its
+    sandbox shows `cwd` as it is, other accounts' homes included."""
+    from codexpool.app import create_app
+
+    from .accounts_helpers import assert_openai_error
+    from .test_execute import _master_key
+
+    settings = make_settings(executeEnabled=True, executeAllowedRoots=[str(tmp_path)])
+    homes = settings.codex_homes / "7"
+    homes.mkdir(parents=True)
+    client = await aiohttp_client(create_app(settings))
+    auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
+    for cwd in (settings.data_path, homes, settings.codex_state_path.parent):
+        resp = await client.post(EXECUTE, json={"prompt": "x", "cwd": str(cwd)}, headers=auth)
+        err = await assert_openai_error(resp, 403, "cwd_not_allowed")
+        assert err["param"] == "cwd" and "data folder" in err["message"]
+    # The root around it stays allowed (the data folder is masked in there): no account yet.
+    resp = await client.post(EXECUTE, json={"prompt": "x", "cwd": str(tmp_path)}, headers=auth)
+    await assert_openai_error(resp, 503, "no_linked_accounts")
