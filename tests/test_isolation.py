@@ -10,6 +10,7 @@ sandbox can run on the machine.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -203,6 +204,11 @@ def test_execute_and_chat_models_cannot_read_the_gateways_data(
     assert "READ " not in out and "LS-DATA []" in out, out
     assert "chat-own-work\n/codexpool/work" in out, out
     assert not any(s in out for s in secrets)
+    # The pid the engine reads the memory of (recycling) is codex's, not the sandbox's.
+    started = re.findall(r"Started codex app-server for account \S+ \(pid (\d+)\)", server.log())
+    assert started and all(
+        Path(f"/proc/{pid}/comm").read_text().startswith("codex") for pid in started
+    ), started
 
 
 @pytest.mark.e2e

@@ -27,15 +27,12 @@ process group the gateway ends.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-_LOGGER = logging.getLogger(__name__)
 
 INSIDE_HOME = Path("/codexpool/home")  # the account's CODEX_HOME, as the sandbox sees it
 INSIDE_STATE = Path("/codexpool/state")  # its private SQLite home (state_dir.py)
