@@ -395,3 +395,17 @@ async def test_execute_refuses_a_cwd_inside_the_data_folder(
     # The root around it stays allowed (the data folder is masked in there): no account yet.
     resp = await client.post(EXECUTE, json={"prompt": "x", "cwd": str(tmp_path)}, headers=auth)
     await assert_openai_error(resp, 503, "no_linked_accounts")
+
+
+@pytest.mark.e2e
+def test_lean_chat_runs_no_command_at_all(
+    linked: tuple[LiveServer, str], fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Why the default lean chat needs no sandbox: codex runs no command the model asks for."""
+    server, key = linked
+    call = _script_command(fake_backend, "acct_alice", f"cat '{server.settings_path}'")
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)
+    client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "x"}])
+    out = _command_output(fake_backend, call)
+    assert "unsupported call" in out.lower() and "sessionSecret" not in out, out
