@@ -126,9 +126,14 @@ def _sandbox_problem(settings: Settings) -> str | None:
         return None
     sandbox = isolation(settings)
     problem = sandbox_problem(settings, sandbox)
-    if problem is None and (nested := sandbox.probe_nesting()) is not None:
+    if problem is not None:
+        return problem
+    nested = sandbox.probe_nesting()
+    if nested is not None:
         _LOGGER.warning("Every command the model runs will fail: %s", nested)
-    return problem
+    else:
+        _LOGGER.info("Model commands run in a bubblewrap sandbox (%s)", sandbox.bwrap)
+    return None
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -204,6 +204,7 @@ def test_execute_and_chat_models_cannot_read_the_gateways_data(
     assert "READ " not in out and "LS-DATA []" in out, out
     assert "chat-own-work\n/codexpool/work" in out, out
     assert not any(s in out for s in secrets)
+    assert "Model commands run in a bubblewrap sandbox" in server.log()
     # The pid the engine reads the memory of (recycling) is codex's, not the sandbox's.
     started = re.findall(r"Started codex app-server for account \S+ \(pid (\d+)\)", server.log())
     assert started and all(
