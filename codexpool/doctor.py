@@ -110,8 +110,8 @@ def check_codex(settings: Settings, report: Report) -> str | None:
 
 
 SANDBOX_FIX = (
-    "apt-get install bubblewrap (or set bwrapPath); where user namespaces are off, "
-    "sysctl kernel.unprivileged_userns_clone=1"
+    "apt-get install bubblewrap or set bwrapPath; where unprivileged user namespaces are off, "
+    "turn them on (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces)"
 )
 
 
@@ -136,9 +136,10 @@ def sandbox_problem(settings: Settings, sandbox: Isolation | None = None) -> str
     why = sandbox.problem()
     if why is None:
         return None
+    users = sandbox_users(settings)
     return (
-        f"{sandbox_users(settings)} let the model run commands, which must run in a sandbox "
-        f"that hides the gateway's data, but {why} ({SANDBOX_FIX})"
+        f"{users} {'let' if ' and ' in users else 'lets'} the model run commands, which must "
+        f"run in a sandbox that hides the gateway's data, but {why}. Fix: {SANDBOX_FIX}"
     )
 
 

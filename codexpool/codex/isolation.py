@@ -120,10 +120,7 @@ class Isolation:
         """Return why no sandbox can run on this machine (None: it can). Blocking, a few ms:
         run once at start-up and by `codexpool check`."""
         if not (os.path.isfile(self.bwrap) and os.access(self.bwrap, os.X_OK)):
-            return (
-                f"bubblewrap not found ({self.bwrap}): install the `bubblewrap` package or "
-                "set bwrapPath"
-            )
+            return f"bubblewrap not found ({self.bwrap})"
         return self.probe()
 
     def probe(self) -> str | None:
