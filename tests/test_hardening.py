@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -207,3 +212,61 @@ async def test_health_tells_strangers_only_status_and_readiness(
         assert body["accounts"] == {"linked": 0, "eligible": 0}
     resp = await api.get("/api/health", headers={"Authorization": "Bearer wrong"})
     assert set(await resp.json()) == {"status", "ready"}
+
+
+def _post(url: str, raw: bytes) -> int:
+    request = urllib.request.Request(
+        url, data=raw, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_newline_in_a_login_name_cannot_forge_a_log_line(live_server_factory: Any) -> None:
+    """A newline in a sign-in name wrote a second, forged audit line into the server log; a
+    5,000-digit integer or a lone surrogate wrote a traceback (33 lines each)."""
+    server = live_server_factory()
+    forged = "INFO codexpool.audit: admin admin.login admin (10.9.8.7)"
+    name = json.dumps("mallory\x1b[2J\n" + forged)
+    url = server.url + "/api/openai/auth/login"
+    assert _post(url, b'{"username": %s, "password": "wrong-one"}' % name.encode()) == 401
+    assert _post(url, b'{"username": ' + b"7" * 5000 + b', "password": "x"}') == 400
+    assert _post(url, b'{"username": "a\\udc00b", "password": "x"}') == 400
+    assert server.stop() == 0
+    log = server.log()
+    lines = log.splitlines()
+    assert not any(line.lower().startswith(forged.lower()) for line in lines), log
+    assert any("mallory\\x1b[2j\\ninfo codexpool.audit" in line for line in lines), log
+    assert "\x1b" not in log and "Traceback" not in log, log
+
+
+def _loose(path: Path) -> list[str]:
+    """Return the files and folders under `path` (itself included) that group or others may
+    read, write or enter."""
+    found = [path, *path.rglob("*")]
+    return [f"{p} {oct(stat.S_IMODE(p.lstat().st_mode))}" for p in found
+            if not p.is_symlink() and p.lstat().st_mode & 0o077]  # fmt: skip
+
+
+def test_files_are_private_whatever_the_callers_umask(live_server_factory: Any) -> None:
+    """Started by scripts/start.sh with umask 022, data/ was 0755 and the database 0644."""
+    previous = os.umask(0o022)  # the caller's umask: the data folder is made 0755 with it
+    try:
+        server = live_server_factory(start=False)
+        data = server.settings.data_path
+        (data / "settings.json").chmod(0o600)  # the operator's file, not the server's
+        assert stat.S_IMODE(data.stat().st_mode) == 0o755
+        server.start()
+    finally:
+        os.umask(previous)
+    raw = json.dumps({"username": "umasked", "password": "portal-password-1"}).encode()
+    assert _post(server.url + "/api/openai/auth/register", raw) == 201
+    db = server.settings.db_path
+    assert db.exists() and Path(f"{db}-wal").exists()
+    server.log_path.chmod(0o600)  # written by the test, not the server
+    assert _loose(data) == []
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
