@@ -6,22 +6,20 @@ many accounts it holds (the codex path and version tell an attacker what to aim 
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 
 from .. import __version__
 from ..errors import ApiError
-from ..keys import CODEX_BIN, ENGINE, POOL, SETTINGS, STORE
+from ..keys import CODEX_BIN, ENGINE, POOL, STORE
 from ..sessions import require_admin
+from .common import metrics_token_sent
 
 
 async def is_operator(request: web.Request) -> bool:
     """Tell whether the caller sent the metrics token (Bearer) or holds an admin session."""
-    token = request.app[SETTINGS].metrics_token
-    auth = request.headers.get("Authorization", "")
-    if token and auth[:7].lower() == "bearer ":
-        return hmac.compare_digest(auth[7:].strip().encode(), token.encode())
+    sent = metrics_token_sent(request)
+    if sent is not None:
+        return sent
     try:
         await require_admin(request)
     except ApiError:
