@@ -363,6 +363,7 @@ ADMIN_USER_ROW: Schema = _closed(
     ineligibleReason=N_STR,
     coolingDownUntil=N_NUM,
     coolingDownReason=N_STR,
+    instructionsFallbackAt=N_NUM,
 )
 
 # Anonymous callers get status and ready only; the rest needs the metrics token or the admin.
