@@ -122,7 +122,8 @@ def ensure_peer(version: str, root: Path) -> Path:
         except subprocess.TimeoutExpired as exc:
             raise PeerUnavailable(f"pip install timed out after {exc.timeout} s") from exc
         if done.returncode:
-            errors = [ln for ln in done.stderr.splitlines() if "WARNING: Location" not in ln]
+            shutil.rmtree(venv, ignore_errors=True)
+            errors = [ln[:300] for ln in done.stderr.splitlines() if "WARNING: " not in ln]
             raise PeerUnavailable("pip install failed:\n" + "\n".join(errors[-15:]))
         marker.write_text(version + "\n")
         return venv
@@ -693,6 +694,60 @@ async def compare(args: argparse.Namespace, venv: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
     real = await real_codex(args)
     report(args, runs, list(configs.values()), real)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(summary(args, runs, configs, real), indent=2))
+
+
+def summary(
+    args: argparse.Namespace,
+    runs: list[Run],
+    configs: dict[str, str],
+    real: tuple[str, dict[int, list[LevelResult]]] | None,
+) -> dict:
+    """The figures as data (for --json-out): per mode, level and side the added p50 of every
+    round, the sample counts, CPU and RSS per round, the load around each run."""
+    added: dict[str, dict[str, dict[str, list[float]]]] = {}
+    counts: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for r in runs:
+        for level, res in r.levels.items():
+            added.setdefault(r.mode, {}).setdefault(str(level), {}).setdefault(r.side, [])
+            added[r.mode][str(level)][r.side].append(res.added_p50)
+            counts.setdefault(r.mode, {}).setdefault(str(level), {}).setdefault(r.side, [])
+            counts[r.mode][str(level)][r.side].append(len(res.gateway))
+    return {
+        "peer_version": args.peer_version,
+        "configs": configs,
+        "added_p50_ms": added,
+        "gateway_requests": counts,
+        "cpu_ms_per_request": {
+            s: [r.cpu_ms for r in runs if r.side == s and r.cpu_ms is not None] for s in configs
+        },
+        "rss_mib": {
+            s: [r.rss_mib for r in runs if r.side == s and r.rss_mib is not None] for s in configs
+        },
+        "runs": [
+            {
+                "mode": r.mode,
+                "side": r.side,
+                "round": r.round,
+                "loadavg": r.watch.loadavg,
+                "other_cores": r.watch.others_cores,
+                "disturbed": r.watch.others_cores > args.disturbed_cores,
+            }
+            for r in runs
+        ],
+        "real_codex": None
+        if real is None
+        else {
+            "version": real[0],
+            "codex_own_p50_ms": {
+                str(lv): [pct(x.direct, 0.5) for x in rows] for lv, rows in real[1].items()
+            },
+            "gateway_added_p50_ms": {
+                str(lv): [x.added_p50 for x in rows] for lv, rows in real[1].items()
+            },
+        },
+    }
 
 
 def main() -> None:
@@ -721,6 +776,7 @@ def main() -> None:
         default=0.25,
         help="mark a run during which other processes used more than this many cores",
     )
+    parser.add_argument("--json-out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     args.level_list = [int(x) for x in args.levels.split(",")]
     try:
