@@ -653,8 +653,9 @@ def report(
     for level, rows in results.items():
         own = [pct(r.direct, 0.5) for r in rows]
         added = [r.added_p50 for r in rows]
-        share = statistics.median(added) / (statistics.median(own) + statistics.median(added))
-        print(f"{level:>7}   {spread(own, '{:.1f}'):<26}{spread(added):<26}{share:>6.0%}")
+        med_own, med_added = statistics.median(own), statistics.median(added)
+        share = f"{med_added / (med_own + med_added):.0%}" if med_added > 0 else "n/a"
+        print(f"{level:>7}   {spread(own, '{:.1f}'):<26}{spread(added):<26}{share:>6}")
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -765,9 +766,12 @@ def main() -> None:
     )
     parser.add_argument("--cpu-streams", type=int, default=10)
     parser.add_argument(
-        "--real-levels", default="1,10", help="real codex binary levels ('' to skip)"
+        "--real-levels",
+        default="1",
+        help="real codex binary: streams ('' to skip; from 10 on codex fills both cores and the "
+        "gateway's share drowns in codex's own CPU)",
     )
-    parser.add_argument("--real-waves", type=int, default=3)
+    parser.add_argument("--real-waves", type=int, default=10, help="real codex: waves per level")
     parser.add_argument("--peer-version", default=PEER_VERSION)
     parser.add_argument("--peers-dir", type=Path, default=PEERS_DIR)
     parser.add_argument(
