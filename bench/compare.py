@@ -63,6 +63,7 @@ from benchlib import (
     start_gateway,
 )
 
+from codexpool.codex.engine import Engine
 from codexpool.config import find_codex_bin
 from codexpool.testing.fake_backend import FakeBackend, codex_overrides
 
@@ -76,6 +77,9 @@ FAKE_UPSTREAM = Path(__file__).resolve().parent / "fake_upstream.py"
 T0 = time.monotonic()
 
 RunOne = Callable[[], Awaitable[Timing]]
+Closer = Callable[[], Awaitable[None]]
+# Opens a path (a gateway, or straight to its upstream) for N concurrent streams.
+OpenPath = Callable[[int], Awaitable[tuple[RunOne, Closer]]]
 
 
 def progress(what: str) -> None:
@@ -300,10 +304,10 @@ class Side:
     gateway_url: str  # .../v1
     gateway_key: str
     gateway_pids: Callable[[], list[int]]  # whose CPU and RSS are the gateway's
-    open_direct: Callable[[int], Awaitable[tuple[RunOne, Callable[[], Awaitable[None]]]]]
+    open_direct: OpenPath
 
 
-async def open_raw(url: str, key: str, level: int) -> tuple[RunOne, Callable[[], Awaitable[None]]]:
+async def open_raw(url: str, key: str, level: int) -> tuple[RunOne, Closer]:
     """Open `level` keep-alive connections to url (fresh ones: a server may close idle ones
     between runs) and return the stream function and the closer."""
     client = RawSseClient(url + "/chat/completions", key)
@@ -311,8 +315,20 @@ async def open_raw(url: str, key: str, level: int) -> tuple[RunOne, Callable[[],
     return client.stream, client.close
 
 
+def engine_path(engine: Engine, home: Path) -> OpenPath:
+    """The direct path to an app-server: the engine driving it in this process."""
+
+    async def nothing() -> None:
+        return None
+
+    async def open_path(level: int) -> tuple[RunOne, Closer]:
+        return (lambda: one_direct_turn(engine, home)), nothing
+
+    return open_path
+
+
 async def time_level(
-    open_path: Callable[[int], Awaitable[tuple[RunOne, Callable[[], Awaitable[None]]]]],
+    open_path: OpenPath,
     level: int,
     mode: str,
     args: argparse.Namespace,
@@ -395,7 +411,7 @@ async def run_side(side: Side, mode: str, rnd: int, args: argparse.Namespace) ->
     watch = Watch().start()
     run = Run(mode, side.name, rnd, watch)
 
-    async def gateway(level: int) -> tuple[RunOne, Callable[[], Awaitable[None]]]:
+    async def gateway(level: int) -> tuple[RunOne, Closer]:
         return await open_raw(side.gateway_url, side.gateway_key, level)
 
     for level in args.level_list:
@@ -439,13 +455,6 @@ async def codexpool_side(work: Path, delta_ms: int, top: int) -> AsyncIterator[S
     try:
         await check_answer(server.api, key)
         async with engine:
-
-            async def direct(level: int) -> tuple[RunOne, Callable[[], Awaitable[None]]]:
-                async def nothing() -> None:
-                    return None
-
-                return (lambda: one_direct_turn(engine, home)), nothing
-
             yield Side(
                 "codexpool",
                 "codexpool (this commit): `python -m codexpool serve`, one process (aiohttp on "
@@ -456,7 +465,7 @@ async def codexpool_side(work: Path, delta_ms: int, top: int) -> AsyncIterator[S
                 server.api,
                 key,
                 lambda: [gw],  # not its child, the fake app-server: that is the upstream
-                direct,
+                engine_path(engine, home),
             )
     finally:
         server.stop()
@@ -469,7 +478,7 @@ def litellm_side(proxy: LiteLLMProxy, upstream: FakeUpstream, version: str) -> S
     assert proxy.proc is not None
     pid = proxy.proc.pid
 
-    async def direct(level: int) -> tuple[RunOne, Callable[[], Awaitable[None]]]:
+    async def direct(level: int) -> tuple[RunOne, Closer]:
         return await open_raw(upstream.url, UPSTREAM_KEY, level)
 
     return Side(
@@ -508,20 +517,14 @@ async def real_codex(args: argparse.Namespace) -> tuple[str, dict[int, list[Leve
     try:
         async with engine:
 
-            async def direct(level: int) -> tuple[RunOne, Callable[[], Awaitable[None]]]:
-                async def nothing() -> None:
-                    return None
-
-                return (lambda: one_direct_turn(engine, home)), nothing
-
-            async def gateway(level: int) -> tuple[RunOne, Callable[[], Awaitable[None]]]:
+            async def gateway(level: int) -> tuple[RunOne, Closer]:
                 return await open_raw(server.api, key, level)
 
             sub = argparse.Namespace(waves=args.real_waves)
             for rnd in range(1, args.rounds + 1):
                 for level in levels:
                     g, _, seconds = await time_level(gateway, level, "waves", sub)
-                    d, _, _ = await time_level(direct, level, "waves", sub)
+                    d, _, _ = await time_level(engine_path(engine, home), level, "waves", sub)
                     results[level].append(LevelResult(g, d, seconds))
                     progress(
                         f"round {rnd} real codex {level} streams: direct p50 "
