@@ -7,6 +7,7 @@ from aiohttp import web
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
 from .codex.engine import Engine
+from .codex.isolation import Isolation
 from .config import Settings
 from .device_login import DeviceLogins
 from .key_cache import KeyCache
@@ -33,5 +34,8 @@ CODEX_BIN = web.AppKey("codex_bin", str)
 ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
+# The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
+# execute off).
+ISOLATION = web.AppKey("isolation", Isolation)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)
