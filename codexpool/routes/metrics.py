@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from ..errors import ApiError
-from ..keys import ENGINE, POOL, PRINCIPAL, SETTINGS, STORE, USAGE
+from ..keys import ENGINE, POOL, PRINCIPAL, REFUSALS, SETTINGS, STORE, USAGE
 from ..observe import METRICS, Metrics, access_middleware_factory
 from ..sessions import require_admin
 from .execute import EXECUTIONS
@@ -85,6 +85,15 @@ class _EngineCounters(Collector):
         recycles.add_metric([], engine.recycles if engine is not None else 0)
         yield starts
         yield recycles
+        refused = CounterMetricFamily(
+            "codexpool_refused",
+            "Requests and connections refused by a resource bound (execute runs, parked "
+            "turns, device logins, stalled streams, connections), by reason.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._app.get(REFUSALS, {}).items()):
+            refused.add_metric([reason], count)
+        yield refused
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
