@@ -71,9 +71,16 @@ async def run_chat(
     ticket: Ticket | None = None
     try:
         if principal is not None:
-            ticket = await app[KEY_QUOTAS].admit(
-                principal.owner, principal.limits, (req.raw_model, req.model)
-            )
+            if resume is not None:
+                resume.release_ticket()  # this request takes the parked turn's place over
+            try:
+                ticket = await held_turns.admit(
+                    app[KEY_QUOTAS], principal.owner, principal.limits, (req.raw_model, req.model)
+                )
+            except BaseException:
+                if resume is not None:
+                    await resume.events.aclose()  # refused: the resumed turn must not linger
+                raise
         for attempt in range(1, MAX_TRIES + 1):
             if account is None:
                 assert principal is not None
@@ -85,6 +92,7 @@ async def run_chat(
             if resume is not None and attempt == 1:
                 events = resume.events
             else:
+                await held_turns.make_room(engine, served)  # parked turns yield their slots
                 events = engine.run_turn(served.key, served.codex_home, turn)
             try:
                 if req.stream:
@@ -114,8 +122,19 @@ async def run_chat(
                 )
             finally:
                 if outcome.tool_calls is not None and outcome.error is None:
-                    # The model called client functions: keep the turn for their results.
-                    held_turns.park(events, outcome.tool_calls, served, key_id)  # type: ignore[arg-type]
+                    # The model called client functions: keep the turn for their results; it
+                    # keeps this request's place in the key's concurrency until then.
+                    u = outcome.usage
+                    await held_turns.park(
+                        events,  # type: ignore[arg-type]
+                        outcome.tool_calls,
+                        served,
+                        key_id,
+                        owner=principal.owner if principal else None,
+                        ticket=ticket,
+                        tokens=u.input_tokens + u.output_tokens if u else 0,
+                    )
+                    ticket = None
                 else:
                     await events.aclose()  # interrupts the turn if it is still running
         raise AssertionError("unreachable")  # the loop returns or raises
