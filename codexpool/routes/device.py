@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import audit, sessions
 from ..device_login import DeviceLogins
-from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, SETTINGS, STORE
+from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from .common import ip_of
 
 
@@ -55,6 +55,7 @@ async def _device_logins_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORE],
         app[CODEX_BIN],
         stop_account=engine.stop_account if engine is not None else None,
+        refusals=app[REFUSALS],
     )
     app[DEVICE_LOGINS] = logins
     yield
