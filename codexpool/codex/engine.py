@@ -469,6 +469,8 @@ class Engine:
             backlog: collections.deque[dict[str, Any]] = collections.deque()
             unflushed = False  # a delta went out since the last CaughtUp
             while True:
+                if mailbox.overflowed:  # the reader fell MAX_BACKLOG messages behind codex
+                    raise TurnError("slow_client", "the client read the answer too slowly")
                 if backlog:
                     msg = backlog.popleft()
                 elif mailbox:  # already here: no clock read, no timer
