@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from . import fastjson
+from .config import Settings
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -131,15 +132,18 @@ async def open_stream(
     """Send the SSE response headers and return the response to write events to."""
     from .keys import REFUSALS, SETTINGS  # keys imports half the package; sse is imported early
 
-    refusals = request.app[REFUSALS]
+    settings = request.app.get(SETTINGS)  # (a bare app, as in the chat shape's tests: defaults)
+    timeout_ms = (settings or Settings).stream_write_timeout_ms
 
     def on_stall() -> None:
-        refusals[STALL_REASON] += 1
+        refusals = request.app.get(REFUSALS)
+        if refusals is not None:
+            refusals[STALL_REASON] += 1
         _LOGGER.info("Dropped a stalled stream of %s %s", request.method, request.path)
 
     resp = _EventStream(
         request,
-        request.app[SETTINGS].stream_write_timeout_ms / 1000,
+        timeout_ms / 1000,
         on_stall,
         status=200,
         headers={**SSE_HEADERS, **(headers or {})},
