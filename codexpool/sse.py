@@ -85,7 +85,9 @@ class _EventStream(web.StreamResponse):
     A write waits while the socket's buffers are full; a client that stops reading would
     hold the request, its turn and the account slot forever (one once held a slot past the
     turn timeout while the gateway grew from 56 to 378 MiB). Past the timeout the connection
-    is aborted (dropping what is buffered for it) and StreamStalled raised.
+    is aborted (dropping what is buffered for it) and StreamStalled raised. The deadline is a
+    plain timer handle per write (asyncio.timeout costs several times as much, on every
+    chunk of every stream); aborting the transport is what wakes the blocked write.
     """
 
     _send_headers_immediately = False
@@ -101,29 +103,44 @@ class _EventStream(web.StreamResponse):
         self._request = request
         self._write_timeout_s = write_timeout_s
         self._on_stall = on_stall
+        self._stalled = False
 
     async def write(self, data: Any) -> None:
         """Write, or drop the connection when the client takes nothing within the timeout."""
+        timer = asyncio.get_running_loop().call_later(self._write_timeout_s, self._stall)
         try:
-            async with asyncio.timeout(self._write_timeout_s):
-                await super().write(data)
-        except TimeoutError:
-            self._stalled()
+            await super().write(data)
+        except ConnectionResetError as exc:
+            self._raise_if_stalled(exc)
+            raise
+        finally:
+            timer.cancel()
+        self._raise_if_stalled(None)
 
     async def write_eof(self, data: bytes = b"") -> None:
         """End the body, under the same timeout as every write."""
+        timer = asyncio.get_running_loop().call_later(self._write_timeout_s, self._stall)
         try:
-            async with asyncio.timeout(self._write_timeout_s):
-                await super().write_eof(data)
-        except TimeoutError:
-            self._stalled()
+            await super().write_eof(data)
+        except ConnectionResetError as exc:
+            self._raise_if_stalled(exc)
+            raise
+        finally:
+            timer.cancel()
+        self._raise_if_stalled(None)
 
-    def _stalled(self) -> None:
+    def _stall(self) -> None:
+        self._stalled = True
         transport = self._request.transport
         if transport is not None:
-            transport.abort()  # frees what the socket buffered; the client sees a reset
+            transport.abort()  # frees what the socket buffered and wakes the blocked write
         self._on_stall()
-        raise StreamStalled(f"the client took no data for {self._write_timeout_s:g}s")
+
+    def _raise_if_stalled(self, cause: BaseException | None) -> None:
+        if self._stalled:
+            raise StreamStalled(
+                f"the client took no data for {self._write_timeout_s:g}s"
+            ) from cause
 
 
 async def open_stream(
