@@ -9,6 +9,7 @@ from aiohttp import web
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
 from .codex.engine import Engine
+from .codex.isolation import Isolation
 from .config import Settings
 from .device_login import DeviceLogins
 from .key_cache import KeyCache
@@ -39,5 +40,8 @@ DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 RUN_GATE = web.AppKey("run_gate", RunGate)
 # Requests and connections refused by a resource bound, by reason (exported on /metrics).
 REFUSALS = web.AppKey("refusals", Counter)
+# The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
+# execute off).
+ISOLATION = web.AppKey("isolation", Isolation)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)
