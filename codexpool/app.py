@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from .keys import (
     LIMITS,
     MODELS,
     POOL,
+    REFUSALS,
+    RUN_GATE,
     SETTINGS,
     STORE,
     USAGE,
@@ -51,6 +54,7 @@ from .routes import (
     portal,
     quicktest,
 )
+from .run_gate import RunGate
 from .security import KeyCipher
 from .store import Store
 from .usage import UsageRecorder, run_pruner
@@ -155,6 +159,8 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     app.on_response_prepare.append(request_id_header)
     app[CIPHER] = KeyCipher(settings.openai_key_encryption_secret)
     app[MODELS] = ModelCatalog()
+    app[REFUSALS] = Counter()
+    app[RUN_GATE] = RunGate(settings.execute_max_concurrent, app[REFUSALS])
     app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""
     if not app[CODEX_BIN]:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")

@@ -288,6 +288,54 @@ class Settings:
             "recently used released first).",
         ),
     )
+    execute_max_concurrent: int = field(
+        default=2,
+        metadata=_opt(
+            "executeMaxConcurrent",
+            "Most codex exec runs (/v1/codex/execute) at once in the gateway; each key runs one "
+            "at a time. Further requests get 429 with Retry-After.",
+        ),
+    )
+    max_parked_turns_per_key: int = field(
+        default=8,
+        metadata=_opt(
+            "maxParkedTurnsPerKey",
+            "Most turns one key may leave waiting for tool results; parking one more closes "
+            "its oldest (a late follow-up then runs as a fresh turn).",
+        ),
+    )
+    max_device_logins: int = field(
+        default=4,
+        metadata=_opt(
+            "maxDeviceLogins",
+            "Most device-login flows (codex login processes) at once in the gateway; one per "
+            "user. Further starts get 429 with Retry-After.",
+        ),
+    )
+    unlinked_user_ttl_hours: int = field(
+        default=72,
+        metadata=_opt(
+            "unlinkedUserTtlHours",
+            "A portal user who never linked an account, never had a key and has not signed in "
+            "for this long is removed (0: never).",
+        ),
+    )
+    stream_write_timeout_ms: int = field(
+        default=30_000,
+        metadata=_opt(
+            "streamWriteTimeoutMs",
+            "A streamed answer whose client does not take a write within this ends: the turn "
+            "is interrupted and its slot freed.",
+        ),
+    )
+    max_connections: int = field(
+        default=4096,
+        metadata=_opt(
+            "maxConnections",
+            "Most open client connections; further ones are closed at once (the open-file "
+            "limit is raised to its hard limit at start).",
+        ),
+    )
     testing_login_issuer: str = field(
         default="",
         metadata=_opt(
@@ -409,11 +457,18 @@ def _validate(s: Settings) -> None:
         ("maxConversationsPerAccount", s.max_conversations_per_account),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
         ("streamKeepAliveMs", s.stream_keepalive_ms),
+        ("executeMaxConcurrent", s.execute_max_concurrent),
+        ("maxParkedTurnsPerKey", s.max_parked_turns_per_key),
+        ("maxDeviceLogins", s.max_device_logins),
+        ("streamWriteTimeoutMs", s.stream_write_timeout_ms),
+        ("maxConnections", s.max_connections),
     ):
         if value <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
     if s.max_queue_wait_ms < 0:
         raise SettingsError("setting 'maxQueueWaitMs' must not be negative")
+    if s.unlinked_user_ttl_hours < 0:
+        raise SettingsError("setting 'unlinkedUserTtlHours' must not be negative")
     if s.app_server_recycle_mib < 0:
         raise SettingsError("setting 'appServerRecycleMib' must not be negative")
     if s.log_level.lower() not in {"debug", "info", "warning", "error"}:

@@ -508,7 +508,6 @@ class Engine:
         """
         acct = self._account(account_key, codex_home)
         await self._take_slot(acct)
-        holding_slot = True
         acct.active += 1
         server: AppServer | None = None
         thread_id: str | None = None
@@ -577,6 +576,8 @@ class Engine:
             backlog: collections.deque[dict[str, Any]] = collections.deque()
             unflushed = False  # a delta went out since the last CaughtUp
             while True:
+                if mailbox.overflowed:  # the reader fell MAX_BACKLOG messages behind codex
+                    raise TurnError("slow_client", "the client read the answer too slowly")
                 if backlog:
                     msg = backlog.popleft()
                 elif mailbox:  # already here: no clock read, no timer
@@ -643,14 +644,10 @@ class Engine:
                             calls.append(extra.get("params") or {})
                         else:
                             backlog.append(extra)
-                    # Parked, the turn waits for the client, not for codex: its slot is free
-                    # for other turns meanwhile (an abandoned tool loop would otherwise block
-                    # the account until the parked turn expires) and is taken back on resume.
-                    acct.sem.release()
-                    holding_slot = False
+                    # Parked, the turn keeps its slot: its thread stays alive on the
+                    # app-server. Parked turns never block new work: a turn that finds the
+                    # account full closes the oldest parked one first (tool_turns.py).
                     yield ToolCalls(tuple(self._to_call(c) for c in calls))
-                    await self._take_slot(acct)
-                    holding_slot = True
                     # The client took its time to run the functions: the deadline restarts.
                     deadline = max(deadline, time.monotonic() + timeout)
                 elif method == INTERRUPT:
@@ -677,8 +674,12 @@ class Engine:
                 self._turn_ended(acct, server)
             acct.active -= 1
             acct.last_used = time.monotonic()
-            if holding_slot:
-                acct.sem.release()
+            acct.sem.release()
+
+    def has_free_slot(self, account_key: str) -> bool:
+        """Tell whether a turn on this account would start without waiting for a slot."""
+        acct = self._accounts.get(account_key)
+        return acct is None or not acct.sem.locked()
 
     async def _take_slot(self, acct: _Account) -> None:
         """Take one of the account's turn slots, waiting in line up to the queue deadline."""
