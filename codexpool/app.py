@@ -47,6 +47,7 @@ from .routes import (
     pages,
     portal,
     quicktest,
+    requests,
 )
 from .security import KeyCipher
 from .store import Store
@@ -154,6 +155,7 @@ def create_app(settings: Settings) -> web.Application:
     shutdown.add_interrupter(app, lambda a, message: a[ENGINE].interrupt_all(message))
     admin.setup(app)
     portal.setup(app)
+    requests.setup(app)  # the request log, admin and portal
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)

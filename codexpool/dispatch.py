@@ -19,7 +19,7 @@ from aiohttp import web
 from . import chat
 from .accounts import KeyPrincipal
 from .codex.events import TurnError
-from .errors import ApiError
+from .errors import REQUEST_ID, ApiError
 from .key_limits import Ticket
 from .keys import ENGINE, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
@@ -146,5 +146,10 @@ async def run_chat(
                 cached_tokens=u.cached_input_tokens if u else None,
                 output_tokens=u.output_tokens if u else None,
                 reasoning_tokens=u.reasoning_tokens if u else None,
+                request_id=request.get(REQUEST_ID),
+                effort=req.effort,
+                error_source=outcome.error.source if outcome.error else None,
+                error_message=outcome.error.message if outcome.error else None,
+                key_user_id=principal.user_id if principal else None,
             )
         )

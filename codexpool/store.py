@@ -107,6 +107,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_keys ADD COLUMN max_concurrent INTEGER;
     ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
     """,
+    # 3: the request log (issue 19): what a usage row lacked to explain a request, and indexes
+    # that keep a newest-first page cheap under every filter. key_user_id is the key's owner at
+    # the time (a key row may be gone later); status / 100 is the status class filter.
+    """
+    ALTER TABLE requests ADD COLUMN request_id TEXT;
+    ALTER TABLE requests ADD COLUMN effort TEXT;
+    ALTER TABLE requests ADD COLUMN error_source TEXT;
+    ALTER TABLE requests ADD COLUMN error_message TEXT;
+    ALTER TABLE requests ADD COLUMN key_user_id INTEGER;
+    UPDATE requests SET key_user_id = (SELECT user_id FROM api_keys k WHERE k.id = requests.key_id)
+        WHERE key_id IS NOT NULL;
+    CREATE INDEX requests_key_user ON requests(key_user_id, ts);
+    CREATE INDEX requests_status_class ON requests(status / 100, ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

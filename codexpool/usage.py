@@ -23,6 +23,7 @@ BATCH_MAX = 500
 BATCH_GATHER_S = 0.02
 SETTLE_S = 2.0
 RETRY_MAX_S = 5.0
+ERROR_MESSAGE_MAX = 500  # characters of an error message kept for the request log
 CLOSING_ATTEMPTS = 2  # at shutdown a batch gets this many tries before it is spooled
 
 
@@ -45,6 +46,13 @@ class UsageRow:
     cached_tokens: int | None = None
     output_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # The request log's detail (never the prompt or the answer): which request, how it was
+    # asked, and who said no. key_user_id names the key's owner for per-user filtering.
+    request_id: str | None = None
+    effort: str | None = None
+    error_source: str | None = None
+    error_message: str | None = None
+    key_user_id: int | None = None
 
     def as_params(self) -> tuple[object, ...]:
         """Return the INSERT parameters (a plain tuple: dataclasses.astuple deep-copies)."""
@@ -64,13 +72,19 @@ class UsageRow:
             self.cached_tokens,
             self.output_tokens,
             self.reasoning_tokens,
+            self.request_id,
+            self.effort,
+            self.error_source,
+            None if self.error_message is None else self.error_message[:ERROR_MESSAGE_MAX],
+            self.key_user_id,
         )
 
 
 INSERT_SQL = (
     "INSERT INTO requests (ts, endpoint, key_id, key_kind, account_user_id, model, stream, status,"
     " error_code, latency_ms, ttft_ms, input_tokens, cached_tokens, output_tokens,"
-    " reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " reasoning_tokens, request_id, effort, error_source, error_message, key_user_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
