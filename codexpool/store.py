@@ -108,7 +108,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
     """,
     # 3: the request log (issue 19): what a usage row lacked to explain a request, and indexes
-    # that keep a newest-first page cheap under every filter. key_user_id is the key's owner at
+    # that keep a newest-first page cheap under every filter (bench/request_log.py). key_user_id is the key's owner at
     # the time (a key row may be gone later); status / 100 is the status class filter.
     """
     ALTER TABLE requests ADD COLUMN request_id TEXT;
@@ -120,6 +120,8 @@ MIGRATIONS: list[str] = [
         WHERE key_id IS NOT NULL;
     CREATE INDEX requests_key_user ON requests(key_user_id, ts);
     CREATE INDEX requests_status_class ON requests(status / 100, ts);
+    CREATE INDEX requests_account_status ON requests(account_user_id, status / 100, ts);
+    CREATE INDEX requests_key_user_status ON requests(key_user_id, status / 100, ts);
     """,
 ]
 
