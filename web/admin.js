@@ -1,6 +1,7 @@
 /** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
 import { ApiError, api } from "./api.js";
 import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./dom.js";
+import { mountRequestLog } from "./requests.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -87,6 +88,7 @@ function renderUsers(data) {
     rows.push(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No portal users yet. Users register on /openai.")));
   }
   replace($("users"), ...rows);
+  replace($("usernames"), ...data.users.map((u) => el("option", { value: u.username })));
   const m = data.masterKey || {};
   replace(
     $("master"),
@@ -276,3 +278,5 @@ $("logout").addEventListener("click", async () => {
 
 refresh();
 setInterval(refresh, REFRESH_MS);
+mountRequestLog($("requests"), { path: "/api/admin/requests", admin: true, onError: fail }).reload();
+

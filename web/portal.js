@@ -1,6 +1,7 @@
 /** Portal: sign-in, device linking, key, quick test, limits and pool opt-in. */
 import { ApiError, api, streamChat } from "./api.js";
 import { bar, copy, el, limitsSummary, replace, say, when } from "./dom.js";
+import { mountRequestLog } from "./requests.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -176,6 +177,7 @@ async function load() {
     return;
   }
   api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
+  requestLog.reload();
 }
 
 async function logout() {
@@ -228,6 +230,7 @@ $("quick").addEventListener("submit", async (event) => {
     });
     say(status, "Done.", "ok");
     api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
+    requestLog.reload();
   } catch (err) {
     fail(err);
   }
@@ -244,4 +247,5 @@ $("opt-in").addEventListener("change", async (event) => {
   }
 });
 
+const requestLog = mountRequestLog($("requests"), { path: "/api/openai/requests", admin: false });
 load();

@@ -1,0 +1,150 @@
+"""The operator's console in real headless Chromium against the real server and real codex:
+the request log (filter, expand, page) in the admin panel and the portal."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.test_browser import browser, shot  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.browser
+
+
+def chat(server: Any, key: str, request_id: str) -> int:
+    """Send one streamed chat completion with the user's key; return the status."""
+    body = {"model": "codex", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    req = urllib.request.Request(
+        server.url + "/api/openai/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "x-request-id": request_id,
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code
+
+
+def sign_in_admin(page: Any, url: str) -> None:
+    page.goto(url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/")
+
+
+def test_request_log_filters_and_expands(browser: Any, linked: Any, fake_backend: Any) -> None:  # noqa: F811
+    server, key = linked
+    assert chat(server, key, "browser-ok-1") == 200
+    fake_backend.script("acct_alice", fake_backend.status(500))
+    assert chat(server, key, "browser-fail-1") == 502
+    # Older history (straight into the server's SQLite file) to page through: 60 pool rows.
+    con = sqlite3.connect(server.settings.db_path)
+    with con:
+        con.executemany(
+            "INSERT INTO requests (ts, endpoint, key_kind, account_user_id, status, model,"
+            " request_id) VALUES (?, 'chat.completions', 'master', 1, 200, 'gpt-5.5', ?)",
+            [(time.time() - 3600 - i, f"old-{i}") for i in range(60)],
+        )
+    con.close()
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in_admin(page, server.url)
+    log = "#requests"
+    page.wait_for_selector(f"{log} tr[data-request-id='browser-fail-1']")
+    assert page.locator(f"{log} tr.req").count() == 50  # one page
+    assert "more below" in page.inner_text(f"{log} [data-log=status]")
+    page.click(f"{log} button.more")
+    page.wait_for_selector(f"{log} tr[data-request-id='old-59']")
+    assert page.locator(f"{log} tr.req").count() == 62
+    assert page.locator(f"{log} button.more").is_hidden()
+
+    # Filter: only failures.
+    page.select_option(f"{log} select[name=status]", "5xx")
+    page.click(f"{log} form button[type=submit]")
+    page.wait_for_selector(f"{log} tr[data-request-id='old-0']", state="detached")
+    rows = page.locator(f"{log} tr.req")
+    assert rows.count() == 1
+    assert "502" in rows.first.inner_text() and "upstream_error" in rows.first.inner_text()
+    detail = page.locator(f"{log} tr.req-detail").first
+    assert detail.is_hidden()
+    page.click(f"{log} tr[data-request-id='browser-fail-1'] button")
+    assert detail.is_visible()
+    text = detail.inner_text()
+    assert "browser-fail-1" in text and "upstream" in text
+    shot(page, "admin-request-log")
+
+    # Filter by user (the datalist offers the names) and status 2xx: the good request only.
+    page.select_option(f"{log} select[name=status]", "2xx")
+    page.fill(f"{log} input[name=user]", "alice")
+    page.click(f"{log} form button[type=submit]")
+    page.wait_for_selector(f"{log} tr[data-request-id='browser-fail-1']", state="detached")
+    assert [r.get_attribute("data-request-id") for r in page.locator(f"{log} tr.req").all()] == [
+        "browser-ok-1"
+    ]
+    # An unknown user is the server's 404, shown in the log's status line.
+    page.fill(f"{log} input[name=user]", "nobody")
+    page.click(f"{log} form button[type=submit]")
+    page.wait_for_selector(f"{log} [data-log=status].status-error")
+    assert "nobody" in page.inner_text(f"{log} [data-log=status]")
+    # Clear brings everything back.
+    page.click(f"{log} form button[type=reset]")
+    page.wait_for_selector(f"{log} tr[data-request-id='old-10']")
+
+    assert not errors, errors
+
+
+def test_portal_request_log(browser: Any, live_server_factory: Any) -> None:  # noqa: F811
+    server = live_server_factory()
+    portal = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    portal.on("pageerror", lambda exc: errors.append(str(exc)))
+    portal.goto(server.url + "/openai")
+    portal.fill("input[name=username]", "pat")
+    portal.fill("input[name=password]", "a-long-password")
+    portal.click("button[data-action=register]")
+    portal.wait_for_selector("#requests [data-log=status]:has-text('No requests match')")
+    con = sqlite3.connect(server.settings.db_path)
+    with con:
+        pat = con.execute("SELECT id FROM users WHERE username = 'pat'").fetchone()[0]
+        other = con.execute(
+            "INSERT INTO users (username, created_at) VALUES ('other', 0)"
+        ).lastrowid
+        now = time.time()
+        con.executemany(
+            "INSERT INTO requests (ts, endpoint, key_kind, key_user_id, account_user_id, status,"
+            " request_id) VALUES (?, 'chat.completions', 'user', ?, ?, ?, ?)",
+            [
+                (now - 5, pat, pat, 200, "pat-ok"),
+                (now - 4, pat, pat, 429, "pat-limited"),
+                (now - 3, other, other, 200, "other-ok"),
+            ],
+        )
+    con.close()
+    portal.click("#requests form button[type=submit]")
+    portal.wait_for_selector("#requests tr[data-request-id='pat-limited']")
+    ids = [r.get_attribute("data-request-id") for r in portal.locator("#requests tr.req").all()]
+    assert ids == ["pat-limited", "pat-ok"]  # never the other user's
+    assert portal.locator("#requests input[name=user]").count() == 0
+    portal.select_option("#requests select[name=status]", "4xx")
+    portal.click("#requests form button[type=submit]")
+    portal.wait_for_selector("#requests tr[data-request-id='pat-ok']", state="detached")
+    assert portal.locator("#requests tr.req").count() == 1
+    portal.set_viewport_size({"width": 360, "height": 780})
+    assert portal.evaluate("document.documentElement.scrollWidth") <= 360
+    assert not errors, errors
