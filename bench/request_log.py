@@ -96,12 +96,12 @@ async def timed(repeat: int, coro_factory) -> tuple[float, float, int]:  # type:
     return statistics.median(times), max(times), got
 
 
-async def run(path: Path, repeat: int) -> None:
+async def run(path: Path, repeat: int, size_mib: float) -> None:
     store = Store(path)
     await store.open()
     try:
         count = (await store.fetchone("SELECT COUNT(*) AS n FROM requests"))["n"]  # type: ignore[index]
-        print(f"{count:,} rows in {path} ({path.stat().st_size / 2**20:.0f} MiB), page of 100")
+        print(f"{count:,} rows in {path} ({size_mib:.0f} MiB), page of 100")
         print(f"{'query':44} {'p50 ms':>8} {'max ms':>8} {'rows':>5}")
 
         async def admin(**query: str):  # type: ignore[no-untyped-def]
@@ -161,7 +161,7 @@ def main() -> None:
             t0 = time.perf_counter()
             generate(path, args.rows)
             print(f"generated {args.rows:,} rows in {time.perf_counter() - t0:.0f} s")
-        asyncio.run(run(path, args.repeat))
+        asyncio.run(run(path, args.repeat, path.stat().st_size / 2**20))
 
 
 async def _migrate(path: Path) -> None:
