@@ -36,6 +36,7 @@ from .keys import (
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
+from .quota_history import QuotaHistory
 from .routes import (
     admin,
     device,
@@ -47,6 +48,7 @@ from .routes import (
     pages,
     portal,
     quicktest,
+    quota,
     requests,
 )
 from .security import KeyCipher
@@ -98,6 +100,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.start()
     app[ENGINE] = engine
     limits = LimitCache(app[STORE], engine, settings.openai_rate_limit_cache_ttl_ms / 1000)
+    limits.history = QuotaHistory(app[STORE])
     await limits.load()  # last good snapshots survive restarts (stale until re-read)
     engine.on_rate_limits = limits.on_push  # pushed after every turn: no extra reads
     app[LIMITS] = limits
@@ -156,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     admin.setup(app)
     portal.setup(app)
     requests.setup(app)  # the request log, admin and portal
+    quota.setup(app)  # quota history
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)

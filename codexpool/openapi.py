@@ -102,6 +102,41 @@ _REQUEST_ROW: Schema = {
 _REQUEST_ROW["required"] = list(_REQUEST_ROW["properties"])
 
 
+_QUOTA_WINDOW: Schema = _closed(
+    used=N_NUM, resetsAt=N_INT, ratePerHour=N_NUM, exhaustsAt=N_NUM, resetsFirst=N_BOOL
+)
+_POOL_WINDOW: Schema = _closed(
+    known=INT,
+    accountsLeft=NUM,
+    accountsPerHour=NUM,
+    exhaustsAt=N_NUM,
+    series={"type": "array", "items": _closed(ts=NUM, left=N_NUM)},
+)
+_QUOTA_HISTORY: Schema = _closed(
+    hours=INT,
+    since=NUM,
+    now=NUM,
+    accounts={
+        "type": "array",
+        "items": _closed(
+            accountId=INT,
+            account=N_STR,
+            points={
+                "type": "array",
+                "items": _closed(ts=NUM, hourlyUsed=N_NUM, weeklyUsed=N_NUM),
+            },
+            resets={
+                "type": "array",
+                "items": _closed(window={"enum": ["hourly", "weekly"]}, at=INT),
+            },
+            hourly=_QUOTA_WINDOW,
+            weekly=_QUOTA_WINDOW,
+        ),
+    },
+    pool=_closed(accounts=INT, hourly=_POOL_WINDOW, weekly=_POOL_WINDOW),
+)
+
+
 def _request_log_op(summary: str, tag: str, security: Any, admin: bool) -> dict[str, Any]:
     """The request log's GET operation (admin: every request; portal: the user's own)."""
     params: list[dict[str, Any]] = []
@@ -772,6 +807,30 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/api/admin/requests": _request_log_op(
             "The request log: every request, newest first", "admin", ADMIN, admin=True
         ),
+        "/api/admin/quota-history": {
+            "get": _op(
+                "Each account's 5-hour and weekly used-percent over time, with projections",
+                "admin",
+                ADMIN,
+                {"200": _json(_QUOTA_HISTORY)},
+                params=[
+                    {
+                        "name": "hours",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "default": 24},
+                        "description": "1 to usageRetentionDays x 24 (ASCII digits only).",
+                    },
+                    {
+                        "name": "account",
+                        "in": "query",
+                        "required": False,
+                        "schema": STR,
+                        "description": "An account's user id or username; 404 if none.",
+                    },
+                ],
+            )
+        },
         "/api/openai/requests": _request_log_op(
             "The user's own requests (their key's and their account's), newest first",
             "portal",

@@ -123,6 +123,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX requests_account_status ON requests(account_user_id, status / 100, ts);
     CREATE INDEX requests_key_user_status ON requests(key_user_id, status / 100, ts);
     """,
+    # 4: quota history (issue 19): each account's used-percent over time, thinned to one point
+    # per few minutes by quota_history.py, pruned after usageRetentionDays.
+    """
+    CREATE TABLE quota_history (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        ts REAL NOT NULL,
+        primary_used REAL,
+        primary_resets_at INTEGER,
+        secondary_used REAL,
+        secondary_resets_at INTEGER
+    );
+    CREATE INDEX quota_history_user ON quota_history(user_id, ts);
+    CREATE INDEX quota_history_ts ON quota_history(ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import quota_history
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -256,10 +257,11 @@ PRUNE_EVERY_S = 6 * 3600
 
 
 async def run_pruner(store: Store, retention_days: int, every_s: float = PRUNE_EVERY_S) -> None:
-    """Prune old usage rows at start-up and then every few hours (a background task)."""
+    """Prune old usage rows (and quota history points) at start-up and then every few hours (a background task)."""
     while True:
         try:
             gone = await prune(store, retention_days)
+            await quota_history.prune(store, retention_days)
         except Exception:
             _LOGGER.exception("Pruning usage rows failed")
         else:
