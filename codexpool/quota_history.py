@@ -236,14 +236,7 @@ def account_report(
     out: dict[str, Any] = {
         "accountId": user_id,
         "account": name,
-        "points": [
-            {
-                "ts": p.ts,
-                "hourlyUsed": _used_or_zero(p, "hourly"),
-                "weeklyUsed": _used_or_zero(p, "weekly"),
-            }
-            for p in shown
-        ],
+        "points": _with_resets(shown, now),
         "resets": [{"window": w, "at": at} for w, at in sorted(resets, key=lambda r: r[1])],
     }
     for window, _ in WINDOWS:
@@ -262,6 +255,40 @@ def account_report(
             "resetsAt": resets_at,
             **projection(used, resets_at, rate_per_hour(points, window, now), now),
         }
+    return out
+
+
+def _with_resets(points: list[Point], now: float) -> list[dict[str, Any]]:
+    """Return the points as JSON, plus a point at each reset that passed before the next
+    reading, so a chart drops to 0 where the window really started over."""
+    out: list[dict[str, Any]] = []
+    for i, p in enumerate(points):
+        out.append(
+            {
+                "ts": p.ts,
+                "hourlyUsed": _used_or_zero(p, "hourly"),
+                "weeklyUsed": _used_or_zero(p, "weekly"),
+            }
+        )
+        until = points[i + 1].ts if i + 1 < len(points) else now
+        resets = sorted(
+            {at for w, _ in WINDOWS if (at := _of(p, w)[1]) is not None and p.ts < at < until}
+        )
+        for at in resets:
+            zero = Point(
+                float(at),
+                p.primary_used,
+                p.primary_resets_at,
+                p.secondary_used,
+                p.secondary_resets_at,
+            )
+            out.append(
+                {
+                    "ts": float(at),
+                    "hourlyUsed": _used_or_zero(zero, "hourly"),
+                    "weeklyUsed": _used_or_zero(zero, "weekly"),
+                }
+            )
     return out
 
 

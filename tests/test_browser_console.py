@@ -148,3 +148,51 @@ def test_portal_request_log(browser: Any, live_server_factory: Any) -> None:  # 
     portal.set_viewport_size({"width": 360, "height": 780})
     assert portal.evaluate("document.documentElement.scrollWidth") <= 360
     assert not errors, errors
+
+
+def test_quota_charts_and_projection(browser: Any, live_server_factory: Any) -> None:  # noqa: F811
+    server = live_server_factory()
+    now = time.time()
+    con = sqlite3.connect(server.settings.db_path)
+    with con:
+        ids = []
+        for name in ("ivy", "jon"):
+            cur = con.execute("INSERT INTO users (username, created_at) VALUES (?, 0)", (name,))
+            ids.append(cur.lastrowid)
+        h_reset, w_reset = int(now + 5 * 3600), int(now + 6 * 86400)
+        points = [
+            (ids[0], now - 20 * 3600, 70, 30, int(now - 16 * 3600), w_reset),  # an old window
+            (ids[0], now - 3000, 20, 40, h_reset, w_reset),
+            (ids[0], now - 60, 50, 42, h_reset, w_reset),
+            (ids[1], now - 3000, 10, 5, h_reset, w_reset),
+            (ids[1], now - 60, 10, 5, h_reset, w_reset),
+        ]
+        con.executemany(
+            "INSERT INTO quota_history (user_id, ts, primary_used, secondary_used,"
+            " primary_resets_at, secondary_resets_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(u, t, p, s, pr, sr) for u, t, p, s, pr, sr in points],
+        )
+    con.close()
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in_admin(page, server.url)
+    pool = page.wait_for_selector("#quota [data-quota=pool]")
+    text = pool.inner_text()
+    assert "1.4 of 2 accounts left" in text  # 50 % + 90 % left, not "140 %"
+    assert "the pool runs out in ~" in text
+    ivy = page.locator("#quota [data-quota=ivy]")
+    hourly = ivy.locator(".projection[data-window=hourly]").inner_text()
+    assert "50% used" in hourly and "runs out in ~1 h" in hourly
+    assert (
+        "not used in the last hour"
+        in page.locator("#quota [data-quota=jon] .projection[data-window=hourly]").inner_text()
+    )
+    # The charts are SVG drawn by the page: lines, axes and the reset marks (with tooltips).
+    assert ivy.locator("svg path.line").count() == 2
+    assert ivy.locator("svg line.mark").count() >= 1
+    assert "window resets" in ivy.locator("svg line.mark title").first.text_content()
+    page.click("#quota [data-quota-range='168']")
+    page.wait_for_selector("#quota svg[aria-label*='last 168 h']")
+    shot(page, "admin-quota")
+    assert not errors, errors

@@ -92,7 +92,9 @@ async def test_report_projects_and_counts_accounts_worth(api: Any) -> None:
     assert data["hours"] == 24
     by_name = {a["account"]: a for a in data["accounts"]}
     a = by_name["ivy"]
-    assert [p["hourlyUsed"] for p in a["points"]] == [80, 20, 35, 50]
+    # The window that reset 3 h ago drops to 0 there, between two readings.
+    assert [p["hourlyUsed"] for p in a["points"]] == [80, 0, 20, 35, 50]
+    assert a["points"][1]["ts"] == int(now - 3 * 3600) and a["points"][1]["weeklyUsed"] == 4
     assert {"window": "hourly", "at": int(now - 3 * 3600)} in a["resets"]
     assert {"window": "weekly", "at": int(w_reset)} in a["resets"]
     hourly = a["hourly"]

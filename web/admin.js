@@ -1,6 +1,7 @@
 /** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
 import { ApiError, api } from "./api.js";
 import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./dom.js";
+import { mountQuota } from "./quota.js";
 import { mountRequestLog } from "./requests.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -28,17 +29,30 @@ function stat(label, value) {
   return el("div", { class: "card stat" }, el("div", { class: "muted small" }, label), el("div", { class: "stat-value" }, value));
 }
 
+/**
+ * Quota left in accounts' worth ("1.6 of 3 accounts"): percentages of different accounts do
+ * not add up, fractions of an account do.
+ * @param {any[]} users
+ * @param {string} field
+ * @returns {string}
+ */
+function worth(users, field) {
+  const counted = users.filter((u) => u.linked && u.hasKey && u[field] !== null && u[field] !== undefined);
+  if (!counted.length) return "—";
+  const left = counted.reduce((sum, u) => sum + u[field] / 100, 0);
+  return `${left.toFixed(1)} of ${counted.length} account${counted.length === 1 ? "" : "s"}`;
+}
+
 /** @param {any} data */
 function renderTotals(data) {
   const t = data.totals || {};
-  const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)}%`);
   replace(
     $("totals"),
     stat("Users", String(t.users ?? data.users.length)),
     stat("Linked / keyed", `${t.linked ?? 0} / ${t.keyed ?? 0}`),
     stat("Eligible for the pool", String(t.eligible ?? "—")),
-    stat("Total 5-hour left", pct(t.hourlyRemaining)),
-    stat("Total weekly left", pct(t.weeklyRemaining)),
+    stat("5-hour quota left", worth(data.users, "hourlyRemaining")),
+    stat("Weekly quota left", worth(data.users, "weeklyRemaining")),
     stat("Next reset", t.nextResetAt ? when(t.nextResetAt) : "—"),
   );
 }
@@ -251,6 +265,7 @@ async function refresh() {
   }
   api("GET", "/api/admin/audit?limit=30").then(renderAudit).catch(() => {});
   api("GET", "/api/admin/usage?days=14").then(renderUsage).catch(() => {});
+  quota.reload();
 }
 
 $("rotate-master").addEventListener("submit", async (event) => {
@@ -276,6 +291,7 @@ $("logout").addEventListener("click", async () => {
   }
 });
 
+const quota = mountQuota($("quota"), fail);
 refresh();
 setInterval(refresh, REFRESH_MS);
 mountRequestLog($("requests"), { path: "/api/admin/requests", admin: true, onError: fail }).reload();
