@@ -39,6 +39,7 @@ from .pool import Pool
 from .quota_history import QuotaHistory
 from .routes import (
     admin,
+    alerts,
     device,
     execute,
     health,
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> web.Application:
     portal.setup(app)
     requests.setup(app)  # the request log, admin and portal
     quota.setup(app)  # quota history
+    alerts.setup(app)  # + the alert watcher, after the background tasks' context
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
+from .alerts import Alerts
 from .codex.engine import Engine
 from .config import Settings
 from .device_login import DeviceLogins
@@ -33,5 +34,6 @@ CODEX_BIN = web.AppKey("codex_bin", str)
 ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
+ALERTS = web.AppKey("alerts", Alerts)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

@@ -831,6 +831,44 @@ def _paths() -> dict[str, dict[str, Any]]:
                 ],
             )
         },
+        "/api/admin/alerts": {
+            "get": _op(
+                "The newest operator alerts and their webhook delivery state",
+                "admin",
+                ADMIN,
+                {
+                    "200": _json(
+                        _closed(
+                            webhookConfigured=BOOL,
+                            quotaPercent=INT,
+                            data={
+                                "type": "array",
+                                "items": _closed(
+                                    id=INT,
+                                    kind=STR,
+                                    text=STR,
+                                    account=N_STR,
+                                    at=NUM,
+                                    state={
+                                        "enum": [
+                                            "pending",
+                                            "retrying",
+                                            "delivered",
+                                            "failed",
+                                            "not_sent",
+                                        ]
+                                    },
+                                    attempts=INT,
+                                    lastError=N_STR,
+                                    nextAttemptAt=N_NUM,
+                                    deliveredAt=N_NUM,
+                                ),
+                            },
+                        )
+                    )
+                },
+            )
+        },
         "/api/openai/requests": _request_log_op(
             "The user's own requests (their key's and their account's), newest first",
             "portal",

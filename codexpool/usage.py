@@ -100,6 +100,7 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[UsageRow], None]] = []
         self.written = 0
+        self.failing_since: float | None = None  # wall time writes started failing (alerts)
 
     def add_listener(self, listener: Callable[[UsageRow], None]) -> None:
         """Also hand every recorded row to `listener` (metrics); it must not block or raise."""
@@ -178,9 +179,12 @@ class UsageRecorder:
             try:
                 await self._insert(batch)
                 self.written += len(batch)
+                self.failing_since = None
                 return
             except Exception as exc:
                 attempt += 1
+                if self.failing_since is None:
+                    self.failing_since = time.time()
                 if self._closing and attempt >= CLOSING_ATTEMPTS:
                     self._spool(batch)
                     return

@@ -196,3 +196,39 @@ def test_quota_charts_and_projection(browser: Any, live_server_factory: Any) -> 
     page.wait_for_selector("#quota svg[aria-label*='last 168 h']")
     shot(page, "admin-quota")
     assert not errors, errors
+
+
+def test_failed_alert_deliveries_are_listed(
+    browser: Any,  # noqa: F811
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Any,
+) -> None:
+    from codexpool.testing.fake_backend import codex_overrides
+    from tests.e2e_helpers import link_user
+    from tests.test_alerts import Receiver
+
+    receiver = Receiver(fail_first=1000)  # a webhook that always answers 500
+    try:
+        server = live_server_factory(
+            start=False,
+            codexConfigOverrides=codex_overrides(fake_backend.url),
+            alertWebhookUrl=receiver.url,
+        )
+        link_user(server, tmp_path, "alice", "acct_alert_panel")
+        fake_backend.set_usage("acct_alert_panel", primary_used=95, secondary_used=5)
+        server.start()
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        sign_in_admin(page, server.url)
+        item = page.wait_for_selector(
+            "#alerts-list li[data-kind=quota_threshold][data-state=retrying]", timeout=30_000
+        )
+        text = item.inner_text()
+        assert "alice" in text and "95%" in text and "HTTP 500" in text
+        assert "Sent to the webhook" in page.inner_text("#alerts-note")
+        assert not errors, errors
+    finally:
+        receiver.close()

@@ -1,6 +1,7 @@
 /** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
 import { ApiError, api } from "./api.js";
 import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./dom.js";
+import { renderAlerts } from "./alerts.js";
 import { mountQuota } from "./quota.js";
 import { mountRequestLog } from "./requests.js";
 
@@ -266,6 +267,7 @@ async function refresh() {
   api("GET", "/api/admin/audit?limit=30").then(renderAudit).catch(() => {});
   api("GET", "/api/admin/usage?days=14").then(renderUsage).catch(() => {});
   quota.reload();
+  renderAlerts($("alerts-list"), $("alerts-note")).catch(() => {});
 }
 
 $("rotate-master").addEventListener("submit", async (event) => {
