@@ -51,6 +51,7 @@ from .routes import (
     quicktest,
     quota,
     requests,
+    usage_charts,
 )
 from .security import KeyCipher
 from .store import Store
@@ -162,6 +163,7 @@ def create_app(settings: Settings) -> web.Application:
     portal.setup(app)
     requests.setup(app)  # the request log, admin and portal
     quota.setup(app)  # quota history
+    usage_charts.setup(app)  # usage per hour/day for the charts
     alerts.setup(app)  # + the alert watcher, after the background tasks' context
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)

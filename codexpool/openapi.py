@@ -137,6 +137,31 @@ _QUOTA_HISTORY: Schema = _closed(
 )
 
 
+_USAGE_METRICS: dict[str, Schema] = {
+    m: {"type": "array", "items": INT}
+    for m in ("requests", "errors", "inputTokens", "cachedTokens", "outputTokens")
+}
+_USAGE_SERIES: Schema = _closed(
+    bucket={"enum": ["hour", "day"]},
+    by={"enum": ["account", "key"]},
+    starts={"type": "array", "items": NUM},
+    groups={"type": "array", "items": _closed(id=N_INT, name=STR, **_USAGE_METRICS)},
+    totals=_closed(**_USAGE_METRICS),
+    cacheHitShare=N_NUM,
+)
+_USAGE_SERIES_PARAMS: list[dict[str, Any]] = [
+    {"name": "bucket", "in": "query", "required": False, "schema": {"enum": ["hour", "day"]}},
+    {"name": "by", "in": "query", "required": False, "schema": {"enum": ["account", "key"]}},
+    {
+        "name": "count",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 366},
+        "description": "Buckets: hours 1-168 (default 24), days 1-366 (default 14).",
+    },
+]
+
+
 def _request_log_op(summary: str, tag: str, security: Any, admin: bool) -> dict[str, Any]:
     """The request log's GET operation (admin: every request; portal: the user's own)."""
     params: list[dict[str, Any]] = []
@@ -868,6 +893,24 @@ def _paths() -> dict[str, dict[str, Any]]:
                         )
                     )
                 },
+            )
+        },
+        "/api/admin/usage/series": {
+            "get": _op(
+                "Usage per UTC hour or day, one series per account or key",
+                "admin",
+                ADMIN,
+                {"200": _json(_USAGE_SERIES)},
+                params=_USAGE_SERIES_PARAMS,
+            )
+        },
+        "/api/openai/usage/series": {
+            "get": _op(
+                "The signed-in user's own usage per UTC hour or day",
+                "portal",
+                PORTAL,
+                {"200": _json(_USAGE_SERIES)},
+                params=_USAGE_SERIES_PARAMS,
             )
         },
         "/api/openai/requests": _request_log_op(

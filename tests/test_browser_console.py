@@ -74,6 +74,16 @@ def test_request_log_filters_and_expands(browser: Any, linked: Any, fake_backend
     assert page.locator(f"{log} tr.req").count() == 62
     assert page.locator(f"{log} button.more").is_hidden()
 
+    # The usage chart: 62 requests today, split by key, per hour, with tooltips.
+    summary = page.wait_for_selector("#usage-charts [data-usage=summary]:has-text('requests')")
+    assert summary.inner_text().startswith("62 requests, 1 error,")
+    page.select_option("#usage-charts select[name=by]", "key")
+    page.select_option("#usage-charts select[name=bucket]", "hour")
+    chart = page.wait_for_selector("#usage-charts svg[aria-label='Requests per hour']")
+    tips = [t.text_content() for t in page.locator("#usage-charts svg rect.seg title").all()]
+    assert any("alice sk-" in t for t in tips) and any("master key" in t for t in tips), tips
+    assert chart.is_visible()
+
     # Filter: only failures.
     page.select_option(f"{log} select[name=status]", "5xx")
     page.click(f"{log} form button[type=submit]")
@@ -145,6 +155,13 @@ def test_portal_request_log(browser: Any, live_server_factory: Any) -> None:  # 
     portal.click("#requests form button[type=submit]")
     portal.wait_for_selector("#requests tr[data-request-id='pat-ok']", state="detached")
     assert portal.locator("#requests tr.req").count() == 1
+    # The owner's usage chart counts the same two requests (none of the other user's).
+    portal.reload()
+    summary = portal.wait_for_selector("#usage-charts [data-usage=summary]:has-text('requests')")
+    assert summary.inner_text().startswith("2 requests, 1 error,")
+    assert portal.locator("#usage-charts svg rect.seg").count() == 1
+    portal.select_option("#usage-charts select[name=bucket]", "hour")
+    portal.wait_for_selector("#usage-charts svg[aria-label='Requests per hour']")
     portal.set_viewport_size({"width": 360, "height": 780})
     assert portal.evaluate("document.documentElement.scrollWidth") <= 360
     assert not errors, errors

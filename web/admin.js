@@ -4,6 +4,7 @@ import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./
 import { renderAlerts } from "./alerts.js";
 import { mountQuota } from "./quota.js";
 import { mountRequestLog } from "./requests.js";
+import { mountUsageCharts } from "./usage_charts.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -289,6 +290,7 @@ async function refresh() {
   api("GET", "/api/admin/audit?limit=30").then(renderAudit).catch(() => {});
   api("GET", "/api/admin/usage?days=14").then(renderUsage).catch(() => {});
   quota.reload();
+  usageCharts.reload();
   renderAlerts($("alerts-list"), $("alerts-note")).catch(() => {});
 }
 
@@ -316,6 +318,7 @@ $("logout").addEventListener("click", async () => {
 });
 
 const quota = mountQuota($("quota"), fail);
+const usageCharts = mountUsageCharts($("usage-charts"), "/api/admin/usage/series", fail);
 refresh();
 setInterval(refresh, REFRESH_MS);
 mountRequestLog($("requests"), { path: "/api/admin/requests", admin: true, onError: fail }).reload();

@@ -111,3 +111,62 @@ export function legend(series) {
   }
   return list;
 }
+
+/**
+ * A stacked bar chart: one bar per bucket, one coloured part per group, a tooltip per part.
+ * @param {{
+ *   title: string,
+ *   starts: number[], bucket: "hour"|"day",
+ *   groups: {name: string, values: number[]}[],
+ *   unit: string,
+ * }} spec
+ * @returns {SVGElement}
+ */
+export function barChart(spec) {
+  const n = spec.starts.length;
+  const totals = spec.starts.map((_, i) => spec.groups.reduce((sum, g) => sum + (g.values[i] || 0), 0));
+  const top = Math.max(1, ...totals);
+  const plotW = W - PAD.left - PAD.right;
+  const plotH = H - PAD.top - PAD.bottom;
+  const slot = plotW / Math.max(1, n);
+  const barW = Math.max(1, slot * 0.7);
+  const y = (v) => H - PAD.bottom - (v / top) * plotH;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img", "aria-label": spec.title });
+  root.append(svg("title", {}, spec.title));
+  for (const v of [0, top / 2, top]) {
+    root.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }));
+    root.append(svg("text", { x: PAD.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, compact(v)));
+  }
+  const label = (ts) => {
+    const d = new Date(ts * 1000);
+    return spec.bucket === "hour"
+      ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : d.toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" });
+  };
+  const every = Math.max(1, Math.ceil(n / 8));
+  spec.starts.forEach((ts, i) => {
+    const x = PAD.left + i * slot + (slot - barW) / 2;
+    let base = 0;
+    spec.groups.forEach((g, gi) => {
+      const v = g.values[i] || 0;
+      if (!v) return;
+      const rect = svg("rect", { x: x.toFixed(1), y: y(base + v).toFixed(1), width: barW.toFixed(1), height: Math.max(0.5, y(base) - y(base + v)).toFixed(1), class: `seg c${gi % 6}` });
+      rect.append(svg("title", {}, `${label(ts)}: ${g.name} ${v.toLocaleString()} ${spec.unit}`));
+      root.append(rect);
+      base += v;
+    });
+    if (i % every === 0) root.append(svg("text", { x: (x + barW / 2).toFixed(1), y: H - 8, class: "axis", "text-anchor": "middle" }, label(ts)));
+  });
+  return root;
+}
+
+/**
+ * Write a number short: 1200 -> "1.2k", 3400000 -> "3.4M".
+ * @param {number} v
+ * @returns {string}
+ */
+export function compact(v) {
+  if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+  if (v >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
+  return String(+v.toFixed(1));
+}

@@ -2,6 +2,7 @@
 import { ApiError, api, streamChat } from "./api.js";
 import { bar, copy, el, limitsSummary, replace, say, when } from "./dom.js";
 import { mountRequestLog } from "./requests.js";
+import { mountUsageCharts } from "./usage_charts.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -178,6 +179,7 @@ async function load() {
   }
   api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
   requestLog.reload();
+  usageCharts.reload();
 }
 
 async function logout() {
@@ -248,4 +250,5 @@ $("opt-in").addEventListener("change", async (event) => {
 });
 
 const requestLog = mountRequestLog($("requests"), { path: "/api/openai/requests", admin: false });
+const usageCharts = mountUsageCharts($("usage-charts"), "/api/openai/usage/series", () => {});
 load();
