@@ -8,6 +8,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,3 +250,124 @@ def test_failed_alert_deliveries_are_listed(
         assert not errors, errors
     finally:
         receiver.close()
+
+
+AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+  }));
+}"""
+
+
+def serious_violations(page: Any) -> list[dict[str, Any]]:
+    """Inject the pinned axe-core and return its serious and critical findings."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    found = page.evaluate(AXE_RUN)
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def test_layout_themes_and_accessibility(browser: Any, live_server_factory: Any) -> None:  # noqa: F811
+    """Login, panel and portal: axe-core finds nothing serious in light or dark, nothing
+    spills sideways at 360 px, keyboard focus is visible, the theme toggle sticks; screenshots
+    at 1280 and 390 px in both themes go to tests/artifacts/."""
+    if not AXE.exists():
+        pytest.skip("axe-core not installed (scripts/install-axe.sh)")
+    server = live_server_factory()
+    con = sqlite3.connect(server.settings.db_path)
+    with con:
+        ivy = con.execute("INSERT INTO users (username, created_at) VALUES ('ivy', 0)").lastrowid
+        now = time.time()
+        con.executemany(
+            "INSERT INTO requests (ts, endpoint, key_kind, key_user_id, account_user_id, status,"
+            " model, request_id, error_code, latency_ms, input_tokens, cached_tokens,"
+            " output_tokens) VALUES (?, 'chat.completions', 'user', ?, ?, ?, 'gpt-5.5', ?, ?,"
+            " 900, 1200, 300, 80)",
+            [
+                (now - i * 600, ivy, ivy, 502 if i % 7 == 0 else 200, f"r-{i}", None)
+                for i in range(30)
+            ],
+        )
+        con.executemany(
+            "INSERT INTO quota_history (user_id, ts, primary_used, secondary_used,"
+            " primary_resets_at, secondary_resets_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (ivy, now - 3600 + i * 600, 20 + 5 * i, 30 + i, int(now + 7200), int(now + 4e5))
+                for i in range(7)
+            ],
+        )
+    con.close()
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    pages = {
+        "login": server.url + "/login",
+        "admin": server.url + "/",
+        "portal": server.url + "/openai",
+    }
+    # Sign in to both the panel and the portal in this browser context.
+    page.goto(pages["portal"])
+    page.fill("input[name=username]", "pat")
+    page.fill("input[name=password]", "a-long-password")
+    page.click("button[data-action=register]")
+    page.wait_for_selector("#app:not([hidden])")
+    sign_in_admin(page, server.url)
+    page.wait_for_selector("#quota [data-quota=ivy]")
+    found: dict[str, Any] = {}
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for name, url in pages.items():
+            if name == "login":
+                login = context.new_page()  # the signed-in admin would be sent on from /login
+                login.emulate_media(color_scheme=scheme)
+                login.goto(url)
+                target = login
+            else:
+                page.goto(url)
+                target = page
+            target.wait_for_selector("main")
+            if name == "admin":
+                target.wait_for_selector("#quota [data-quota=ivy] svg")
+                target.wait_for_selector("#requests tr.req")
+            if name == "portal":
+                target.wait_for_selector("#app:not([hidden])")
+            found[f"{name}-{scheme}"] = serious_violations(target)
+            target.set_viewport_size({"width": 1280, "height": 900})
+            shot(target, f"{name}-1280-{scheme}")
+            for width in (390, 360):
+                target.set_viewport_size({"width": width, "height": 800})
+                scroll = target.evaluate("document.documentElement.scrollWidth")
+                assert scroll <= width, f"{name} spills sideways at {width} px: {scroll}"
+            target.set_viewport_size({"width": 390, "height": 800})
+            shot(target, f"{name}-390-{scheme}")
+            target.set_viewport_size({"width": 1280, "height": 900})
+            if target is not page:
+                target.close()
+    assert not any(found.values()), found
+    # Keyboard: Tab reaches the controls and the focused one shows a visible outline.
+    page.goto(pages["admin"])
+    page.wait_for_selector("#requests tr.req")
+    page.keyboard.press("Tab")
+    focused = page.evaluate(
+        "({tag: document.activeElement.tagName,"
+        " outline: getComputedStyle(document.activeElement).outlineStyle})"
+    )
+    assert focused["tag"] in ("A", "BUTTON", "INPUT", "SELECT") and focused["outline"] != "none"
+    # The request log's expand button works from the keyboard.
+    page.focus("#requests tr.req button")
+    page.keyboard.press("Enter")
+    assert page.locator("#requests tr.req-detail").first.is_visible()
+    # The theme toggle overrides the system and sticks across a reload.
+    page.emulate_media(color_scheme="light")
+    page.click("#theme-toggle")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.reload()
+    page.wait_for_selector("main")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)"
+    assert not errors, errors
