@@ -138,6 +138,7 @@ class Receiver:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()  # its self-pipe sockets, else a ResourceWarning later
 
 
 @pytest.fixture
