@@ -26,7 +26,7 @@ from multidict import MultiDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codexpool import request_log  # noqa: E402
+from codexpool import request_log, usage_series  # noqa: E402
 from codexpool.store import Store  # noqa: E402
 from codexpool.usage import INSERT_SQL  # noqa: E402
 
@@ -96,6 +96,11 @@ async def timed(repeat: int, coro_factory) -> tuple[float, float, int]:  # type:
     return statistics.median(times), max(times), got
 
 
+async def _groups(coro):  # type: ignore[no-untyped-def]
+    """Await a usage series and shape it like a page, for timed()."""
+    return {"data": (await coro)["groups"]}
+
+
 async def run(path: Path, repeat: int, size_mib: float) -> None:
     store = Store(path)
     await store.open()
@@ -135,6 +140,19 @@ async def run(path: Path, repeat: int, size_mib: float) -> None:
         for name, factory in cases:
             p50, worst, got = await timed(repeat, factory)
             print(f"{name:44} {p50:8.2f} {worst:8.2f} {got:5}")
+        # The usage charts read the same table: one aggregate per answer.
+        series = [
+            ("usage series, 24 hours by account", "hour", "account", 24),
+            ("usage series, 14 days by account", "day", "account", 14),
+            ("usage series, 14 days by key", "day", "key", 14),
+            ("usage series, 90 days by account", "day", "account", 90),
+        ]
+        for name, bucket, split, n in series:
+            p50, worst, _ = await timed(
+                max(3, repeat // 4),
+                lambda b=bucket, s=split, n=n: _groups(usage_series.admin_series(store, b, s, n)),
+            )
+            print(f"{name:44} {p50:8.2f} {worst:8.2f}")
         # What the indexes cost the usage writer: batches of 500 rows (its BATCH_MAX).
         params = [(time.time(), "chat.completions", 7, "user", 7, "gpt-5.5", 1, 200, *[None] * 12)]
         t0 = time.perf_counter()
