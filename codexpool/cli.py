@@ -26,8 +26,9 @@ from .config import (
     resolve_settings_path,
 )
 from .errors import ApiError
+from .logsafe import EscapingFormatter
 from .security import KeyCipher, hash_password, is_bcrypt_hash, random_secret
-from .store import Store, StoreError
+from .store import PRIVATE_UMASK, Store, StoreError, make_private
 
 _LOGGER = logging.getLogger("codexpool")
 
@@ -43,11 +44,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def configure_logging(level: str) -> None:
     """Log one line per record to stdout (journald adds time and unit)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    # Client text (names, paths) reaches the log: one record must stay one line.
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # ours: codexpool.access
     logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one debug line per SQL statement
 
@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .shutdown import serve_shutdown_timeout
 
     configure_logging(settings.log_level)
-    problem = _data_folder_problem(settings.data_path)
+    problem = _data_folder_problem(settings.data_path) or _sandbox_problem(settings)
     if problem:
         return _fail(problem)
     if not is_bcrypt_hash(settings.admin_password):
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # handler_cancellation: a client that goes away cancels its handler, which interrupts the
     # Codex turn at once instead of letting it burn quota until the next write fails.
-    app = create_app(settings)
+    app = create_app(settings, resolve_settings_path(args.settings))
     app.on_startup.append(freeze_startup_objects)  # last: after every context has started
     web.run_app(
         app,
@@ -104,6 +104,7 @@ def _data_folder_problem(data: Path) -> str | None:
 
     try:
         data.mkdir(parents=True, exist_ok=True)
+        make_private(data)  # a folder made by a caller with umask 022 is 0755
     except OSError as exc:
         return f"cannot create the data folder {data}: {exc.strerror or exc}"
     reason = unwritable_reason(data)
@@ -112,6 +113,27 @@ def _data_folder_problem(data: Path) -> str | None:
             f"the data folder {data} is not writable ({reason}); it holds the database and the "
             f"Codex homes: {WRITABLE_FIX}"
         )
+    return None
+
+
+def _sandbox_problem(settings: Settings) -> str | None:
+    """Say in one line why model commands cannot be sandboxed here when a setting lets the
+    model run them (None: they can, or none may); warn when codex's own sandbox will not
+    nest inside ours."""
+    from .app import isolation
+    from .doctor import sandbox_problem
+
+    if not settings.needs_isolation:
+        return None
+    sandbox = isolation(settings)
+    problem = sandbox_problem(settings, sandbox)
+    if problem is not None:
+        return problem
+    nested = sandbox.probe_nesting()
+    if nested is not None:
+        _LOGGER.warning("Every command the model runs will fail: %s", nested)
+    else:
+        _LOGGER.info("Model commands run in a bubblewrap sandbox (%s)", sandbox.bwrap)
     return None
 
 
@@ -340,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `codexpool` console script."""
     args = build_parser().parse_args(argv)
+    # Everything codexpool writes (database, Codex homes, settings) is private to its user,
+    # whatever umask the caller had (scripts/start.sh, a shell): systemd's UMask= is not
+    # the only way the gateway starts.
+    os.umask(PRIVATE_UMASK)
     try:
         return int(args.func(args))
     except SettingsError as exc:

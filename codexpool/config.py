@@ -226,6 +226,15 @@ class Settings:
             "executeSandbox", "Codex sandbox for execute runs: read-only or workspace-write."
         ),
     )
+    bwrap_path: str = field(
+        default="",
+        metadata=_opt(
+            "bwrapPath",
+            "Path of the bubblewrap binary (Debian package `bubblewrap`) that sandboxes the codex "
+            "processes whose model can run commands (executeEnabled, chatLeanFeatures false) so "
+            "they cannot read the gateway's data. Default: `bwrap` on PATH.",
+        ),
+    )
     shutdown_grace_seconds: int = field(
         default=20,
         metadata=_opt(
@@ -319,6 +328,11 @@ class Settings:
     def codex_state_path(self) -> Path:
         """Return the folder of the codex processes' private SQLite homes (codex/state_dir.py)."""
         return self.data_path / "codex-state"
+
+    @property
+    def needs_isolation(self) -> bool:
+        """Tell whether a model may run commands: then codex runs in a sandbox (isolation.py)."""
+        return self.execute_enabled or not self.chat_lean_features
 
     @property
     def codex_homes(self) -> Path:

@@ -8,6 +8,7 @@ from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
 from .alerts import Alerts
 from .codex.engine import Engine
+from .codex.isolation import Isolation
 from .config import Settings
 from .device_login import DeviceLogins
 from .key_cache import KeyCache
@@ -35,5 +36,8 @@ ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 ALERTS = web.AppKey("alerts", Alerts)
+# The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
+# execute off).
+ISOLATION = web.AppKey("isolation", Isolation)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

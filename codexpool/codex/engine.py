@@ -36,6 +36,7 @@ from .events import (
     parse_rate_limits,
 )
 from .instructions import CLIENT, InstructionsPolicy
+from .isolation import INSIDE_WORK, Isolation
 from .process import rss_mib
 from .state_dir import StateDirs, delete_logs
 
@@ -99,6 +100,9 @@ class EngineConfig:
     # Where each app-server gets its private SQLite home (state_dir.py); None leaves codex's
     # databases, its growing log database included, in the account's CODEX_HOME.
     state_root: Path | None = None
+    # The sandbox of app-servers whose model can run commands (isolation.py); the lean
+    # profile gives the model no command or file tool, so the app leaves it None there.
+    isolation: Isolation | None = None
     request_timeout_s: float = 30.0
     heartbeat_s: float = 15.0
 
@@ -264,6 +268,7 @@ class Engine:
             on_rate_limits=lambda raw: self._take_limits(acct, raw),
             name=acct.key,
             state=state,
+            isolation=self.config.isolation,
         )
         try:
             await server.start(self.config.request_timeout_s)
@@ -345,7 +350,9 @@ class Engine:
     def _thread_params(self, acct: _Account, request: TurnRequest) -> dict[str, Any]:
         """Return the `thread/start` parameters of a chat turn."""
         params: dict[str, Any] = {
-            "cwd": str(self.config.scratch_root / acct.key),
+            "cwd": str(
+                INSIDE_WORK if self.config.isolation else self.config.scratch_root / acct.key
+            ),
             "approvalPolicy": "never",
             "sandbox": "read-only",
             "ephemeral": True,
