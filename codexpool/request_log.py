@@ -167,7 +167,15 @@ async def _names(store: Store, ids: set[int]) -> dict[int, str]:
         return {}
     marks = ",".join("?" * len(ids))
     rows = await store.fetchall(f"SELECT id, username FROM users WHERE id IN ({marks})", list(ids))
-    return {int(r["id"]): r["username"] for r in rows}
+    names = {int(r["id"]): r["username"] for r in rows}
+    gone = [i for i in ids if i not in names]
+    if gone:  # a deleted user's rows stay; their tombstone still names them
+        rows = await store.fetchall(
+            f"SELECT id, username FROM deleted_users WHERE id IN ({','.join('?' * len(gone))})",
+            gone,
+        )
+        names.update({int(r["id"]): f"{r['username']} (deleted)" for r in rows})
+    return names
 
 
 async def _page(store: Store, f: Filters, rows: list[Any]) -> dict[str, Any]:

@@ -90,8 +90,10 @@ async def admin_series(
     size, starts = _frame(bucket, count, now)
     if split == "account":
         rows = await store.fetchall(
-            f"SELECT CAST(r.ts / {size} AS INTEGER) AS b, r.account_user_id AS g, u.username,"
+            f"SELECT CAST(r.ts / {size} AS INTEGER) AS b, r.account_user_id AS g,"
+            " COALESCE(u.username, d.username || ' (deleted)') AS username,"
             f" {_SUMS} FROM requests r LEFT JOIN users u ON u.id = r.account_user_id"
+            " LEFT JOIN deleted_users d ON d.id = r.account_user_id"
             " WHERE r.ts >= ? GROUP BY b, g",
             (starts[0],),
         )

@@ -213,6 +213,23 @@ async def test_bad_parameters_are_openai_400s(api: Any, query: str, param: str) 
     assert err["param"] == param
 
 
+async def test_a_deleted_users_rows_keep_their_name(api: Any) -> None:
+    await setup_two_users(api)
+    admin = await admin_login(api)
+    resp = await call(
+        api, "POST", "/api/admin/openai-users/delete", admin, json={"username": "jon"}
+    )
+    assert resp.status == 200, await resp.text()
+    rows = (await get(api, "/api/admin/requests", admin))["data"]
+    jons = [r for r in rows if (r["requestId"] or "").startswith("jon-")]
+    assert len(jons) == 4 and {(r["user"], r["account"]) for r in jons} == {
+        ("jon (deleted)", "jon (deleted)")
+    }
+    # The name is gone from filters (no such user now), not from the rows.
+    resp = await call(api, "GET", "/api/admin/requests?user=jon", admin)
+    await assert_openai_error(resp, 404, "user_not_found")
+
+
 async def test_unknown_user_is_a_404(api: Any) -> None:
     admin = await admin_login(api)
     for param in ("user", "account"):
