@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import sessions, shutdown, tool_turns
+from . import conversations, sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
 from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
@@ -175,6 +175,7 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     openapi_doc.setup(app)  # GET /api/openapi.json
     openai_api.setup(app)
     tool_turns.setup(app)  # parked tool-call turns; closed before the engine stops
+    conversations.setup(app)  # conversation threads; released before the engine stops
     # Chat turns still running at the end of the grace end with an error chunk + [DONE].
     shutdown.add_interrupter(app, lambda a, message: a[ENGINE].interrupt_all(message))
     admin.setup(app)

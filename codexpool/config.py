@@ -144,7 +144,8 @@ class Settings:
         default=900,
         metadata=_opt(
             "appServerIdleSeconds",
-            "Stop an account's warm `codex app-server` after this idle time.",
+            "Stop an account's warm `codex app-server` after this idle time (counted once it "
+            "keeps no conversation thread: see conversationIdleSeconds).",
         ),
     )
     app_server_recycle_mib: int = field(
@@ -305,6 +306,22 @@ class Settings:
             "linked from alerts; empty: http://<host>:<port>/.",
         ),
     )
+    conversation_idle_seconds: int = field(
+        default=1800,
+        metadata=_opt(
+            "conversationIdleSeconds",
+            "How long a conversation's thread is kept for its next request; an idle one is "
+            "released and a later request injects its history into a new thread.",
+        ),
+    )
+    max_conversations_per_account: int = field(
+        default=200,
+        metadata=_opt(
+            "maxConversationsPerAccount",
+            "How many conversation threads each account keeps for their next request (least "
+            "recently used released first).",
+        ),
+    )
     testing_login_issuer: str = field(
         default="",
         metadata=_opt(
@@ -422,6 +439,8 @@ def _validate(s: Settings) -> None:
         ("usageRetentionDays", s.usage_retention_days),
         ("databaseBusyTimeoutMs", s.database_busy_timeout_ms),
         ("toolTurnTtlSeconds", s.tool_turn_ttl_seconds),
+        ("conversationIdleSeconds", s.conversation_idle_seconds),
+        ("maxConversationsPerAccount", s.max_conversations_per_account),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
         ("streamKeepAliveMs", s.stream_keepalive_ms),
     ):
