@@ -272,6 +272,40 @@ class Settings:
             "it is closed and a late follow-up runs as a fresh turn.",
         ),
     )
+    alert_webhook_url: str = field(
+        default="",
+        metadata=_opt(
+            "alertWebhookUrl",
+            "Where operator alerts are POSTed as JSON with a Slack/Discord-compatible `text` "
+            "field (lost logins, quota thresholds, pool exhausted/recovered, app-server crash "
+            "loops, a busy database); empty: alerts are only listed in the admin panel.",
+            secret=True,
+        ),
+    )
+    alert_quota_percent: int = field(
+        default=90,
+        metadata=_opt(
+            "alertQuotaPercent",
+            "Alert once per window when an account's 5-hour or weekly quota use reaches this "
+            "percent (1-100).",
+        ),
+    )
+    alert_database_busy_seconds: int = field(
+        default=60,
+        metadata=_opt(
+            "alertDatabaseBusySeconds",
+            "Alert when usage rows could not be written for this long (database locked or "
+            "failing).",
+        ),
+    )
+    alert_panel_url: str = field(
+        default="",
+        metadata=_opt(
+            "alertPanelUrl",
+            "The admin panel's address as people reach it (e.g. https://codex.example.com/), "
+            "linked from alerts; empty: http://<host>:<port>/.",
+        ),
+    )
     conversation_idle_seconds: int = field(
         default=1800,
         metadata=_opt(
@@ -465,6 +499,16 @@ def _validate(s: Settings) -> None:
     ):
         if value <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
+    if not 1 <= s.alert_quota_percent <= 100:
+        raise SettingsError("setting 'alertQuotaPercent' must be 1-100")
+    if s.alert_database_busy_seconds <= 0:
+        raise SettingsError("setting 'alertDatabaseBusySeconds' must be positive")
+    for key, url in (
+        ("alertWebhookUrl", s.alert_webhook_url),
+        ("alertPanelUrl", s.alert_panel_url),
+    ):
+        if url and not url.startswith(("http://", "https://")):
+            raise SettingsError(f"setting {key!r} must be an http:// or https:// URL")
     if s.max_queue_wait_ms < 0:
         raise SettingsError("setting 'maxQueueWaitMs' must not be negative")
     if s.unlinked_user_ttl_hours < 0:

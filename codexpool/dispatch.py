@@ -26,7 +26,7 @@ from .accounts import KeyPrincipal
 from .codex.engine import ThreadSlot
 from .codex.events import TurnError
 from .conversations import CONVERSATIONS, ThreadRef, extend, prefix_digests
-from .errors import ApiError
+from .errors import REQUEST_ID, ApiError
 from .key_limits import Ticket
 from .keys import ENGINE, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
@@ -248,6 +248,11 @@ async def run_chat(
                 cached_tokens=u.cached_input_tokens if u else None,
                 output_tokens=u.output_tokens if u else None,
                 reasoning_tokens=u.reasoning_tokens if u else None,
+                request_id=request.get(REQUEST_ID),
+                effort=req.effort,
+                error_source=outcome.error.source if outcome.error else None,
+                error_message=outcome.error.message if outcome.error else None,
+                key_user_id=principal.user_id if principal else None,
             )
         )
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
+from .alerts import Alerts
 from .codex.engine import Engine
 from .codex.isolation import Isolation
 from .config import Settings
@@ -40,6 +41,7 @@ DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 RUN_GATE = web.AppKey("run_gate", RunGate)
 # Requests and connections refused by a resource bound, by reason (exported on /metrics).
 REFUSALS = web.AppKey("refusals", Counter)
+ALERTS = web.AppKey("alerts", Alerts)
 # The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
 # execute off).
 ISOLATION = web.AppKey("isolation", Isolation)

@@ -190,6 +190,9 @@ class Engine:
         self.on_rate_limits: RateLimitCallback | None = None
         self.starts = 0  # app-server processes started (tests and metrics)
         self.recycles = 0  # app-servers replaced for their memory (metrics)
+        # (wall time, account key) of each app-server found dead and restarted: crash loops
+        # are alerted on (alerts.py). Bounded: only the recent ones matter.
+        self.crashes: collections.deque[tuple[float, str]] = collections.deque(maxlen=256)
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
         self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
         self._state = StateDirs(config.state_root) if config.state_root is not None else None
@@ -271,6 +274,7 @@ class Engine:
                 raise TurnError("shutdown", "the gateway is shutting down")
             if acct.server is not None:
                 _LOGGER.warning("codex app-server of account %s died; restarting", acct.key)
+                self.crashes.append((time.time(), acct.key))
                 await acct.server.close()
             acct.server = await self._start_server(acct)
             return acct.server

@@ -15,7 +15,7 @@ from aiohttp import web
 from .. import shutdown, sse
 from ..api_auth import require_api_key
 from ..codex.events import TurnError
-from ..errors import ApiError, read_json_object
+from ..errors import REQUEST_ID, ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..keys import CODEX_BIN, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
@@ -69,6 +69,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
         raise
     result = ExecResult()
     status, error_code = 499, None  # stay so only when the client goes away mid-run
+    failure: ApiError | None = None
     events: AsyncIterator[dict] = request.app[EXECUTIONS].events(
         exec_argv(codex_bin, req, settings),
         req.prompt,
@@ -129,6 +130,10 @@ async def execute(request: web.Request) -> web.StreamResponse:
                 cached_tokens=tokens[1],
                 output_tokens=tokens[2],
                 reasoning_tokens=tokens[3],
+                request_id=request.get(REQUEST_ID),
+                error_source=failure.source if failure else None,
+                error_message=failure.message if failure else None,
+                key_user_id=principal.user_id,
             )
         )
 
