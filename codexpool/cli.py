@@ -104,10 +104,14 @@ def _data_folder_problem(data: Path) -> str | None:
 
     try:
         data.mkdir(parents=True, exist_ok=True)
-        make_private(data)  # a folder made by a caller with umask 022 is 0755
     except OSError as exc:
         return f"cannot create the data folder {data}: {exc.strerror or exc}"
     reason = unwritable_reason(data)
+    if reason is None:
+        try:
+            make_private(data)  # a folder made by a caller with umask 022 is 0755
+        except OSError as exc:
+            reason = f"cannot make it private: {exc.strerror or exc}"
     if reason is not None:
         return (
             f"the data folder {data} is not writable ({reason}); it holds the database and the "
