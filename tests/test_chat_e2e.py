@@ -715,7 +715,16 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
     # retired process's log database (it grows by every turn) went with it, the rest waits as
     # the account's spare.
     state = server.settings.codex_state_path
-    [live] = [p for p in state.iterdir() if not p.name.endswith(".spare")]
+
+    def live_dirs() -> list[Path]:
+        return [p for p in state.iterdir() if not p.name.endswith(".spare")]
+
+    # The retired process's directory goes after the process has ended (AppServer.close), a
+    # moment after its pid disappears: wait for that too rather than race it.
+    while len(live_dirs()) != 1:
+        assert time.monotonic() < deadline, live_dirs()
+        time.sleep(0.1)
+    [live] = live_dirs()
     assert (live / "logs_2.sqlite").is_file() and (live / "state_5.sqlite").is_file()
     assert not list(server.settings.codex_homes.glob("*/*.sqlite*"))
     server.stop()
