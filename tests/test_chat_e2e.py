@@ -847,3 +847,67 @@ def test_silent_turn_keeps_the_stream_alive(
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == (
         "Late but here."
     )
+
+
+def _finish_reasons_and_usage(chunks: list) -> tuple[list[str], list]:
+    reasons = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    return reasons, [chunk.usage for chunk in chunks if chunk.usage]
+
+
+def test_tool_call_stream_carries_usage_and_one_finish_reason(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 5: a stream ending in `tool_calls` still carries the usage chunk asked
+    for with `stream_options.include_usage`, and every stream names its finish_reason once."""
+    server, key = linked
+    fake_backend.script(
+        "acct_alice", _function_call("call_u1"), fake_backend.reply("18C in Paris.")
+    )
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
+    options = {"include_usage": True}
+    chunks = list(
+        client.chat.completions.create(
+            model="codex",
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options=options,
+        )
+    )
+    reasons, usages = _finish_reasons_and_usage(chunks)
+    assert reasons == ["tool_calls"]
+    assert len(usages) == 1 and chunks[-1].usage is not None and chunks[-1].choices == []
+    # Codex counts a step's tokens only once the calls' results are in, so this step's count
+    # comes with the resumed answer below; the chunk is here all the same (zeros).
+    assert usages[0].total_tokens == 0
+    call = next(tc for c in chunks for ch in c.choices for tc in ch.delta.tool_calls or [])
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "18C"},
+    ]
+    chunks = list(
+        client.chat.completions.create(
+            model="codex",
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options=options,
+        )
+    )
+    reasons, usages = _finish_reasons_and_usage(chunks)
+    assert reasons == ["stop"]
+    assert "".join(c.delta.content or "" for ch in chunks for c in ch.choices) == "18C in Paris."
+    # The resumed answer carries both steps' counts (the fake backend: 11 input tokens each).
+    assert len(usages) == 1 and usages[0].prompt_tokens == 22
