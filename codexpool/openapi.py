@@ -149,6 +149,11 @@ _TOOL: Schema = _obj(
 
 _TOKEN_LIMIT: Schema = _nullable({"type": "integer", "minimum": 1, "maximum": 10_000_000})
 
+_TOOL_CHOICE_NOTE = (
+    "`none` hides the tools from the model; `required` and a named function become an "
+    "instruction in the thread's instructions (Codex always asks the model with `auto`)."
+)
+
 CHAT_REQUEST: Schema = _obj(
     ("model", "messages"),
     model={"type": "string", "minLength": 1, "examples": ["codex"]},
@@ -168,7 +173,8 @@ CHAT_REQUEST: Schema = _obj(
         "anyOf": [
             {"enum": ["auto", "none", "required"]},
             _obj(("function",), type=STR, function=_obj(("name",), name=STR)),
-        ]
+        ],
+        "description": _TOOL_CHOICE_NOTE,
     },
     response_format={
         "anyOf": [
@@ -260,7 +266,13 @@ RESPONSES_REQUEST: Schema = _obj(
             parameters={"type": "object"},
         ),
     },
-    tool_choice={},
+    tool_choice={
+        "anyOf": [
+            {"enum": ["auto", "none", "required"]},
+            _obj(("type", "name"), type={"const": "function"}, name=STR),
+        ],
+        "description": _TOOL_CHOICE_NOTE,
+    },
     reasoning=_obj(effort={"enum": list(REASONING_EFFORTS)}),
     timeoutMs=_nullable({"type": "integer", "minimum": 1, "maximum": 86_400_000}),
     max_output_tokens=_TOKEN_LIMIT,

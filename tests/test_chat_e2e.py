@@ -911,3 +911,85 @@ def test_tool_call_stream_carries_usage_and_one_finish_reason(
     assert "".join(c.delta.content or "" for ch in chunks for c in ch.choices) == "18C in Paris."
     # The resumed answer carries both steps' counts (the fake backend: 11 input tokens each).
     assert len(usages) == 1 and usages[0].prompt_tokens == 22
+
+
+def test_tool_choice_reaches_the_model(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 2: `none` hides the tools from the model; `required` and a named function
+    travel as an instruction in what the thread gets (Codex itself always asks with `auto`),
+    on chat and on the Responses API; `auto` leaves both alone."""
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+    ]
+
+    def upstream() -> dict:
+        return fake_backend.requests("/codex/responses")[-1]["body"]
+
+    def instructions() -> str:  # the thread's instructions reach the model as developer text
+        items = upstream()["input"]
+        return json.dumps([i for i in items if i.get("role") == "developer"])
+
+    fake_backend.script("acct_alice", fake_backend.reply("No tools today."))
+    answer = client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER_TOOL], tool_choice="none"
+    )
+    assert answer.choices[0].message.content == "No tools today."
+    assert answer.choices[0].finish_reason == "stop"
+    assert upstream().get("tools", []) == []  # not offered to the model at all
+    assert "Be brief." in json.dumps(upstream())
+
+    fake_backend.script("acct_alice", fake_backend.reply("Sunny."))
+    client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER_TOOL], tool_choice="auto"
+    )
+    assert [t["name"] for t in upstream()["tools"]] == ["get_weather"]
+    assert "must call" not in json.dumps(upstream())
+
+    fake_backend.script("acct_alice", _function_call("call_req"))
+    first = client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert first.choices[0].message.tool_calls[0].function.name == "get_weather"
+    sent = upstream()
+    assert [t["name"] for t in sent["tools"]] == ["get_weather"]
+    assert "Every reply must call at least one of the provided functions" in instructions()
+    assert "Be brief." in instructions()
+
+    fake_backend.script("acct_alice", _function_call("call_named"))
+    named = client.chat.completions.create(
+        model="codex",
+        messages=messages,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    assert named.choices[0].message.tool_calls[0].id == "call_named"
+    assert "Every reply must call the function `get_weather`" in instructions()
+
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": WEATHER_TOOL["function"]["parameters"],
+    }
+    fake_backend.script("acct_alice", _function_call("call_resp"))
+    response = client.responses.create(
+        model="codex",
+        input="Weather in Paris?",
+        tools=[tool],
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
+    assert [item.call_id for item in response.output if item.type == "function_call"] == [
+        "call_resp"
+    ]
+    assert "Every reply must call the function `get_weather`" in instructions()
+    fake_backend.script("acct_alice", fake_backend.reply("Plain."))
+    response = client.responses.create(
+        model="codex", input="Weather in Paris?", tools=[tool], tool_choice="none"
+    )
+    assert response.output_text == "Plain." and upstream().get("tools", []) == []
