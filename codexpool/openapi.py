@@ -276,6 +276,22 @@ RESPONSES_REQUEST: Schema = _obj(
     reasoning=_obj(effort={"enum": list(REASONING_EFFORTS)}),
     timeoutMs=_nullable({"type": "integer", "minimum": 1, "maximum": 86_400_000}),
     max_output_tokens=_TOKEN_LIMIT,
+    text=_obj(
+        format={
+            "anyOf": [
+                _obj(("type",), type={"enum": ["text", "json_object"]}),
+                _obj(
+                    ("type", "schema"),
+                    type={"const": "json_schema"},
+                    name=STR,
+                    schema={"type": "object"},
+                    strict=BOOL,
+                ),
+            ],
+            "description": "Like chat's `response_format`: a `json_schema` becomes the turn's "
+            "output schema (structured output), `json_object` asks for one JSON object.",
+        }
+    ),
 )
 
 USAGE_OBJECT: Schema = _closed(

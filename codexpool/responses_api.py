@@ -19,7 +19,7 @@ from . import sse
 from .chat import TurnOutcome, _take, turn_error_to_api
 from .codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
 from .errors import ApiError, error_body
-from .openai_compat import ChatRequest
+from .openai_compat import ChatRequest, require_codex_json
 
 _ROLE_OK = ("user", "assistant", "system", "developer")
 
@@ -137,7 +137,41 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         }
     if body.get("max_output_tokens") is not None:
         chat["max_output_tokens"] = body["max_output_tokens"]
+    response_format = text_format(body.get("text"))
+    if response_format is not None:
+        chat["response_format"] = response_format
     return chat
+
+
+def text_format(text: Any) -> dict[str, Any] | None:
+    """Return chat's `response_format` for a Responses `text` object (its `format`).
+
+    The Responses API flattens the schema into the format (`{type: "json_schema", name,
+    schema, strict}`) where chat nests it under `json_schema`; both then reach Codex as the
+    turn's output schema. `verbosity` and other members are ignored.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise _bad("`text` must be an object", "text")
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+        raise _bad("`text.format` must be an object with a `type`", "text.format")
+    kind = fmt["type"]
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind != "json_schema":
+        raise _bad(
+            f"text.format type {kind!r} is not supported (text, json_object, json_schema)",
+            "text.format.type",
+        )
+    if not isinstance(fmt.get("schema"), dict):
+        raise _bad("`text.format.schema` must be a JSON schema object", "text.format.schema")
+    require_codex_json(fmt["schema"], "text.format.schema")
+    spec = {k: fmt[k] for k in ("name", "description", "schema", "strict") if k in fmt}
+    return {"type": "json_schema", "json_schema": spec}
 
 
 class ResponseBuilder:

@@ -993,3 +993,57 @@ def test_tool_choice_reaches_the_model(
         model="codex", input="Weather in Paris?", tools=[tool], tool_choice="none"
     )
     assert response.output_text == "Plain." and upstream().get("tools", []) == []
+
+
+def test_responses_text_format_reaches_codex(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 1: `/v1/responses` honours `text.format` like chat's `response_format`:
+    a `json_schema` (the SDK's `responses.parse`) becomes Codex's output schema, `json_object`
+    the JSON instruction, `text` nothing; a bad format is a 400 naming it."""
+    import pydantic
+
+    class Sum(pydantic.BaseModel):
+        answer: int
+
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+
+    def upstream() -> dict:
+        return fake_backend.requests("/codex/responses")[-1]["body"]
+
+    fake_backend.script("acct_alice", fake_backend.reply('{"answer": 4}', chunks=3))
+    parsed = client.responses.parse(model="codex", input="2+2?", text_format=Sum)
+    assert parsed.output_parsed == Sum(answer=4)
+    sent = upstream()["text"]["format"]
+    assert sent["type"] == "json_schema" and sent["schema"]["properties"] == {
+        "answer": {"title": "Answer", "type": "integer"}
+    }
+
+    fake_backend.script("acct_alice", fake_backend.reply('{"answer": 5}', chunks=3))
+    with client.responses.stream(model="codex", input="2+3?", text_format=Sum) as stream:
+        final = stream.get_final_response()
+    assert final.output_parsed == Sum(answer=5)
+    assert upstream()["text"]["format"]["schema"]["required"] == ["answer"]
+
+    fake_backend.script("acct_alice", fake_backend.reply('{"ok": true}'))
+    done = client.responses.create(
+        model="codex", input="JSON please", text={"format": {"type": "json_object"}}
+    )
+    assert json.loads(done.output_text) == {"ok": True}
+    assert "Answer with one valid JSON object" in json.dumps(upstream()["input"])
+    assert "format" not in upstream().get("text", {})
+
+    fake_backend.script("acct_alice", fake_backend.reply("Just prose."))
+    done = client.responses.create(model="codex", input="Hi", text={"format": {"type": "text"}})
+    assert done.output_text == "Just prose." and "format" not in upstream().get("text", {})
+
+    for bad, param in (
+        ({"format": {"type": "xml"}}, "text.format.type"),
+        ({"format": {"type": "json_schema", "name": "x"}}, "text.format.schema"),
+        ("json", "text"),
+    ):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model="codex", input="Hi", text=bad)  # type: ignore[arg-type]
+        assert info.value.body["param"] == param, info.value.body
