@@ -330,19 +330,42 @@ async def stream(
     if resp is None:
         resp = await open_()
     items = b.output(outcome)
-    text = "".join(outcome.text)
-    if started_text:
-        pending.append(
-            b.event(
-                "response.output_text.done",
-                item_id=b.msg_id,
-                output_index=0,
-                content_index=0,
-                text=text,
-            )
-        )
     for index, item in enumerate(items):
+        if item["type"] == "function_call":
+            pending += _function_call_events(b, index, item)
+            continue
+        if started_text:
+            done = {"item_id": b.msg_id, "output_index": index, "content_index": 0}
+            part = item["content"][0]
+            pending.append(b.event("response.output_text.done", **done, text=part["text"]))
+            pending.append(b.event("response.content_part.done", **done, part=part))
         pending.append(b.event("response.output_item.done", output_index=index, item=item))
     pending.append(b.event("response.completed", response=b.response("completed", outcome, items)))
     await resp.write_eof(b"".join(pending))
     return resp
+
+
+def _function_call_events(b: ResponseBuilder, index: int, item: dict[str, Any]) -> list[bytes]:
+    """Return a function call's events as OpenAI streams them: the item added (arguments
+    empty), its arguments as one delta, the arguments done, the item done.
+
+    Codex hands over a call only once its arguments are complete, so they go in one delta;
+    clients that assemble calls from the deltas (LangChain) and the SDKs' stream helpers,
+    which need the item added before its deltas, see the full sequence all the same.
+    """
+    ref = {"item_id": item["id"], "output_index": index}
+    return [
+        b.event(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "arguments": "", "status": "in_progress"},
+        ),
+        b.event("response.function_call_arguments.delta", **ref, delta=item["arguments"]),
+        b.event(
+            "response.function_call_arguments.done",
+            **ref,
+            name=item["name"],
+            arguments=item["arguments"],
+        ),
+        b.event("response.output_item.done", output_index=index, item=item),
+    ]

@@ -1047,3 +1047,73 @@ def test_responses_text_format_reaches_codex(
         with pytest.raises(openai.BadRequestError) as info:
             client.responses.create(model="codex", input="Hi", text=bad)  # type: ignore[arg-type]
         assert info.value.body["param"] == param, info.value.body
+
+
+def test_responses_stream_function_call_events(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 1: a streamed Responses function call comes as OpenAI streams it (item
+    added, arguments delta and done, item done, completed), read through the SDK's
+    `responses.stream` helper and its typed events; a text answer closes its content part."""
+    from openai.types.responses import (
+        ResponseCompletedEvent,
+        ResponseFunctionCallArgumentsDoneEvent,
+        ResponseOutputItemAddedEvent,
+        ResponseOutputItemDoneEvent,
+    )
+
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": WEATHER_TOOL["function"]["parameters"],
+    }
+    fake_backend.script("acct_alice", _function_call("call_s1"), fake_backend.reply("18C."))
+    with client.responses.stream(model="codex", input="Weather?", tools=[tool]) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds == [
+        "response.created",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    added, delta, done, item_done, completed = events[1:]
+    assert isinstance(added, ResponseOutputItemAddedEvent)
+    assert added.item.type == "function_call" and added.item.name == "get_weather"
+    assert added.item.call_id == "call_s1" and added.item.arguments == ""
+    assert delta.item_id == added.item.id and delta.output_index == 0
+    assert isinstance(done, ResponseFunctionCallArgumentsDoneEvent)
+    assert json.loads(done.arguments) == {"city": "Paris"}
+    assert isinstance(item_done, ResponseOutputItemDoneEvent) and item_done.item.id == added.item.id
+    assert isinstance(completed, ResponseCompletedEvent)
+    assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].call_id == "call_s1"
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+
+    with client.responses.stream(
+        model="codex",
+        previous_response_id=final.id,
+        input=[{"type": "function_call_output", "call_id": "call_s1", "output": "18C"}],
+        tools=[tool],
+    ) as stream:
+        kinds = [e.type for e in stream]
+        assert stream.get_final_response().output_text == "18C."
+    assert kinds[:3] == [
+        "response.created",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
