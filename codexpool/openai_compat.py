@@ -354,11 +354,14 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
     collect_images(body.get("messages"))  # validates every image part first
     conv = conversation_items(body.get("messages"))
-    instructions = conv.instructions
-    if format_instruction:
-        instructions = (
-            f"{instructions}\n\n{format_instruction}" if instructions else format_instruction
+    # Codex always asks the model with `tool_choice: "auto"` and has no lever for it, so a
+    # forced choice travels as an instruction in the thread's instructions.
+    instructions = (
+        "\n\n".join(
+            text for text in (conv.instructions, tool_instruction, format_instruction) if text
         )
+        or None
+    )
     return ChatRequest(
         model=resolve_model(model.strip()),
         raw_model=model.strip(),
@@ -401,6 +404,12 @@ def require_codex_json(value: Any, param: str) -> None:
             )
 
 
+REQUIRED_TOOL_INSTRUCTION = (
+    "Every reply must call at least one of the provided functions; never answer with text only."
+)
+NAMED_TOOL_INSTRUCTION = "Every reply must call the function `{name}`; never answer with text only."
+
+
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
     if raw is None or raw == []:
@@ -440,12 +449,12 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
     if choice == "none":
         return (), None
     if choice == "required":
-        return tuple(specs), "You must call at least one of the provided functions now."
+        return tuple(specs), REQUIRED_TOOL_INSTRUCTION
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
         if not isinstance(name, str) or name not in names:  # a list name was a TypeError (500)
             raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
-        return tuple(specs), f"You must call the function `{name}` now."
+        return tuple(specs), NAMED_TOOL_INSTRUCTION.format(name=name)
     raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")
 
 
