@@ -18,12 +18,14 @@ from . import sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_header, request_id_middleware
+from .image_fetch import FetchLimits, ImageFetcher
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .keys import (
     CIPHER,
     CODEX_BIN,
     ENGINE,
+    IMAGE_FETCHER,
     KEY_CACHE,
     KEY_QUOTAS,
     LIMITS,
@@ -106,6 +108,14 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await limits.close()  # cancels reads in flight, writes the last snapshots
 
 
+async def _image_fetcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session for every image download (image_fetch.py)."""
+    fetcher = ImageFetcher(FetchLimits.from_settings(app[SETTINGS]))
+    app[IMAGE_FETCHER] = fetcher
+    yield
+    await fetcher.close()
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the limit refresher, the snapshot persister and usage pruning; cancel on exit."""
     limits, pool, settings = app[LIMITS], app[POOL], app[SETTINGS]
@@ -141,9 +151,11 @@ def create_app(settings: Settings) -> web.Application:
     app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""
     if not app[CODEX_BIN]:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
-    # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), then
-    # the background tasks that use them all.
-    app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx, _background_ctx])
+    # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), the
+    # image fetcher, then the background tasks that use them all.
+    app.cleanup_ctx.extend(
+        [_store_ctx, _usage_ctx, _engine_ctx, _image_fetcher_ctx, _background_ctx]
+    )
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)

@@ -21,7 +21,7 @@ from .accounts import KeyPrincipal
 from .codex.events import TurnError
 from .errors import ApiError
 from .key_limits import Ticket
-from .keys import ENGINE, KEY_QUOTAS, POOL, SETTINGS, USAGE
+from .keys import ENGINE, IMAGE_FETCHER, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
 from .pool import Account
 from .tool_turns import HELD_TURNS
@@ -74,6 +74,8 @@ async def run_chat(
             ticket = await app[KEY_QUOTAS].admit(
                 principal.owner, principal.limits, (req.raw_model, req.model)
             )
+        if resume is None:  # https images become data URLs before the turn takes a slot
+            turn = await app[IMAGE_FETCHER].inline(turn, req.image_params)
         for attempt in range(1, MAX_TRIES + 1):
             if account is None:
                 assert principal is not None

@@ -9,6 +9,7 @@ from .admin_auth import AdminAuth
 from .codex.engine import Engine
 from .config import Settings
 from .device_login import DeviceLogins
+from .image_fetch import ImageFetcher
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .limits import LimitCache
@@ -33,5 +34,6 @@ CODEX_BIN = web.AppKey("codex_bin", str)
 ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
+IMAGE_FETCHER = web.AppKey("image_fetcher", ImageFetcher)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

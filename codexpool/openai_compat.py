@@ -52,6 +52,7 @@ class ChatRequest:
     tools: tuple[dict[str, Any], ...] = ()  # Codex DynamicToolSpec objects
     tool_results: tuple[tuple[str, str], ...] = ()  # trailing (tool_call_id, content) pairs
     images: tuple[str, ...] = ()  # image URLs (https or data:) sent with the turn
+    image_params: tuple[str, ...] = ()  # where each image is in the body, for errors
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,15 +100,17 @@ MAX_IMAGES = 8
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
-def collect_images(messages: Any) -> tuple[str, ...]:
-    """Return the image URLs of the messages' `image_url` parts, validated.
+def collect_images(messages: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return the image URLs of the messages' `image_url` parts, validated, and their params.
 
     Only https URLs and base64 `data:` URLs of PNG, JPEG, GIF or WebP are accepted: plain http
-    and other schemes would let a request make the upstream fetch arbitrary addresses.
+    and other schemes would let a request make the upstream fetch arbitrary addresses. The
+    gateway downloads https images itself (image_fetch.py).
     """
     urls: list[str] = []
+    params: list[str] = []
     if not isinstance(messages, list):
-        return ()
+        return (), ()
     for i, msg in enumerate(messages):
         content = msg.get("content") if isinstance(msg, dict) else None
         if not isinstance(content, list):
@@ -138,9 +141,10 @@ def collect_images(messages: Any) -> tuple[str, ...]:
             elif not url.startswith("https://"):
                 raise _bad("image URLs must be https:// or data: URLs", param, "unsupported_image")
             urls.append(url)
+            params.append(param)
     if len(urls) > MAX_IMAGES:
         raise _bad(f"at most {MAX_IMAGES} images per request", "messages", "too_many_images")
-    return tuple(urls)
+    return tuple(urls), tuple(params)
 
 
 def fold_messages(messages: Any) -> tuple[str | None, str]:
@@ -278,6 +282,7 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
     timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
     instructions, prompt = fold_messages(body.get("messages"))
+    images, image_params = collect_images(body.get("messages"))
     if format_instruction:
         instructions = (
             f"{instructions}\n\n{format_instruction}" if instructions else format_instruction
@@ -295,7 +300,8 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         output_schema=output_schema,
         tools=tools,
         tool_results=trailing_tool_results(body.get("messages")),
-        images=collect_images(body.get("messages")),
+        images=images,
+        image_params=image_params,
     )
 
 

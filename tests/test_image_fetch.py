@@ -1,0 +1,316 @@
+"""Images by URL: the gateway downloads https images itself, only from public addresses,
+within size, type, redirect and time limits, and hands them to Codex as data URLs.
+
+The downloads go over real TLS to a loopback image server (tests/image_server.py); loopback
+is reachable only through the test-only allowance, which the refusal tests leave off.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from codexpool.codex.engine import TurnRequest
+from codexpool.errors import ApiError
+from codexpool.image_fetch import FetchLimits, ImageFetcher, address_refusal, sniff_image_type
+
+from .image_server import PNG, ImageServer
+
+MIB = 1024 * 1024
+PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+@pytest.fixture(scope="module")
+def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageServer]:
+    server = ImageServer(tmp_path_factory.mktemp("images"), big_bytes=2 * MIB).start()
+    yield server
+    server.stop()
+
+
+def _limits(**overrides: Any) -> FetchLimits:
+    values: dict[str, Any] = {
+        "max_bytes": MIB,
+        "max_request_bytes": 4 * MIB,
+        "timeout_s": 5.0,
+        "allow_loopback": True,
+    }
+    values.update(overrides)
+    return FetchLimits(**values)
+
+
+async def _fetch(server: ImageServer, url: str, **overrides: Any) -> str:
+    fetcher = ImageFetcher(_limits(**overrides), server.client_context())
+    try:
+        return await fetcher.fetch(url, "messages[1].content[0].image_url")
+    finally:
+        await fetcher.close()
+
+
+async def _refused(server: ImageServer, url: str, **overrides: Any) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        await _fetch(server, url, **overrides)
+    err = info.value
+    assert err.status == 400 and err.param == "messages[1].content[0].image_url"
+    assert err.type == "invalid_request_error" and err.source == "gateway"
+    return err
+
+
+# --- the address check ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "10.255.255.255",
+        "172.16.5.4",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata
+        "127.0.0.1",
+        "127.8.9.10",
+        "0.0.0.0",
+        "100.64.0.1",  # carrier-grade NAT
+        "100.100.100.200",  # Alibaba metadata
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fd00::1",
+        "fd00:ec2::254",  # AWS metadata over IPv6
+        "fe80::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "ff02::1",
+    ],
+)
+def test_private_loopback_link_local_and_metadata_addresses_are_refused(address: str) -> None:
+    ip = ipaddress.ip_address(address)
+    assert address_refusal(ip) is not None
+    if not ip.is_loopback and address not in ("::ffff:127.0.0.1",):
+        # The test-only allowance opens loopback and nothing else.
+        assert address_refusal(ip, allow_loopback=True) is not None
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "93.184.216.34"])
+def test_public_addresses_pass(address: str) -> None:
+    assert address_refusal(ipaddress.ip_address(address)) is None
+
+
+def test_loopback_passes_only_with_the_test_allowance() -> None:
+    for address in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        ip = ipaddress.ip_address(address)
+        assert address_refusal(ip) == "a loopback address"
+        assert address_refusal(ip, allow_loopback=True) is None
+
+
+def test_sniff_image_type() -> None:
+    assert sniff_image_type(PNG[:16]) == "image/png"
+    assert sniff_image_type(b"\xff\xd8\xff\xe0\0\x10JFIF") == "image/jpeg"
+    assert sniff_image_type(b"GIF89a\x01\0") == "image/gif"
+    assert sniff_image_type(b"RIFF\x10\0\0\0WEBPVP8 ") == "image/webp"
+    assert sniff_image_type(b"<html>") is None
+    assert sniff_image_type(b"") is None
+
+
+# --- downloads over loopback TLS -----------------------------------------------------------
+
+
+async def test_png_becomes_a_data_url(image_server: ImageServer) -> None:
+    assert await _fetch(image_server, image_server.url("/pixel.png")) == PNG_URL
+
+
+async def test_oversized_bodies_are_cut_at_the_limit(image_server: ImageServer) -> None:
+    err = await _refused(image_server, image_server.url("/big.png"))  # streamed, no length
+    assert err.code == "image_too_large" and "1 MiB" in err.message
+    err = await _refused(image_server, image_server.url("/declared-big.png"))
+    assert err.code == "image_too_large"
+    # Under a larger limit the same streamed body is read whole.
+    assert (await _fetch(image_server, image_server.url("/big.png"), max_bytes=3 * MIB)).startswith(
+        "data:image/png;base64,"
+    )
+
+
+async def test_wrong_content_type_or_body_is_refused(image_server: ImageServer) -> None:
+    err = await _refused(image_server, image_server.url("/page.html"))
+    assert err.code == "unsupported_image" and "text/html" in err.message
+    err = await _refused(image_server, image_server.url("/fake.png"))  # says PNG, holds text
+    assert err.code == "unsupported_image"
+
+
+async def test_redirects_are_followed_up_to_three(image_server: ImageServer) -> None:
+    assert await _fetch(image_server, image_server.url("/chain/3")) == PNG_URL
+    before = image_server.hits.get("/pixel.png", 0)
+    err = await _refused(image_server, image_server.url("/chain/4"))
+    assert err.code == "image_fetch_failed" and "redirects" in err.message
+    assert image_server.hits.get("/pixel.png", 0) == before  # the fourth hop was not taken
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.1/cat.png",
+        "https://[fd00::1]/cat.png",
+        "https://[::ffff:10.0.0.1]/cat.png",
+    ],
+)
+async def test_redirect_to_a_private_address_is_refused(
+    image_server: ImageServer, location: str
+) -> None:
+    url = image_server.url("/to") + "?location=" + location
+    err = await _refused(image_server, url)
+    assert err.code == "image_url_forbidden", err.message
+
+
+async def test_redirect_to_plain_http_is_refused(image_server: ImageServer) -> None:
+    target = f"http://127.0.0.1:{image_server.port}/pixel.png"
+    err = await _refused(image_server, image_server.url("/to") + "?location=" + target)
+    assert err.code == "unsupported_image" and "https" in err.message
+
+
+async def test_loopback_refused_without_the_test_allowance(image_server: ImageServer) -> None:
+    before = image_server.hits.get("/pixel.png", 0)
+    # A name that resolves to loopback (checked after resolution) and loopback literals.
+    for host in ("localhost", "127.0.0.1", "[::1]"):
+        url = image_server.url("/pixel.png", host=host)
+        err = await _refused(image_server, url, allow_loopback=False)
+        assert err.code == "image_url_forbidden" and "loopback" in err.message, err.message
+    assert image_server.hits.get("/pixel.png", 0) == before  # never connected
+    # The same name with the allowance: resolution, connection and certificate all work.
+    assert await _fetch(image_server, image_server.url("/pixel.png", host="localhost")) == PNG_URL
+
+
+async def test_timeout_status_and_untrusted_certificate(image_server: ImageServer) -> None:
+    err = await _refused(image_server, image_server.url("/slow.png"), timeout_s=0.5)
+    assert err.code == "image_fetch_timeout"
+    err = await _refused(image_server, image_server.url("/missing.png"))
+    assert err.code == "image_fetch_failed" and "404" in err.message
+    fetcher = ImageFetcher(_limits())  # the system CAs: the self-signed server is not trusted
+    try:
+        with pytest.raises(ApiError) as info:
+            await fetcher.fetch(image_server.url("/pixel.png"), "p")
+        assert info.value.code == "image_fetch_failed"
+    finally:
+        await fetcher.close()
+
+
+async def test_inline_fetches_every_https_image_and_bounds_the_request(
+    image_server: ImageServer,
+) -> None:
+    params = ("messages[0].content[1].image_url", "messages[1].content[0].image_url")
+    fetcher = ImageFetcher(_limits(), image_server.client_context())
+    try:
+        turn = TurnRequest(prompt="look", images=(image_server.url("/pixel.png"), PNG_URL))
+        inlined = await fetcher.inline(turn, params)
+        assert inlined.images == (PNG_URL, PNG_URL) and inlined.prompt == "look"
+        text_only = TurnRequest(prompt="hi")
+        assert await fetcher.inline(text_only, ()) is text_only
+        # The first failing image is named, whichever position it has.
+        bad = TurnRequest(prompt="x", images=(PNG_URL, image_server.url("/page.html")))
+        with pytest.raises(ApiError) as info:
+            await fetcher.inline(bad, params)
+        assert info.value.param == params[1] and info.value.code == "unsupported_image"
+    finally:
+        await fetcher.close()
+    # All images of one request together stay under maxImageBytesPerRequest.
+    fetcher = ImageFetcher(
+        _limits(max_bytes=3 * MIB, max_request_bytes=3 * MIB), image_server.client_context()
+    )
+    try:
+        big = image_server.url("/big.png")  # 2 MiB: one fits, two do not
+        assert len(
+            (await fetcher.inline(TurnRequest(prompt="x", images=(big,)), params[:1])).images
+        )
+        with pytest.raises(ApiError) as info:
+            await fetcher.inline(TurnRequest(prompt="x", images=(big, big)), params)
+        assert info.value.code == "images_too_large" and info.value.param == "messages"
+        inline_big = "data:image/png;base64," + "A" * (3 * MIB * 4 // 3 + 8)
+        with pytest.raises(ApiError) as info:
+            await fetcher.inline(
+                TurnRequest(prompt="x", images=(inline_big, image_server.url("/pixel.png"))),
+                params,
+            )
+        assert info.value.code == "image_too_large" and info.value.param == params[0]
+    finally:
+        await fetcher.close()
+
+
+# --- through the app: the chat route names the part, before any account is chosen ---------
+
+
+async def test_chat_route_answers_400_naming_the_image_part(
+    aiohttp_client: Any,
+    make_settings: Any,
+    image_server: ImageServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from codexpool.app import create_app
+
+    from .accounts_helpers import assert_openai_error
+    from .test_execute import _master_key
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(image_server.cert))  # trust the test server
+    settings = make_settings(testingImageFetchLoopback=True, maxImageBytes=MIB)
+    client = await aiohttp_client(create_app(settings))
+    auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
+
+    def body(url: str) -> dict[str, Any]:
+        return {
+            "model": "codex",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+            ],
+        }
+
+    path = "/api/openai/v1/chat/completions"
+    for url, code in [
+        (image_server.url("/page.html"), "unsupported_image"),
+        (image_server.url("/big.png"), "image_too_large"),
+        (image_server.url("/to") + "?location=https://169.254.169.254/", "image_url_forbidden"),
+    ]:
+        resp = await client.post(path, json=body(url), headers=auth)
+        err = await assert_openai_error(resp, 400, code)
+        assert err["param"] == "messages[1].content[0].image_url"
+    # A good image passes the download; with no linked account the pool then says so.
+    resp = await client.post(path, json=body(image_server.url("/pixel.png")), headers=auth)
+    await assert_openai_error(resp, 503, "no_linked_accounts")
+
+
+async def test_chat_route_refuses_loopback_by_default(
+    aiohttp_client: Any, make_settings: Any, image_server: ImageServer
+) -> None:
+    from codexpool.app import create_app
+
+    from .accounts_helpers import assert_openai_error
+    from .test_execute import _master_key
+
+    client = await aiohttp_client(create_app(make_settings()))
+    auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
+    before = image_server.hits.get("/pixel.png", 0)
+    url = image_server.url("/pixel.png", host="localhost")
+    resp = await client.post(
+        "/api/openai/v1/chat/completions",
+        json={
+            "model": "codex",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ],
+        },
+        headers=auth,
+    )
+    err = await assert_openai_error(resp, 400, "image_url_forbidden")
+    assert err["param"] == "messages[0].content[1].image_url"
+    assert image_server.hits.get("/pixel.png", 0) == before
