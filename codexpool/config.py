@@ -1,7 +1,9 @@
 """Settings: one frozen, typed object built from `settings.json` plus environment overrides.
 
-Every key has a default and a help line in `SETTINGS_SPEC`, which is also what `codexpool init`,
-`settings.example.json` and the docs test read, so the three can never drift apart.
+Every key is a field of `Settings` with a default and, in its metadata, its JSON name, help
+line, environment variable and secrecy (`_opt`); `SETTINGS_FIELDS` maps JSON names to those
+fields. `load_settings`, `example_settings` (what `codexpool example-settings` prints and
+`settings.example.json` holds) and the tests all read them, so they can never drift apart.
 """
 
 from __future__ import annotations
