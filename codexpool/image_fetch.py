@@ -235,8 +235,12 @@ class ImageFetcher:
         """Download one https image and return it as a base64 data URL (or raise a 400)."""
         budget = budget or _Budget(self.limits)
         try:
+            start = URL(url)
+        except ValueError:
+            raise _bad("the image URL is not a valid URL", param, "invalid_image_url") from None
+        try:
             async with asyncio.timeout(self.limits.timeout_s):
-                mime, body = await self._follow(URL(url), param, budget)
+                mime, body = await self._follow(start, param, budget)
         except TimeoutError:
             raise _bad(
                 f"the image did not arrive within {self.limits.timeout_s:g} s",
@@ -265,22 +269,26 @@ class ImageFetcher:
                 raise self._failed(url, param, "no connection") from None
             except (aiohttp.ClientError, ValueError) as exc:
                 # TLS failures, malformed answers, cut connections
-                _LOGGER.debug("Image fetch from %r failed: %r", url.host, exc)
+                _LOGGER.debug("Image fetch from %r failed: %r", url.raw_host, exc)
                 raise self._failed(url, param, type(exc).__name__) from None
         raise self._failed(url, param, f"more than {MAX_REDIRECTS} redirects")
 
     def _check_url(self, url: URL, param: str) -> None:
         """Refuse a URL that is not https or names a forbidden IP literal (the resolver checks
         names; aiohttp does not consult it for literals)."""
-        if url.scheme != "https" or not url.host:
+        try:
+            host, _port = url.host, url.port  # both parse lazily and may raise
+        except ValueError:  # a bad port, or a name IDNA cannot decode
+            raise _bad("the image URL is not a valid URL", param, "invalid_image_url") from None
+        if url.scheme != "https" or not host:
             raise _bad("image URLs must be https:// (redirects too)", param, "unsupported_image")
         try:
-            ip = ipaddress.ip_address(url.host.split("%", 1)[0])
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return  # a name: VettingResolver checks what it resolves to
         reason = address_refusal(ip, self.limits.allow_loopback)
         if reason is not None:
-            raise self._forbidden(url, param, f"{url.host} is {reason}")
+            raise self._forbidden(url, param, f"{host} is {reason}")
 
     async def _read(
         self, resp: aiohttp.ClientResponse, param: str, budget: _Budget
@@ -322,9 +330,9 @@ class ImageFetcher:
         )
 
     def _failed(self, url: URL, param: str, reason: str) -> ApiError:
-        _LOGGER.info("Image fetch from %r failed: %s", url.host, reason)
+        _LOGGER.info("Image fetch from %r failed: %s", url.raw_host, reason)
         return _bad(
-            f"the image could not be fetched from {url.host}: {reason}",
+            f"the image could not be fetched from {url.raw_host}: {reason}",
             param,
             "image_fetch_failed",
         )

@@ -174,6 +174,19 @@ async def test_redirect_to_plain_http_is_refused(image_server: ImageServer) -> N
     assert err.code == "unsupported_image" and "https" in err.message
 
 
+@pytest.mark.parametrize(
+    "url", ["https://[::1", "https://a:99999/", "https://xn--/x", "https://:0/", "/to?a:99999"]
+)
+async def test_malformed_urls_are_a_400_not_a_crash(image_server: ImageServer, url: str) -> None:
+    if url.startswith("/"):  # a redirect to such a URL: the image server's fault
+        url = image_server.url("/to") + "?location=https://a:99999/"
+        err = await _refused(image_server, url)
+        assert err.code == "image_fetch_failed" and "invalid redirect" in err.message
+        return
+    err = await _refused(image_server, url)
+    assert err.code == "invalid_image_url"
+
+
 async def test_loopback_refused_without_the_test_allowance(image_server: ImageServer) -> None:
     before = image_server.hits.get("/pixel.png", 0)
     # A name that resolves to loopback (checked after resolution) and loopback literals.
