@@ -69,13 +69,12 @@ async def run_chat(
     status = 499  # stays so only when the client goes away mid-request
     tried: set[int] = set()
     ticket: Ticket | None = None
+    fetch_images = resume is None and bool(req.images)  # https images become data URLs
     try:
         if principal is not None:
             ticket = await app[KEY_QUOTAS].admit(
                 principal.owner, principal.limits, (req.raw_model, req.model)
             )
-        if resume is None:  # https images become data URLs before the turn takes a slot
-            turn = await app[IMAGE_FETCHER].inline(turn, req.image_params)
         for attempt in range(1, MAX_TRIES + 1):
             if account is None:
                 assert principal is not None
@@ -83,6 +82,9 @@ async def run_chat(
                 served = await pool.choose(principal, frozenset(tried))
             assert served is not None
             tried.add(served.user_id)
+            if fetch_images:  # once an account can serve it, before the turn takes a slot
+                turn = await app[IMAGE_FETCHER].inline(turn, req.image_params)
+                fetch_images = False
             outcome = chat.TurnOutcome()
             if resume is not None and attempt == 1:
                 events = resume.events

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,7 +256,42 @@ async def test_inline_fetches_every_https_image_and_bounds_the_request(
         await fetcher.close()
 
 
-# --- through the app: the chat route names the part, before any account is chosen ---------
+# --- through the app: the chat route names the part; downloads wait for a usable account -----
+
+FAKE_CODEX = str(Path(__file__).resolve().parent.parent / "codexpool/testing/fake_codex.py")
+
+
+async def _user_key(app: Any, tmp_path: Path, name: str, linked: bool = True) -> str:
+    """Create a portal user (linked from a fake auth.json unless told otherwise); return a key."""
+    from codexpool import accounts, linking
+    from codexpool.keys import CIPHER, SETTINGS, STORE
+    from codexpool.testing.fake_backend import make_auth_json
+
+    user = await accounts.create_user(app[STORE], name, None)
+    if linked:
+        auth = tmp_path / f"{name}-auth.json"
+        auth.write_text(json.dumps(make_auth_json(f"acct_{name}", f"{name}@example.com")))
+        linking.import_auth_json(linking.codex_home(app[SETTINGS], user.id), auth)
+    return await accounts.rotate_key(
+        app[STORE],
+        app[CIPHER],
+        kind="user",
+        prefix=app[SETTINGS].openai_api_key_prefix,
+        user_id=user.id,
+    )
+
+
+def _chat_body(url: str) -> dict[str, Any]:
+    return {
+        "model": "codex",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+        ],
+    }
+
+
+CHAT = "/api/openai/v1/chat/completions"
 
 
 async def test_chat_route_answers_400_naming_the_image_part(
@@ -262,68 +299,63 @@ async def test_chat_route_answers_400_naming_the_image_part(
     make_settings: Any,
     image_server: ImageServer,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    """Through the app with the fake codex executable: each bad image is a 400 naming its
+    part; a good one runs the turn; nothing is downloaded for a key whose account cannot
+    serve (the pool's answer comes first)."""
     from codexpool.app import create_app
 
     from .accounts_helpers import assert_openai_error
-    from .test_execute import _master_key
 
     monkeypatch.setenv("SSL_CERT_FILE", str(image_server.cert))  # trust the test server
-    settings = make_settings(testingImageFetchLoopback=True, maxImageBytes=MIB)
+    settings = make_settings(testingImageFetchLoopback=True, maxImageBytes=MIB, codexBin=FAKE_CODEX)
     client = await aiohttp_client(create_app(settings))
-    auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
-
-    def body(url: str) -> dict[str, Any]:
-        return {
-            "model": "codex",
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
-            ],
-        }
-
-    path = "/api/openai/v1/chat/completions"
+    auth = {"Authorization": f"Bearer {await _user_key(client.app, tmp_path, 'ada')}"}
     for url, code in [
         (image_server.url("/page.html"), "unsupported_image"),
         (image_server.url("/big.png"), "image_too_large"),
         (image_server.url("/to") + "?location=https://169.254.169.254/", "image_url_forbidden"),
+        ("https://[::1", "invalid_image_url"),
     ]:
-        resp = await client.post(path, json=body(url), headers=auth)
+        resp = await client.post(CHAT, json=_chat_body(url), headers=auth)
         err = await assert_openai_error(resp, 400, code)
         assert err["param"] == "messages[1].content[0].image_url"
-    # A good image passes the download; with no linked account the pool then says so.
-    resp = await client.post(path, json=body(image_server.url("/pixel.png")), headers=auth)
-    await assert_openai_error(resp, 503, "no_linked_accounts")
+    resp = await client.post(CHAT, json=_chat_body(image_server.url("/pixel.png")), headers=auth)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["choices"][0]["message"]["content"]
+
+    unlinked = {"Authorization": f"Bearer {await _user_key(client.app, tmp_path, 'bo', False)}"}
+    before = dict(image_server.hits)
+    resp = await client.post(CHAT, json=_chat_body(image_server.url("/slow.png")), headers=unlinked)
+    await assert_openai_error(resp, 403, "account_not_linked")
+    assert image_server.hits == before
 
 
 async def test_chat_route_refuses_loopback_by_default(
-    aiohttp_client: Any, make_settings: Any, image_server: ImageServer
+    aiohttp_client: Any, make_settings: Any, image_server: ImageServer, tmp_path: Path
 ) -> None:
     from codexpool.app import create_app
 
     from .accounts_helpers import assert_openai_error
-    from .test_execute import _master_key
 
-    client = await aiohttp_client(create_app(make_settings()))
-    auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
+    client = await aiohttp_client(create_app(make_settings(codexBin=FAKE_CODEX)))
+    auth = {"Authorization": f"Bearer {await _user_key(client.app, tmp_path, 'cy')}"}
     before = image_server.hits.get("/pixel.png", 0)
     url = image_server.url("/pixel.png", host="localhost")
-    resp = await client.post(
-        "/api/openai/v1/chat/completions",
-        json={
-            "model": "codex",
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "what is this?"},
-                        {"type": "image_url", "image_url": {"url": url}},
-                    ],
-                }
-            ],
-        },
-        headers=auth,
-    )
+    body = {
+        "model": "codex",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    }
+    resp = await client.post(CHAT, json=body, headers=auth)
     err = await assert_openai_error(resp, 400, "image_url_forbidden")
     assert err["param"] == "messages[0].content[1].image_url"
     assert image_server.hits.get("/pixel.png", 0) == before
