@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from . import accounts, linking
@@ -69,13 +70,21 @@ def limit_fields(lim: Limits | None, now: float) -> dict[str, Any]:
 
 
 async def user_table(
-    store: Store, settings: Settings, pool: Pool | None = None, quotas: KeyQuotas | None = None
+    store: Store,
+    settings: Settings,
+    pool: Pool | None = None,
+    quotas: KeyQuotas | None = None,
+    instruction_fallbacks: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Return the admin table: one row per portal user, totals, pool state and master key.
 
     Limits come from the pool's in-memory cache (fed by reads and by the pushes after every
     turn), falling back to the persisted snapshot for accounts not read since start-up.
+    `instruction_fallbacks` maps account keys to when the backend refused the client's
+    instructions there (the engine's memory), shown so the admin knows which accounts pay for
+    Codex's full instructions.
     """
+    fallbacks = instruction_fallbacks or {}
     now = time.time()
     view = None
     if pool is not None:
@@ -115,6 +124,7 @@ async def user_table(
                 "ineligibleReason": reason,
                 "coolingDownUntil": cooldown.until if cooldown else None,
                 "coolingDownReason": cooldown.reason if cooldown else None,
+                "instructionsFallbackAt": fallbacks.get(str(uid)),
             }
         )
         totals["linked"] += linked

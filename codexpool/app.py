@@ -63,6 +63,7 @@ def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
         codex_bin=codex_bin,
         config_overrides=tuple(settings.codex_config_overrides),
         lean_chat=settings.chat_lean_features,
+        instructions=settings.chat_instructions,
         base_instructions=settings.chat_base_instructions or None,
         max_turns_per_account=settings.max_turns_per_account,
         max_queue_wait_s=settings.max_queue_wait_ms / 1000,

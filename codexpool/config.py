@@ -176,12 +176,23 @@ class Settings:
             "about 2x faster first token and fewer side requests.",
         ),
     )
+    chat_instructions: str = field(
+        default="client",
+        metadata=_opt(
+            "chatInstructions",
+            "What a chat turn's model is told: 'client' sends only the client's system/developer "
+            "messages (no Codex persona, skills or environment blocks; ~1.7 KB instead of ~29 KB "
+            "per request); 'codex' wraps them in Codex's own agent instructions. An account "
+            "whose backend refuses the client's instructions falls back to 'codex' until restart.",
+        ),
+    )
     chat_base_instructions: str = field(
         default="",
         metadata=_opt(
             "chatBaseInstructions",
-            "Base instructions for chat turns; empty keeps Codex's own. Client system messages "
-            "are always passed as developer instructions.",
+            "Gateway-wide instructions for chat turns. With chatInstructions 'client' they come "
+            "before the client's system messages; with 'codex' they replace Codex's persona "
+            "(the client's messages follow as developer instructions). Empty: none.",
         ),
     )
     max_body_bytes: int = field(
@@ -412,6 +423,10 @@ def _validate(s: Settings) -> None:
     if s.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise SettingsError(
             f"setting 'logLevel' must be debug/info/warning/error, got {s.log_level!r}"
+        )
+    if s.chat_instructions not in {"client", "codex"}:
+        raise SettingsError(
+            f"setting 'chatInstructions' must be client or codex, got {s.chat_instructions!r}"
         )
     if s.execute_sandbox not in {"read-only", "workspace-write"}:
         raise SettingsError("setting 'executeSandbox' must be read-only or workspace-write")

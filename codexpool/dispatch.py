@@ -4,8 +4,12 @@ A master-key turn that fails before any byte reached the client because its acco
 usage limit or lost its login is retried on the next eligible account (at most `MAX_TRIES`
 accounts in all); the failed account is cooled down until its reset. Response headers go out
 only with the first upstream event, or once the turn stayed silent past the keep-alive interval
-(see chat.py), so the client never sees the first failure and nothing has to be buffered. Exactly one usage row is written per request, naming the
-account that finally served it.
+(see chat.py), so the client never sees the first failure and nothing has to be buffered.
+
+A turn the backend refused because of its instructions (not Codex's own, see
+codex/instructions.py) runs once more on the same account with Codex's own, which the account
+then keeps. Exactly one usage row is written per request, naming the account that finally
+served it.
 """
 
 from __future__ import annotations
@@ -75,21 +79,28 @@ async def run_chat(
             ticket = await app[KEY_QUOTAS].admit(
                 principal.owner, principal.limits, (req.raw_model, req.model)
             )
-        for attempt in range(1, MAX_TRIES + 1):
-            if account is None:
-                assert principal is not None
-                served = None
-                served = await pool.choose(principal, frozenset(tried))
+        attempt = 0
+        same_account = False  # run the next try on `served` again (instructions fallback)
+        while True:
+            if not same_account:
+                attempt += 1
+                if account is None:
+                    assert principal is not None
+                    served = None
+                    served = await pool.choose(principal, frozenset(tried))
             assert served is not None
             tried.add(served.user_id)
             if fetch_images:  # once an account can serve it, before the turn takes a slot
                 turn = await app[IMAGE_FETCHER].inline(turn, req.image_params)
                 fetch_images = False
             outcome = chat.TurnOutcome()
-            if resume is not None and attempt == 1:
+            if resume is not None and attempt == 1 and not same_account:
                 events = resume.events
+                own_instructions = True  # a parked turn cannot run again
             else:
+                own_instructions = same_account or engine.instructions.uses_codex_own(served.key)
                 events = engine.run_turn(served.key, served.codex_home, turn)
+            same_account = False
             try:
                 if req.stream:
                     resp = await shape.stream(request, events, req, outcome)
@@ -101,6 +112,13 @@ async def run_chat(
             except ApiError as exc:
                 # A raised error means nothing reached the client yet (chat.py contract).
                 cause = exc.__cause__
+                if (
+                    isinstance(cause, TurnError)
+                    and not own_instructions
+                    and engine.instructions.fall_back(served.key, cause)
+                ):
+                    same_account = True  # once more, with Codex's own instructions
+                    continue
                 if not isinstance(cause, TurnError) or not pool.mark_failed(served, cause):
                     raise
                 if not can_fail_over or cause.kind not in FAILOVER_KINDS:
@@ -122,7 +140,6 @@ async def run_chat(
                     held_turns.park(events, outcome.tool_calls, served, key_id)  # type: ignore[arg-type]
                 else:
                     await events.aclose()  # interrupts the turn if it is still running
-        raise AssertionError("unreachable")  # the loop returns or raises
     except ApiError as exc:
         status = exc.status
         outcome.error = exc

@@ -365,6 +365,7 @@ ADMIN_USER_ROW: Schema = _closed(
     ineligibleReason=N_STR,
     coolingDownUntil=N_NUM,
     coolingDownReason=N_STR,
+    instructionsFallbackAt=N_NUM,
 )
 
 HEALTH: Schema = _closed(

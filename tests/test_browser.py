@@ -140,3 +140,49 @@ def test_portal_and_admin_flows(
     portal.reload()
     portal.wait_for_selector("#signin:not([hidden])")
     assert not errors, errors
+
+
+def test_admin_marks_an_account_on_codex_instructions(
+    browser: Any,
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """An account whose backend refused the client's instructions carries a marker in the
+    admin table; one that never was does not."""
+    import openai
+
+    from .e2e_helpers import link_user
+
+    fake_backend.require_codex_instructions(True)
+    request.addfinalizer(lambda: fake_backend.require_codex_instructions(False))
+    server = live_server_factory(
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url)
+    )
+    key = link_user(server, tmp_path, "refused", "acct_browser_refused")
+    link_user(server, tmp_path, "plain", "acct_browser_plain")
+    server.start()
+    with openai.OpenAI(base_url=server.api, api_key=key, max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="gpt-5.5", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert answer.choices[0].message.content == "Hello from the fake backend."
+
+    errors: list[str] = []
+    admin = browser.new_page(viewport={"width": 1280, "height": 900})
+    admin.on("pageerror", lambda exc: errors.append(str(exc)))
+    admin.goto(server.url + "/login")
+    admin.fill("input[name=username]", "admin")
+    admin.fill("input[name=password]", "admin-password-for-tests")
+    admin.click("button[type=submit]")
+    admin.wait_for_url(server.url + "/")
+    marker = admin.wait_for_selector(
+        "tr[data-username='refused'] [data-marker=instructions-fallback]"
+    )
+    assert marker.inner_text() == "Codex instructions"
+    assert "refused the client's instructions" in (marker.get_attribute("title") or "")
+    assert admin.locator("tr[data-username='plain'] [data-marker]").count() == 0
+    shot(admin, "admin-instructions-fallback")
+    assert not errors, errors

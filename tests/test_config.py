@@ -45,6 +45,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"codexConfigOverrides": ["novalue"]}, "'codexConfigOverrides'"),
         ({"codexConfigOverrides": "a=b"}, None),
         ({"chatLeanFeatures": "maybe"}, "'chatLeanFeatures'"),
+        ({"chatInstructions": "persona"}, "'chatInstructions'"),
         ({"bogusKey": 1}, "'bogusKey'"),
         ({"logLevel": "loud"}, "'logLevel'"),
     ],

@@ -254,19 +254,30 @@ def test_bad_response_format_is_400(fmt: object) -> None:
     assert info.value.param.startswith("response_format")
 
 
-def test_chat_catalog_clears_apply_patch_and_refuses_non_catalogs() -> None:
-    from codexpool.codex.catalog import without_patch_tool
+def test_chat_catalog_clears_the_agent_harness_and_refuses_non_catalogs() -> None:
+    from codexpool.codex.catalog import chat_catalog
 
     catalog = {
         "models": [
             {"slug": "gpt-5.5", "apply_patch_tool_type": "freeform", "priority": 1},
-            {"slug": "x", "apply_patch_tool_type": "function"},
+            {
+                "slug": "gpt-6.1-sol",
+                "apply_patch_tool_type": "function",
+                "tool_mode": "code_mode_only",
+                "multi_agent_version": "v2",
+                "experimental_supported_tools": ["clock"],
+                "use_responses_lite": True,
+            },
         ],
         "etag": "keep",
     }
-    out = without_patch_tool(catalog)
-    assert [m["apply_patch_tool_type"] for m in out["models"]] == [None, None]
+    out = chat_catalog(catalog)
+    for model in out["models"]:
+        assert model["apply_patch_tool_type"] is None
+        assert model["tool_mode"] is None and model["multi_agent_version"] is None
+        assert model["experimental_supported_tools"] == []
     assert out["etag"] == "keep" and out["models"][0]["priority"] == 1
+    assert out["models"][1]["use_responses_lite"] is True  # the request format stays
     for bad in ([], {"models": {}}, {"models": []}, {"models": ["x"]}, "text"):
         with pytest.raises(ValueError):
-            without_patch_tool(bad)
+            chat_catalog(bad)

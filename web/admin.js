@@ -42,6 +42,23 @@ function renderTotals(data) {
   );
 }
 
+/**
+ * Marks an account whose backend refused the client's instructions: its chat turns now carry
+ * Codex's full instructions (more tokens per request) until the gateway restarts.
+ * @param {number} since
+ */
+function instructionsMarker(since) {
+  return el(
+    "span",
+    {
+      class: "pill warn",
+      "data-marker": "instructions-fallback",
+      title: `The backend refused the client's instructions on ${new Date(since * 1000).toLocaleString()}; this account's chat turns use Codex's own instructions until the gateway restarts.`,
+    },
+    "Codex instructions",
+  );
+}
+
 /** @param {any} user */
 function userRow(user) {
   const keyCell = user.hasKey
@@ -54,7 +71,12 @@ function userRow(user) {
     "tr",
     { "data-username": user.username },
     el("th", { scope: "row" }, user.username),
-    el("td", {}, user.linked ? el("span", { class: "pill ok" }, "linked") : el("span", { class: "pill" }, "not linked")),
+    el(
+      "td",
+      {},
+      user.linked ? el("span", { class: "pill ok" }, "linked") : el("span", { class: "pill" }, "not linked"),
+      user.instructionsFallbackAt ? instructionsMarker(user.instructionsFallbackAt) : null,
+    ),
     el("td", {}, keyCell),
     el(
       "td",

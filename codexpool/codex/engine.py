@@ -35,6 +35,7 @@ from .events import (
     error_from_turn,
     parse_rate_limits,
 )
+from .instructions import CLIENT, InstructionsPolicy
 from .process import rss_mib
 from .state_dir import StateDirs, delete_logs
 
@@ -85,7 +86,8 @@ class EngineConfig:
     codex_bin: str
     config_overrides: tuple[str, ...] = ()
     lean_chat: bool = True
-    base_instructions: str | None = None
+    instructions: str = CLIENT  # chatInstructions: "client" or "codex" (instructions.py)
+    base_instructions: str | None = None  # chatBaseInstructions
     max_turns_per_account: int = 4
     max_queue_wait_s: float = 5.0
     idle_shutdown_s: float = 900.0
@@ -106,6 +108,8 @@ class TurnRequest:
     """One chat turn."""
 
     prompt: str
+    # The client's leading system/developer messages, joined (None: it sent none). Whether they
+    # become the thread's base or developer instructions is the engine's choice (instructions.py).
     developer_instructions: str | None = None
     model: str | None = None
     effort: str | None = None
@@ -151,6 +155,7 @@ class Engine:
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
         self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
         self._state = StateDirs(config.state_root) if config.state_root is not None else None
+        self.instructions = InstructionsPolicy(config.instructions, config.base_instructions)
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -341,10 +346,7 @@ class Engine:
             "sandbox": "read-only",
             "ephemeral": True,
         }
-        if self.config.base_instructions:
-            params["baseInstructions"] = self.config.base_instructions
-        if request.developer_instructions:
-            params["developerInstructions"] = request.developer_instructions
+        params.update(self.instructions.thread_params(acct.key, request.developer_instructions))
         if request.model:
             params["model"] = request.model
         if request.tools:

@@ -12,6 +12,7 @@ from ..keys import (
     ADMIN_AUTH,
     CIPHER,
     DEVICE_LOGINS,
+    ENGINE,
     KEY_QUOTAS,
     LIMITS,
     POOL,
@@ -64,7 +65,13 @@ async def list_users(request: web.Request) -> web.Response:
     """Return the portal user table, totals and the master key summary."""
     await sessions.require_admin(request)
     app = request.app
-    table = await admin_users.user_table(app[STORE], app[SETTINGS], app[POOL], app[KEY_QUOTAS])
+    table = await admin_users.user_table(
+        app[STORE],
+        app[SETTINGS],
+        app[POOL],
+        app[KEY_QUOTAS],
+        app[ENGINE].instructions.fallbacks(),
+    )
     return web.json_response(table)
 
 
@@ -107,6 +114,7 @@ async def delete_user(request: web.Request) -> web.Response:
     request.app[POOL].invalidate()
     request.app[LIMITS].forget(user.id)
     request.app[KEY_QUOTAS].forget(("user", user.id))
+    request.app[ENGINE].instructions.forget(str(user.id))
     await audit.record(store, "admin", "user.delete", user.username, None, ip_of(request))
     return ok(username=user.username, deleted=True)
 

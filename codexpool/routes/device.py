@@ -36,6 +36,7 @@ async def unlink(request: web.Request) -> web.Response:
     user = await sessions.require_portal_user(request)
     was_linked = await request.app[DEVICE_LOGINS].unlink(user.id)
     request.app[POOL].invalidate()
+    request.app[ENGINE].instructions.forget(str(user.id))
     await audit.record(
         request.app[STORE],
         f"user:{user.username}",

@@ -29,6 +29,9 @@ from aiohttp import web
 
 DEFAULT_MODEL = "gpt-5.5"
 DEFAULT_REPLY = "Hello from the fake backend."
+CODEX_PERSONA = "You are Codex"  # how Codex's own base instructions begin
+# The real backend's answer to instructions it does not accept (seen from codex CLI users).
+INSTRUCTIONS_REFUSAL = {"detail": "Instructions are not valid"}
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 
 
@@ -137,6 +140,9 @@ class FakeState:
         self.default_chunks = 4
         self.device_account: tuple[str, str] = ("acct_device", "device@example.com")
         self.closed_streams = 0  # /responses streams the client went away from
+        # When set, /responses refuses (400) a request that does not carry Codex's own base
+        # instructions, as the real backend once did for custom instructions.
+        self.require_codex_instructions = False
 
     def account(self, account_id: str | None) -> AccountState:
         key = account_id or "_anonymous"
@@ -158,6 +164,21 @@ def _rate_headers(acct: AccountState) -> dict[str, str]:
         "x-codex-secondary-window-minutes": "10080",
         "x-codex-secondary-reset-at": str(acct.secondary_resets_at),
     }
+
+
+def has_codex_instructions(body: Any) -> bool:
+    """Tell whether a /responses body carries Codex's own base instructions (in `instructions`
+    or, as codex 0.169 sends them, in a developer message of `input`)."""
+    if not isinstance(body, dict):
+        return False
+    if str(body.get("instructions") or "").startswith(CODEX_PERSONA):
+        return True
+    for item in body.get("input") or []:
+        if isinstance(item, dict) and item.get("role") in ("developer", "system"):
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and str(part.get("text", "")).startswith(CODEX_PERSONA):
+                    return True
+    return False
 
 
 def _split(text: str, n: int) -> list[str]:
@@ -194,7 +215,10 @@ class FakeBackendApp:
         r.add_route("*", "/{tail:.*}", self.fallback)
         return app
 
-    def _record(self, request: web.Request, body: Any = None) -> str | None:
+    def _record(
+        self, request: web.Request, body: Any = None, size: int | None = None
+    ) -> str | None:
+        """Log a request; `size` is its body's length in bytes as sent (benchmarks)."""
         account_id = request.headers.get("chatgpt-account-id")
         with self.state.lock:
             self.state.log.append(
@@ -203,6 +227,7 @@ class FakeBackendApp:
                     "path": request.path,
                     "account_id": account_id,
                     "body": body,
+                    "bytes": size,
                     "ts": time.time(),
                 }
             )
@@ -211,18 +236,23 @@ class FakeBackendApp:
         return account_id
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             body = None
-        account_id = self._record(request, body)
+        account_id = self._record(request, body, len(raw))
         with self.state.lock:
             acct = self.state.account(account_id)
             acct.responses += 1
-            step = acct.script.popleft() if acct.script else {"kind": "reply"}
             headers = _rate_headers(acct)
+            # A refused request leaves the account's script for the next one.
+            refuse = self.state.require_codex_instructions and not has_codex_instructions(body)
+            step = acct.script.popleft() if acct.script and not refuse else {"kind": "reply"}
             delay = self.state.default_delay_ms
             chunks = self.state.default_chunks
+        if refuse:
+            return web.json_response(INSTRUCTIONS_REFUSAL, status=400, headers=headers)
         kind = step.get("kind", "reply")
         if kind == "usage_limit":
             resets_at = int(step.get("resets_at") or time.time() + 3600)
@@ -245,7 +275,8 @@ class FakeBackendApp:
         if kind == "status":
             status = int(step.get("status", 500))
             return web.json_response(
-                {"error": {"type": "server_error", "message": f"fake status {status}"}},
+                step.get("body")
+                or {"error": {"type": "server_error", "message": f"fake status {status}"}},
                 status=status,
             )
         if kind == "unauthorized":
@@ -482,6 +513,8 @@ class FakeBackendApp:
         with self.state.lock:
             self.state.default_delay_ms = int(b.get("delay_ms", self.state.default_delay_ms))
             self.state.default_chunks = int(b.get("chunks", self.state.default_chunks))
+            if "require_codex_instructions" in b:
+                self.state.require_codex_instructions = bool(b["require_codex_instructions"])
         return web.json_response({"ok": True})
 
     async def ctl_approve(self, request: web.Request) -> web.Response:
@@ -564,6 +597,7 @@ def reset(state: FakeState) -> None:
         state.default_delay_ms = 0
         state.default_chunks = 4
         state.closed_streams = 0
+        state.require_codex_instructions = False
 
 
 class FakeBackend:
@@ -649,6 +683,12 @@ class FakeBackend:
             if chunks is not None:
                 self.state.default_chunks = chunks
 
+    def require_codex_instructions(self, required: bool = True) -> None:
+        """Refuse (400 "Instructions are not valid") every /responses request that lacks
+        Codex's own base instructions, until called with False or reset."""
+        with self.state.lock:
+            self.state.require_codex_instructions = required
+
     def approve_device(
         self, user_code: str | None = None, account_id: str | None = None, email: str | None = None
     ) -> bool:
@@ -691,9 +731,9 @@ class FakeBackend:
         return {"kind": "usage_limit", "resets_at": resets_at}
 
     @staticmethod
-    def status(code: int = 500) -> dict[str, Any]:
-        """Step: answer with this HTTP status."""
-        return {"kind": "status", "status": code}
+    def status(code: int = 500, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Step: answer with this HTTP status (and this JSON body instead of a server_error)."""
+        return {"kind": "status", "status": code, "body": body}
 
     @staticmethod
     def hang() -> dict[str, Any]:
