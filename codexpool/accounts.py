@@ -141,8 +141,19 @@ async def list_users(store: Store) -> list[User]:
 
 
 async def delete_user(store: Store, user_id: int) -> bool:
-    """Delete a user with their keys and cached limits; tell whether they existed."""
-    return await store.execute("DELETE FROM users WHERE id = ?", (user_id,)) > 0
+    """Delete a user with their keys and cached limits; tell whether they existed.
+
+    A tombstone keeps the id and name: the request log still names the id, and ids are never
+    handed out again (AUTOINCREMENT), so those rows stay the deleted user's.
+    """
+    async with store.transaction() as db:
+        await db.execute(
+            "INSERT OR REPLACE INTO deleted_users (id, username, deleted_at) "
+            "SELECT id, username, ? FROM users WHERE id = ?",
+            (time.time(), user_id),
+        )
+        async with db.execute("DELETE FROM users WHERE id = ?", (user_id,)) as cur:
+            return cur.rowcount > 0
 
 
 async def bump_session_epoch(store: Store, user_id: int) -> None:

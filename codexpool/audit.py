@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+from .logsafe import escape_controls
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -28,8 +29,11 @@ async def record(
 ) -> None:
     """Append one audit row; a failed write is logged, never raised (auditing must not break
     the action it describes)."""
+    # Names and details come from clients: the trail shows their control characters escaped.
+    actor = escape_controls(actor)
+    target = escape_controls(target) if target is not None else None
     if detail is not None:
-        detail = detail[:MAX_DETAIL_LEN]
+        detail = escape_controls(detail[:MAX_DETAIL_LEN])
     try:
         await store.execute(
             "INSERT INTO audit (ts, actor, action, target, detail, ip) VALUES (?, ?, ?, ?, ?, ?)",

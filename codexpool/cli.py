@@ -26,8 +26,9 @@ from .config import (
     resolve_settings_path,
 )
 from .errors import ApiError
+from .logsafe import EscapingFormatter
 from .security import KeyCipher, hash_password, is_bcrypt_hash, random_secret
-from .store import Store, StoreError
+from .store import PRIVATE_UMASK, Store, StoreError, make_private
 
 _LOGGER = logging.getLogger("codexpool")
 
@@ -43,11 +44,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def configure_logging(level: str) -> None:
     """Log one line per record to stdout (journald adds time and unit)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    # Client text (names, paths) reaches the log: one record must stay one line.
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # ours: codexpool.access
     logging.getLogger("aiosqlite").setLevel(logging.INFO)  # one debug line per SQL statement
 
@@ -104,6 +104,7 @@ def _data_folder_problem(data: Path) -> str | None:
 
     try:
         data.mkdir(parents=True, exist_ok=True)
+        make_private(data)  # a folder made by a caller with umask 022 is 0755
     except OSError as exc:
         return f"cannot create the data folder {data}: {exc.strerror or exc}"
     reason = unwritable_reason(data)
@@ -363,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `codexpool` console script."""
     args = build_parser().parse_args(argv)
+    # Everything codexpool writes (database, Codex homes, settings) is private to its user,
+    # whatever umask the caller had (scripts/start.sh, a shell): systemd's UMask= is not
+    # the only way the gateway starts.
+    os.umask(PRIVATE_UMASK)
     try:
         return int(args.func(args))
     except SettingsError as exc:

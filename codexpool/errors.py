@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from . import jsoncheck
 from .ids import unique_hex
 
 _LOGGER = logging.getLogger(__name__)
@@ -199,11 +200,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "Request body is empty; send a JSON object.", "invalid_json")
     try:
-        data = json.loads(raw)  # not orjson: it would read a 100-bit integer as a float
+        # Not orjson: it would read a 100-bit integer as a float.
+        data = json.loads(raw, parse_int=jsoncheck.parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}", "invalid_json") from exc
     except RecursionError as exc:  # e.g. 5,000 nested arrays: the decoder gives up (was a 500)
         raise ApiError(400, "Request body is nested too deeply.", "invalid_json") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "Request body must be a JSON object.", "invalid_json")
+    # The one place every route's body passes: depth, integer size and valid Unicode.
+    problem = jsoncheck.find_problem(data)
+    if problem is not None:
+        raise ApiError(400, problem.message, "invalid_json", param=problem.param)
     return data

@@ -368,7 +368,9 @@ ADMIN_USER_ROW: Schema = _closed(
     instructionsFallbackAt=N_NUM,
 )
 
+# Anonymous callers get status and ready only; the rest needs the metrics token or the admin.
 HEALTH: Schema = _closed(
+    ("status", "ready"),
     status={"enum": ["ok", "degraded"]},
     ready=BOOL,
     version=STR,
@@ -961,7 +963,8 @@ def _paths() -> dict[str, dict[str, Any]]:
         # operations
         "/api/health": {
             "get": _op(
-                "Liveness and readiness (503 with the same body when not ready)",
+                "Liveness and readiness (503 with the same body when not ready); the details "
+                "(version, codex, accounts) only for the metrics token or an admin session",
                 "ops",
                 NONE,
                 {

@@ -30,6 +30,7 @@ from yarl import URL
 from . import accounts
 from .accounts import User
 from .admin_auth import load_admin_auth
+from .api_auth import extract_key, require_api_key
 from .errors import ApiError, Handler
 from .keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
 from .netinfo import is_https, public_host
@@ -52,6 +53,8 @@ CSRF_PREFIXES = (
     "/api/openai/codex/",
     "/api/openai/pool/",
 )
+# Routes inside CSRF_PREFIXES that also take an API key (which then wins over the cookie).
+KEY_OR_COOKIE_ROUTES = frozenset({"/api/openai/codex/execute-session"})
 
 
 def auth_required() -> ApiError:
@@ -249,9 +252,20 @@ def is_cross_site(request: web.Request, trusted_proxy: bool) -> bool:
         return True
 
 
-def _uses_api_key(request: web.Request) -> bool:
-    # Browsers cannot add these headers cross-origin without a CORS preflight we never grant.
-    return "Authorization" in request.headers or "x-api-key" in request.headers
+async def authenticated_by_key(request: web.Request) -> bool:
+    """Tell whether this request is one that authenticates by a valid API key alone.
+
+    Only such a request may skip the CSRF guard: a cross-site attacker cannot know the key. A
+    bare `Authorization` or `x-api-key` header proves nothing (`Authorization: Basic ...` with
+    the victim's cookie used to pass), and admin and portal routes never take a key at all.
+    """
+    if request.path not in KEY_OR_COOKIE_ROUTES or extract_key(request) is None:
+        return False
+    try:
+        await require_api_key(request)  # the handler then uses this key, never the cookie
+    except ApiError:
+        return False
+    return True
 
 
 @web.middleware
@@ -260,8 +274,8 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if (
         request.method in UNSAFE_METHODS
         and request.path.startswith(CSRF_PREFIXES)
-        and not _uses_api_key(request)
         and is_cross_site(request, request.app[SETTINGS].trusted_proxy)
+        and not await authenticated_by_key(request)
     ):
         raise ApiError(
             403,

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +20,17 @@ from typing import Any
 import aiosqlite
 
 _LOGGER = logging.getLogger(__name__)
+
+
+PRIVATE_UMASK = 0o077  # the process umask at start: files 0600, folders 0700
+SIDECARS = ("-wal", "-shm")  # SQLite's files beside the database in WAL mode
+
+
+def make_private(path: Path) -> None:
+    """Take group and other permissions off a file or folder we own (0755 -> 0700)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(mode & ~0o077)
 
 
 class StoreError(Exception):
@@ -107,6 +119,71 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_keys ADD COLUMN max_concurrent INTEGER;
     ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
     """,
+    # 3: ids are never reused. Without AUTOINCREMENT SQLite hands a deleted row's id (the
+    # highest) to the next insert, so a new registrant inherited a deleted user's usage and
+    # today's quota counts. The tables are rebuilt with AUTOINCREMENT (foreign keys are off
+    # during migrations) and their counters start past every id the request log still
+    # names; deleted users leave a tombstone naming whose rows those are.
+    """
+    CREATE TABLE users_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        created_at REAL NOT NULL,
+        session_epoch INTEGER NOT NULL DEFAULT 0,
+        pool_opt_in INTEGER NOT NULL DEFAULT 1,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO users_v3 (id, username, password_hash, created_at, session_epoch, pool_opt_in,
+                          disabled)
+        SELECT id, username, password_hash, created_at, session_epoch, pool_opt_in, disabled
+        FROM users;
+    CREATE TABLE api_keys_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'master')),
+        label TEXT NOT NULL DEFAULT '',
+        digest TEXT NOT NULL UNIQUE,
+        ciphertext TEXT NOT NULL,
+        hint TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL,
+        max_requests_per_day INTEGER,
+        max_tokens_per_day INTEGER,
+        max_concurrent INTEGER,
+        allowed_models TEXT
+    );
+    INSERT INTO api_keys_v3 (id, user_id, kind, label, digest, ciphertext, hint, created_at,
+                             revoked_at, last_used_at, max_requests_per_day, max_tokens_per_day,
+                             max_concurrent, allowed_models)
+        SELECT id, user_id, kind, label, digest, ciphertext, hint, created_at, revoked_at,
+               last_used_at, max_requests_per_day, max_tokens_per_day, max_concurrent,
+               allowed_models
+        FROM api_keys;
+    DROP TABLE api_keys;
+    DROP TABLE users;
+    ALTER TABLE users_v3 RENAME TO users;
+    ALTER TABLE api_keys_v3 RENAME TO api_keys;
+    CREATE INDEX api_keys_user ON api_keys(user_id, revoked_at);
+    CREATE UNIQUE INDEX api_keys_one_live_user_key ON api_keys(user_id)
+        WHERE revoked_at IS NULL AND kind = 'user';
+    CREATE UNIQUE INDEX api_keys_one_live_master_key ON api_keys(kind)
+        WHERE revoked_at IS NULL AND kind = 'master';
+    DELETE FROM sqlite_sequence WHERE name IN ('users', 'api_keys');
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'users', MAX(
+        (SELECT COALESCE(MAX(id), 0) FROM users),
+        (SELECT COALESCE(MAX(account_user_id), 0) FROM requests),
+        (SELECT COALESCE(MAX(user_id), 0) FROM limit_snapshots));
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'api_keys', MAX(
+        (SELECT COALESCE(MAX(id), 0) FROM api_keys),
+        (SELECT COALESCE(MAX(key_id), 0) FROM requests));
+    CREATE TABLE deleted_users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        deleted_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -158,9 +235,14 @@ class Store:
             self._db.row_factory = aiosqlite.Row
             await self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             await self._db.execute("PRAGMA journal_mode = WAL")
+            # Keys, hashes and the audit trail: private even when an older version or another
+            # umask created the file.
+            for path in (self.path, *(self.path.with_name(self.path.name + x) for x in SIDECARS)):
+                if path.exists():
+                    make_private(path)
             await self._db.execute("PRAGMA synchronous = NORMAL")
+            await self._migrate()  # before foreign keys go on: rebuilding a table needs them off
             await self._db.execute("PRAGMA foreign_keys = ON")
-            await self._migrate()
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             self._reader.row_factory = aiosqlite.Row
             await self._reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -189,6 +271,11 @@ class Store:
                 + MIGRATIONS[version]
                 + f"\nPRAGMA user_version = {version + 1};\nCOMMIT;"
             )
+        if current < SCHEMA_VERSION:
+            async with self.db.execute("PRAGMA foreign_key_check") as cur:
+                broken = await cur.fetchall()
+            if broken:
+                _LOGGER.warning("Database %s has dangling references: %s", self.path, broken[:5])
 
     async def close(self) -> None:
         """Close the connections (idempotent)."""

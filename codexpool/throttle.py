@@ -1,8 +1,14 @@
-"""In-memory sign-in throttling per username and per client address.
+"""In-memory sign-in throttling per (username, address), per address and per username.
 
-Failures are counted in a sliding window; once a bucket is full the next attempt gets a 429
+Failures are counted in sliding windows; once a bucket is full the next attempt gets a 429
 with `Retry-After` *before* bcrypt runs, so guessing costs the attacker time and us no CPU.
 State is per process and lost on restart, which is acceptable for a single-node gateway.
+
+No bucket lets a stranger lock the owner out: failures count against the (username,
+address) pair and the address, so guesses from elsewhere never refuse the owner's own
+address. The per-username bucket slows guessing spread over many addresses, but it only
+refuses addresses that themselves failed recently: an address with a clean record always
+gets its attempt checked.
 """
 
 from __future__ import annotations
@@ -63,30 +69,46 @@ class SlidingCounter:
         while len(self._hits) > MAX_TRACKED:
             self._hits.popitem(last=False)
 
+    def count(self, key: str) -> int:
+        """Return how many failures of `key` are inside the window now."""
+        hits = self._live(key)
+        return 0 if hits is None else len(hits)
+
     def clear(self, key: str) -> None:
         """Forget `key`'s failures (after a successful sign-in)."""
         self._hits.pop(key, None)
 
 
 class LoginThrottle:
-    """Sign-in guard: 5 failures / 5 min per username, 20 / 5 min per client address."""
+    """Sign-in guard: failures per (username, address), per address and per username.
+
+    Defaults: 5 failures / 5 min per name on one address, 20 / 5 min per address, and 50 /
+    5 min per name across all addresses (that last one only refuses addresses with failures
+    of their own in the window).
+    """
 
     def __init__(
         self,
-        per_user: Limit = Limit(5, 300.0),
+        *,
+        per_pair: Limit = Limit(5, 300.0),
         per_ip: Limit = Limit(20, 300.0),
+        per_user: Limit = Limit(50, 300.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._users = SlidingCounter(per_user, clock)
+        self._pairs = SlidingCounter(per_pair, clock)
         self._ips = SlidingCounter(per_ip, clock)
+        self._users = SlidingCounter(per_user, clock)
         # Registration is unauthenticated account creation: bound it per address too.
         self.registrations = RateGate(
             Limit(20, 3600.0), "too_many_registrations", "registrations from this address", clock
         )
 
     def check(self, scope: str, username: str, ip: str) -> None:
-        """Raise a 429 with Retry-After when this username or address must wait."""
-        wait = max(self._users.retry_after(f"{scope}:{username}"), self._ips.retry_after(ip))
+        """Raise a 429 with Retry-After when this address (for this username) must wait."""
+        user = f"{scope}:{username}"
+        wait = max(self._pairs.retry_after(f"{user}\0{ip}"), self._ips.retry_after(ip))
+        if self._ips.count(ip):  # the global name bucket never refuses a clean address
+            wait = max(wait, self._users.retry_after(user))
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             raise ApiError(
@@ -97,13 +119,15 @@ class LoginThrottle:
             )
 
     def failed(self, scope: str, username: str, ip: str) -> None:
-        """Count a failed attempt against the username and the address."""
-        self._users.hit(f"{scope}:{username}")
+        """Count a failed attempt against the pair, the address and the username."""
+        user = f"{scope}:{username}"
+        self._pairs.hit(f"{user}\0{ip}")
         self._ips.hit(ip)
+        self._users.hit(user)
 
-    def succeeded(self, scope: str, username: str) -> None:
-        """Reset the username's failures (the address keeps its count)."""
-        self._users.clear(f"{scope}:{username}")
+    def succeeded(self, scope: str, username: str, ip: str) -> None:
+        """Reset this address's failures for the username (the address keeps its own count)."""
+        self._pairs.clear(f"{scope}:{username}\0{ip}")
 
 
 class RateGate:

@@ -60,8 +60,11 @@ async def admin_usage(store: Store, days: int) -> dict[str, Any]:
     """Return everyone's usage for the last `days` UTC days."""
     start = since(days)
     by_account = await store.fetchall(
-        f"SELECT {_DAY}, r.account_user_id, u.username, {_SUMS} FROM requests r "
-        "LEFT JOIN users u ON u.id = r.account_user_id WHERE r.ts >= ? "
+        f"SELECT {_DAY}, r.account_user_id, "
+        "COALESCE(u.username, d.username || ' (deleted)') AS username, "
+        f"{_SUMS} FROM requests r "
+        "LEFT JOIN users u ON u.id = r.account_user_id "
+        "LEFT JOIN deleted_users d ON d.id = r.account_user_id WHERE r.ts >= ? "
         "GROUP BY day, r.account_user_id ORDER BY day DESC, r.account_user_id",
         (start,),
     )

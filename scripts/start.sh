@@ -14,6 +14,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: scripts/start.sh [--settings PATH] [--venv DIR] [--wait SECONDS]" >&2; exit 2 ;;
   esac
 done
+# The data folder, its log and pid file are private whatever the caller's umask (the server
+# sets its own umask too).
+umask 077
 data="$(setting dataDir)"
 mkdir -p "$data"
 pidfile="$data/codexpool.pid"

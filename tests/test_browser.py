@@ -115,7 +115,8 @@ def test_portal_and_admin_flows(
     admin.fill("#limits-form input[name=requestsPerDay]", "100")
     admin.fill("#limits-form input[name=allowedModels]", "gpt-5.5, codex")
     admin.click("#limits-form button[type=submit]")
-    admin.wait_for_selector("tr[data-username='browser.user'] td.limits >> text=0/100 req")
+    # The portal's quick test above counted against the user's key.
+    admin.wait_for_selector("tr[data-username='browser.user'] td.limits >> text=1/100 req")
     cell = admin.locator("tr[data-username='browser.user'] td.limits")
     assert "gpt-5.5, codex" in cell.inner_text()
     assert not admin.locator("#limits-dialog").is_visible()

@@ -57,10 +57,13 @@ def assert_openai_error(status: int, raw: bytes, want_status: int, code: str | N
 def test_no_linked_accounts(
     live_server_factory: Any, codex_bin: str, request: pytest.FixtureRequest
 ) -> None:
-    server = live_server_factory(start=False)
+    server = live_server_factory(start=False, metricsToken="t" * 32)
     master = server.cli("key", "rotate", "--master").stdout.strip()
     server.start()
-    with urllib.request.urlopen(server.url + "/api/health", timeout=10) as resp:
+    health_request = urllib.request.Request(
+        server.url + "/api/health", headers={"Authorization": "Bearer " + "t" * 32}
+    )  # the account counts are for the operator (metrics token or admin session) only
+    with urllib.request.urlopen(health_request, timeout=10) as resp:
         health = json.loads(resp.read())
     assert health["ready"] is True and health["accounts"] == {"linked": 0, "eligible": 0}
     client = openai.OpenAI(base_url=server.api, api_key=master, max_retries=0)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
-from codexpool import accounts
-from codexpool.security import KeyCipher
-from codexpool.store import MARKER_RECHECK_S, SCHEMA_VERSION, Store, StoreError
+from codexpool import accounts, usage_report
+from codexpool.key_limits import KeyQuotas
+from codexpool.security import KeyCipher, key_digest
+from codexpool.store import MARKER_RECHECK_S, MIGRATIONS, SCHEMA_VERSION, Store, StoreError
 from codexpool.usage import UsageRecorder, UsageRow, prune
 
 
@@ -132,3 +134,102 @@ async def test_change_stamp_sees_another_stores_writes(tmp_path: Path) -> None:
     finally:
         await ours.close()
         await theirs.close()
+
+
+async def _add_request(store: Store, key_id: int | None, account: int | None) -> None:
+    await store.execute(
+        "INSERT INTO requests (ts, endpoint, key_id, key_kind, account_user_id, status) "
+        "VALUES (?, 'chat.completions', ?, 'user', ?, 200)",
+        (time.time(), key_id, account),
+    )
+
+
+async def test_ids_are_never_reused(tmp_path: Path) -> None:
+    """Issue 14 item 6: SQLite handed a deleted user's id (and key id) to the next insert, so a
+    new registrant inherited the deleted user's usage history and today's quota count."""
+    store = await open_store(tmp_path / "db.sqlite3")
+    cipher = KeyCipher("c" * 40)
+    try:
+        await accounts.create_user(store, "alice", None)
+        bob = await accounts.create_user(store, "bob", None)
+        await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=bob.id)
+        bob_key = await accounts.live_key_row(store, user_id=bob.id, kind="user")
+        assert bob_key is not None
+        await _add_request(store, bob_key["id"], bob.id)
+        assert await accounts.delete_user(store, bob.id)
+        carol = await accounts.create_user(store, "carol", None)
+        await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=carol.id)
+        carol_key = await accounts.live_key_row(store, user_id=carol.id, kind="user")
+        assert carol_key is not None
+        assert carol.id > bob.id and carol_key["id"] > bob_key["id"]
+        assert (await KeyQuotas(store).usage_of(("user", carol.id))).requests == 0
+        mine = await usage_report.user_usage(store, carol.id, 7)
+        assert mine["byKey"] == [] and mine["servedByAccount"] == []
+        # Bob's rows stay his: the report names the tombstone.
+        report = await usage_report.admin_usage(store, 7)
+        assert [(r["userId"], r["username"]) for r in report["byAccount"]] == [
+            (bob.id, "bob (deleted)")
+        ]
+    finally:
+        await store.close()
+
+
+def _old_schema_database(path: Path, cipher: KeyCipher) -> None:
+    """Write a database as codexpool with schema version 2 left it: ids 3 (a user) and 5 (a
+    key) were deleted, but the request log still names them."""
+    con = sqlite3.connect(path)
+    con.executescript(MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version = 2;")
+    con.executemany(
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, NULL, ?)",
+        [(1, "alice", 1.0), (2, "bob", 2.0)],
+    )
+    keys = [
+        (1, 1, "user", "sk-alice", 7),
+        (2, None, "master", "sk-master", None),
+        (4, 2, "user", "sk-bob", None),
+    ]
+    con.executemany(
+        "INSERT INTO api_keys (id, user_id, kind, digest, ciphertext, hint, created_at, "
+        "max_requests_per_day) VALUES (?, ?, ?, ?, ?, 'hint', 1.0, ?)",
+        [(i, u, k, key_digest(plain), cipher.encrypt(plain), cap) for i, u, k, plain, cap in keys],
+    )
+    con.execute(
+        "INSERT INTO limit_snapshots (user_id, primary_used, fetched_at, ok) VALUES (1, 5, 1, 1)"
+    )
+    con.execute(
+        "INSERT INTO requests (ts, endpoint, key_id, key_kind, account_user_id, status) "
+        "VALUES (?, 'chat.completions', 5, 'user', 3, 200)",
+        (time.time(),),
+    )
+    con.commit()
+    con.close()
+
+
+async def test_an_old_database_migrates_keeping_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    cipher = KeyCipher("c" * 40)
+    _old_schema_database(path, cipher)
+    store = await open_store(path)
+    try:
+        assert (await store.fetchone("PRAGMA user_version"))[0] == SCHEMA_VERSION
+        users = await accounts.list_users(store)
+        assert [(u.id, u.username) for u in users] == [(1, "alice"), (2, "bob")]
+        alice = await accounts.lookup_key(store, "sk-alice")
+        assert alice is not None and (alice.key_id, alice.user_id) == (1, 1)
+        assert alice.limits.requests_per_day == 7
+        assert (await accounts.lookup_key(store, "sk-master")) is not None
+        assert await accounts.reveal_key(store, cipher, 2) == "sk-bob"
+        # Ids the request log still names are not handed out again.
+        dan = await accounts.create_user(store, "dan", None)
+        assert dan.id == 4
+        await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=dan.id)
+        row = await accounts.live_key_row(store, user_id=dan.id, kind="user")
+        assert row is not None and row["id"] == 6
+        # Foreign keys still cascade after the rebuild.
+        assert await accounts.delete_user(store, 1)
+        assert await store.fetchone("SELECT 1 FROM api_keys WHERE user_id = 1") is None
+        assert await store.fetchone("SELECT 1 FROM limit_snapshots WHERE user_id = 1") is None
+        erin = await accounts.create_user(store, "erin", None)
+        assert erin.id == 5
+    finally:
+        await store.close()

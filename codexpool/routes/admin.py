@@ -37,7 +37,7 @@ async def login(request: web.Request) -> web.Response:
         throttle.failed(ADMIN_SCOPE, username, ip)
         await audit.record(store, "anonymous", "admin.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
-    throttle.succeeded(ADMIN_SCOPE, username)
+    throttle.succeeded(ADMIN_SCOPE, username, ip)
     await sessions.start_admin_session(request)
     await audit.record(store, "admin", "admin.login", username, None, ip)
     return ok(username=request.app[ADMIN_AUTH].username)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,15 @@ from ..netinfo import client_ip
 def ip_of(request: web.Request) -> str:
     """Return the caller's address (proxy headers only when trusted)."""
     return client_ip(request, request.app[SETTINGS].trusted_proxy)
+
+
+def metrics_token_sent(request: web.Request) -> bool | None:
+    """Tell whether a `Bearer` token sent is the metrics token (None: none sent or none set)."""
+    token = request.app[SETTINGS].metrics_token
+    auth = request.headers.get("Authorization", "")
+    if not token or auth[:7].lower() != "bearer ":
+        return None
+    return hmac.compare_digest(auth[7:].strip().encode(), token.encode())
 
 
 def ok(**extra: Any) -> web.Response:

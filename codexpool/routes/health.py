@@ -1,35 +1,57 @@
-"""GET /api/health: liveness plus readiness for load balancers, scripts and the panel."""
+"""GET /api/health: liveness plus readiness for load balancers, scripts and the panel.
+
+Anyone may ask whether the gateway is up; only the operator learns how it is built and how
+many accounts it holds (the codex path and version tell an attacker what to aim at).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import __version__
+from ..errors import ApiError
 from ..keys import CODEX_BIN, ENGINE, POOL, STORE
+from ..sessions import require_admin
+from .common import metrics_token_sent
+
+
+async def is_operator(request: web.Request) -> bool:
+    """Tell whether the caller sent the metrics token (Bearer) or holds an admin session."""
+    sent = metrics_token_sent(request)
+    if sent is not None:
+        return sent
+    try:
+        await require_admin(request)
+    except ApiError:
+        return False
+    return True
 
 
 async def health(request: web.Request) -> web.Response:
     """Report whether the gateway can serve: database, codex binary, linked and eligible accounts.
 
     `ready` needs the database and the codex binary; having no linked account is a normal
-    state of a fresh install, reported but not a failure.
+    state of a fresh install, reported but not a failure. Anonymous callers get `status` and
+    `ready` only; the details need the metrics token or an admin session.
     """
     app = request.app
     db_ok = await app[STORE].ping()
     codex_bin = app[CODEX_BIN]
+    ready = db_ok and bool(codex_bin)
+    status = 200 if ready else 503
+    body = {"status": "ok" if ready else "degraded", "ready": ready}
+    if not await is_operator(request):
+        return web.json_response(body, status=status)
     linked = await app[POOL].linked_accounts() if db_ok else []
     eligible = await app[POOL].eligible_count() if db_ok else 0
-    ready = db_ok and bool(codex_bin)
-    body = {
-        "status": "ok" if ready else "degraded",
-        "ready": ready,
+    body |= {
         "version": __version__,
         "database": "ok" if db_ok else "unreachable",
         "codex": {"found": bool(codex_bin), "path": codex_bin or None},
         "accounts": {"linked": len(linked), "eligible": eligible},
         "codexProcesses": app[ENGINE].live_processes(),
     }
-    return web.json_response(body, status=200 if ready else 503)
+    return web.json_response(body, status=status)
 
 
 def setup(app: web.Application) -> None:

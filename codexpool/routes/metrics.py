@@ -6,7 +6,6 @@ scrape time, so they are exact when read and cost nothing between scrapes.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,9 +15,10 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from ..errors import ApiError
-from ..keys import ENGINE, POOL, PRINCIPAL, SETTINGS, STORE, USAGE
+from ..keys import ENGINE, POOL, PRINCIPAL, STORE, USAGE
 from ..observe import METRICS, Metrics, access_middleware_factory
 from ..sessions import require_admin
+from .common import metrics_token_sent
 from .execute import EXECUTIONS
 
 _LOGGER = logging.getLogger(__name__)
@@ -26,11 +26,10 @@ _LOGGER = logging.getLogger(__name__)
 
 async def _authorize(request: web.Request) -> None:
     """Let the metrics token (Bearer) or an admin session through; 401 otherwise."""
-    token = request.app[SETTINGS].metrics_token
-    auth = request.headers.get("Authorization", "")
-    if token and auth[:7].lower() == "bearer ":
-        if hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
-            return
+    sent = metrics_token_sent(request)
+    if sent is True:
+        return
+    if sent is False:
         raise ApiError(401, "Wrong metrics token.", "invalid_metrics_token")
     try:
         await require_admin(request)

@@ -47,7 +47,7 @@ async def login(request: web.Request) -> web.Response:
         await audit.record(store, "anonymous", "user.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
     user = found[0]
-    throttle.succeeded(PORTAL_SCOPE, username)
+    throttle.succeeded(PORTAL_SCOPE, username, ip)
     await sessions.start_portal_session(request, user)
     await audit.record(store, f"user:{user.username}", "user.login", user.username, None, ip)
     return ok(username=user.username)

@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from .. import dispatch, sessions
-from ..accounts import KeyPrincipal
+from ..accounts import KeyPrincipal, User, live_key_row
 from ..api_auth import extract_key, require_api_key
 from ..errors import ApiError, read_json_object
-from ..keys import MODELS, POOL
+from ..keys import MODELS, POOL, STORE
 from ..linking import is_linked
 from ..models import DEFAULT_ALIAS
 from ..openai_compat import ChatRequest, json_int
@@ -60,7 +60,8 @@ async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | 
     """Resolve the caller: an API key when one is sent (never falling back), else the cookie.
 
     A key leaves the account to the pool (owner's account, or any eligible one with failover
-    for the master key); the cookie pins the signed-in user's own account.
+    for the master key); the cookie pins the signed-in user's own account and is admitted and
+    counted under the user's own key.
     """
     if extract_key(request) is not None:
         return None, await require_api_key(request)
@@ -73,7 +74,20 @@ async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | 
             "account_not_linked",
         )
     request.app[POOL].ensure_not_exhausted(user.id, "Your ChatGPT account")
-    return account, None
+    return account, await _own_key(request, user)
+
+
+async def _own_key(request: web.Request, user: User) -> KeyPrincipal | None:
+    """Return the signed-in user's live key, whose limits and counts the quick test shares.
+
+    Without this the cookie was a way around the caps the admin set on the key (requests per
+    day, allowed models, concurrency) and its turns counted nowhere. A user without a key has
+    no caps to honour.
+    """
+    row = await live_key_row(request.app[STORE], user_id=user.id, kind="user")
+    if row is None:
+        return None
+    return KeyPrincipal(row["id"], "user", user.id, user.username, row["limits"])
 
 
 async def execute_session(request: web.Request) -> web.StreamResponse:
