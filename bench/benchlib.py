@@ -134,7 +134,7 @@ class RawSseClient:
     bench/overhead.py uses it by default; `--client aiohttp` measures with aiohttp instead.
     """
 
-    _CONTENT = re.compile(rb'"content":"[^"]')
+    _CONTENT = re.compile(rb'"content": ?"[^"]')  # LiteLLM puts a space after the colon
 
     def __init__(self, url: str, key: str) -> None:
         parts = urlsplit(url)

@@ -11,11 +11,13 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from . import sessions, shutdown, tool_turns
+from . import conversations, sessions, shutdown, tool_turns
 from .codex.engine import Engine, EngineConfig
+from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_header, request_id_middleware
 from .image_fetch import FetchLimits, ImageFetcher
@@ -26,6 +28,7 @@ from .keys import (
     CODEX_BIN,
     ENGINE,
     IMAGE_FETCHER,
+    ISOLATION,
     KEY_CACHE,
     KEY_QUOTAS,
     LIMITS,
@@ -57,7 +60,17 @@ from .usage import UsageRecorder, run_pruner
 _LOGGER = logging.getLogger(__name__)
 
 
-def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
+def isolation(settings: Settings, settings_file: Path | None = None) -> Isolation:
+    """Return the sandbox of the codex processes whose model can run commands: it hides the
+    data folder, the Codex homes and the settings file (codex/isolation.py)."""
+    return gateway_isolation(
+        settings.bwrap_path, (settings.data_path, settings.codex_homes, settings_file)
+    )
+
+
+def engine_config(
+    settings: Settings, codex_bin: str, sandbox: Isolation | None = None
+) -> EngineConfig:
     """Map settings onto the engine's own configuration."""
     return EngineConfig(
         codex_bin=codex_bin,
@@ -73,6 +86,8 @@ def engine_config(settings: Settings, codex_bin: str) -> EngineConfig:
         heartbeat_s=settings.stream_keepalive_ms / 1000,
         scratch_root=settings.data_path / "scratch",
         state_root=settings.codex_state_path,
+        # Only app-servers whose model can run commands need the sandbox (and pay its start).
+        isolation=None if settings.chat_lean_features else sandbox,
     )
 
 
@@ -96,7 +111,7 @@ async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    engine = Engine(engine_config(settings, app[CODEX_BIN] or "codex"))
+    engine = Engine(engine_config(settings, app[CODEX_BIN] or "codex", app.get(ISOLATION)))
     await engine.start()
     app[ENGINE] = engine
     limits = LimitCache(app[STORE], engine, settings.openai_rate_limit_cache_ttl_ms / 1000)
@@ -134,8 +149,9 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the gateway application for these settings (no I/O happens here)."""
+def create_app(settings: Settings, settings_file: Path | None = None) -> web.Application:
+    """Build the gateway application for these settings (no I/O happens here); the sandbox
+    of model commands also hides `settings_file` (the data folder's is hidden anyway)."""
     # Middleware order: the request id comes first so every later error can name it; error
     # shaping wraps everything else so no route can leak a traceback or an HTML error page;
     # sessions.setup then appends the CSRF guard (rejects cross-site cookie state changes
@@ -152,6 +168,8 @@ def create_app(settings: Settings) -> web.Application:
     app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""
     if not app[CODEX_BIN]:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
+    if settings.needs_isolation:  # `codexpool serve` checked that it works on this machine
+        app[ISOLATION] = isolation(settings, settings_file)
     # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), the
     # image fetcher, then the background tasks that use them all.
     app.cleanup_ctx.extend(
@@ -163,6 +181,7 @@ def create_app(settings: Settings) -> web.Application:
     openapi_doc.setup(app)  # GET /api/openapi.json
     openai_api.setup(app)
     tool_turns.setup(app)  # parked tool-call turns; closed before the engine stops
+    conversations.setup(app)  # conversation threads; released before the engine stops
     # Chat turns still running at the end of the grace end with an error chunk + [DONE].
     shutdown.add_interrupter(app, lambda a, message: a[ENGINE].interrupt_all(message))
     admin.setup(app)

@@ -74,6 +74,7 @@ class TurnOutcome:
     status: int = 200
     # Set when the model called client functions: the turn is parked, not finished.
     tool_calls: ToolCalls | None = None
+    response_id: str | None = None  # the Responses API answer's id (previous_response_id)
 
     def usage_dict(self) -> dict[str, Any]:
         """Return OpenAI usage (zeros when Codex reported none)."""

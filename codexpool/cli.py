@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .shutdown import serve_shutdown_timeout
 
     configure_logging(settings.log_level)
-    problem = _data_folder_problem(settings.data_path)
+    problem = _data_folder_problem(settings.data_path) or _sandbox_problem(settings)
     if problem:
         return _fail(problem)
     if not is_bcrypt_hash(settings.admin_password):
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # handler_cancellation: a client that goes away cancels its handler, which interrupts the
     # Codex turn at once instead of letting it burn quota until the next write fails.
-    app = create_app(settings)
+    app = create_app(settings, resolve_settings_path(args.settings))
     app.on_startup.append(freeze_startup_objects)  # last: after every context has started
     web.run_app(
         app,
@@ -113,6 +113,27 @@ def _data_folder_problem(data: Path) -> str | None:
             f"the data folder {data} is not writable ({reason}); it holds the database and the "
             f"Codex homes: {WRITABLE_FIX}"
         )
+    return None
+
+
+def _sandbox_problem(settings: Settings) -> str | None:
+    """Say in one line why model commands cannot be sandboxed here when a setting lets the
+    model run them (None: they can, or none may); warn when codex's own sandbox will not
+    nest inside ours."""
+    from .app import isolation
+    from .doctor import sandbox_problem
+
+    if not settings.needs_isolation:
+        return None
+    sandbox = isolation(settings)
+    problem = sandbox_problem(settings, sandbox)
+    if problem is not None:
+        return problem
+    nested = sandbox.probe_nesting()
+    if nested is not None:
+        _LOGGER.warning("Every command the model runs will fail: %s", nested)
+    else:
+        _LOGGER.info("Model commands run in a bubblewrap sandbox (%s)", sandbox.bwrap)
     return None
 
 

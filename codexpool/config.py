@@ -146,7 +146,8 @@ class Settings:
         default=900,
         metadata=_opt(
             "appServerIdleSeconds",
-            "Stop an account's warm `codex app-server` after this idle time.",
+            "Stop an account's warm `codex app-server` after this idle time (counted once it "
+            "keeps no conversation thread: see conversationIdleSeconds).",
         ),
     )
     app_server_recycle_mib: int = field(
@@ -251,6 +252,15 @@ class Settings:
             "executeSandbox", "Codex sandbox for execute runs: read-only or workspace-write."
         ),
     )
+    bwrap_path: str = field(
+        default="",
+        metadata=_opt(
+            "bwrapPath",
+            "Path of the bubblewrap binary (Debian package `bubblewrap`) that sandboxes the codex "
+            "processes whose model can run commands (executeEnabled, chatLeanFeatures false) so "
+            "they cannot read the gateway's data. Default: `bwrap` on PATH.",
+        ),
+    )
     shutdown_grace_seconds: int = field(
         default=20,
         metadata=_opt(
@@ -287,6 +297,22 @@ class Settings:
             "it is closed and a late follow-up runs as a fresh turn.",
         ),
     )
+    conversation_idle_seconds: int = field(
+        default=1800,
+        metadata=_opt(
+            "conversationIdleSeconds",
+            "How long a conversation's thread is kept for its next request; an idle one is "
+            "released and a later request injects its history into a new thread.",
+        ),
+    )
+    max_conversations_per_account: int = field(
+        default=200,
+        metadata=_opt(
+            "maxConversationsPerAccount",
+            "How many conversation threads each account keeps for their next request (least "
+            "recently used released first).",
+        ),
+    )
     testing_login_issuer: str = field(
         default="",
         metadata=_opt(
@@ -319,6 +345,11 @@ class Settings:
     def codex_state_path(self) -> Path:
         """Return the folder of the codex processes' private SQLite homes (codex/state_dir.py)."""
         return self.data_path / "codex-state"
+
+    @property
+    def needs_isolation(self) -> bool:
+        """Tell whether a model may run commands: then codex runs in a sandbox (isolation.py)."""
+        return self.execute_enabled or not self.chat_lean_features
 
     @property
     def codex_homes(self) -> Path:
@@ -411,6 +442,8 @@ def _validate(s: Settings) -> None:
         ("usageRetentionDays", s.usage_retention_days),
         ("databaseBusyTimeoutMs", s.database_busy_timeout_ms),
         ("toolTurnTtlSeconds", s.tool_turn_ttl_seconds),
+        ("conversationIdleSeconds", s.conversation_idle_seconds),
+        ("maxConversationsPerAccount", s.max_conversations_per_account),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
         ("streamKeepAliveMs", s.stream_keepalive_ms),
     ):

@@ -14,6 +14,7 @@ served it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -22,7 +23,9 @@ from aiohttp import web
 
 from . import chat
 from .accounts import KeyPrincipal
+from .codex.engine import ThreadSlot
 from .codex.events import TurnError
+from .conversations import CONVERSATIONS, ThreadRef, extend, prefix_digests
 from .errors import ApiError
 from .key_limits import Ticket
 from .keys import ENGINE, IMAGE_FETCHER, KEY_QUOTAS, POOL, SETTINGS, USAGE
@@ -46,6 +49,8 @@ async def run_chat(
     account: Account | None = None,
     started: float | None = None,
     shape: Any = chat,
+    previous_response_id: str | None = None,
+    keep_response: bool = False,
 ) -> web.StreamResponse:
     """Answer a chat request; `account` pins it (portal cookie), else the pool chooses.
 
@@ -53,27 +58,55 @@ async def run_chat(
     it has `stream(request, events, req, outcome)` and `complete(events, req)`.
 
     A request whose trailing `role: "tool"` messages answer a parked turn's function calls
-    resumes that turn on its account; unknown or expired call ids run a fresh turn from the
-    folded conversation, so a client never dead-ends.
+    resumes that turn on its account; unknown or expired call ids run a fresh turn with the
+    whole conversation as its thread's history, so a client never dead-ends.
+
+    A request continuing a remembered conversation (conversations.py) runs on that
+    conversation's thread and account while the account is eligible; `previous_response_id`
+    (Responses API) prepends the conversation that response ended.
     """
     started = time.monotonic() if started is None else started
     app = request.app
     pool, engine, held_turns = app[POOL], app[ENGINE], app[HELD_TURNS]
-    turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms)
+    conversations = app[CONVERSATIONS]
     key_id = principal.key_id if principal else None
+    scope = (
+        f"key:{key_id}" if key_id is not None else f"account:{account.user_id if account else 0}"
+    )
+    prior: tuple[dict[str, Any], ...] = ()
+    if previous_response_id is not None:
+        record = conversations.response(previous_response_id, scope)
+        if record is None:
+            raise ApiError(
+                400,
+                f"Previous response with id '{previous_response_id}' not found.",
+                "previous_response_not_found",
+                param="previous_response_id",
+            )
+        prior = record.items
+    items = prior + req.items
+    history = items[: len(prior) + req.input_start]
+    digests = prefix_digests(scope, req.developer_instructions, req.tools, items)
+    turn = dataclasses.replace(
+        chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms), history=history
+    )
     resume = (
         held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
     )
+    match: tuple[int, ThreadRef] | None = None
     if resume is not None:
         account = resume.account
         resume.resolve(dict(req.tool_results))
+    else:
+        match = conversations.claim(digests[: len(history) + 1])
     can_fail_over = account is None and principal is not None and principal.kind == "master"
+    thread: ThreadRef | None = None
     served: Account | None = account
     outcome = chat.TurnOutcome()
     status = 499  # stays so only when the client goes away mid-request
     tried: set[int] = set()
     ticket: Ticket | None = None
-    fetch_images = resume is None and bool(req.images)  # https images become data URLs
+    fetch_images = resume is None  # https images (input and history) become data URLs
     try:
         if principal is not None:
             ticket = await app[KEY_QUOTAS].admit(
@@ -87,20 +120,36 @@ async def run_chat(
                 if account is None:
                     assert principal is not None
                     served = None
-                    served = await pool.choose(principal, frozenset(tried))
+                    prefer = match[1].account_id if match is not None else None
+                    served = await pool.choose(principal, frozenset(tried), prefer=prefer)
             assert served is not None
             tried.add(served.user_id)
             if fetch_images:  # once an account can serve it, before the turn takes a slot
-                turn = await app[IMAGE_FETCHER].inline(turn, req.image_params)
+                turn = await app[IMAGE_FETCHER].inline(
+                    turn, req.image_refs, fallback_param="previous_response_id"
+                )
                 fetch_images = False
             outcome = chat.TurnOutcome()
-            if resume is not None and attempt == 1 and not same_account:
+            resumed = resume is not None and attempt == 1 and not same_account
+            slot = ThreadSlot()
+            if resumed:
+                assert resume is not None
                 events = resume.events
                 own_instructions = True  # a parked turn cannot run again
             else:
+                if match is not None:
+                    known, ref = match
+                    match = None  # one try: a failover or fallback runs on a new thread
+                    if ref.account_key == served.key:
+                        slot = ThreadSlot(ref.thread_id, known)
+                    else:  # its account cannot serve now: the history moves to a new thread
+                        conversations.discard(ref)
                 own_instructions = same_account or engine.instructions.uses_codex_own(served.key)
-                events = engine.run_turn(served.key, served.codex_home, turn)
+                events = engine.run_turn(
+                    served.key, served.codex_home, dataclasses.replace(turn, thread=slot)
+                )
             same_account = False
+            answered = False
             try:
                 if req.stream:
                     resp = await shape.stream(request, events, req, outcome)
@@ -108,6 +157,7 @@ async def run_chat(
                     body, outcome = await shape.complete(events, req)
                     resp = web.json_response(body)
                 status = outcome.status
+                answered = outcome.error is None
                 return resp
             except ApiError as exc:
                 # A raised error means nothing reached the client yet (chat.py contract).
@@ -135,16 +185,33 @@ async def run_chat(
                     MAX_TRIES,
                 )
             finally:
-                if outcome.tool_calls is not None and outcome.error is None:
+                if resumed:
+                    thread = resume.thread if resume is not None else None
+                elif slot.thread_id is not None:
+                    thread = ThreadRef(served.user_id, served.key, slot.thread_id)
+                else:
+                    thread = None
+                if answered and keep_response and outcome.response_id:
+                    conversations.remember_response(
+                        outcome.response_id, scope, items + answer_items(outcome)
+                    )
+                if answered and outcome.tool_calls is not None:
                     # The model called client functions: keep the turn for their results.
-                    held_turns.park(events, outcome.tool_calls, served, key_id)  # type: ignore[arg-type]
+                    held_turns.park(events, outcome.tool_calls, served, key_id, thread)  # type: ignore[arg-type]
                 else:
                     await events.aclose()  # interrupts the turn if it is still running
+                    if thread is not None and answered:
+                        answer = answer_items(outcome)
+                        conversations.remember(extend(digests[-1], answer), thread)
+                    elif thread is not None:  # failed or cut short: its history is not sure
+                        conversations.discard(thread)
     except ApiError as exc:
         status = exc.status
         outcome.error = exc
         raise
     finally:
+        if match is not None:  # never reached its turn (key quota, no account): put it back
+            conversations.remember(digests[match[0]], match[1])
         u = outcome.usage
         if ticket is not None:
             ticket.finish(u.input_tokens + u.output_tokens if u else 0)
@@ -169,3 +236,27 @@ async def run_chat(
                 reasoning_tokens=u.reasoning_tokens if u else None,
             )
         )
+
+
+def answer_items(outcome: chat.TurnOutcome) -> tuple[dict[str, Any], ...]:
+    """Return the answer as the Responses items a client's next request repeats it with.
+
+    Built as openai_compat.conversation_items builds an assistant message, so the digest of
+    the conversation a client sends back matches the one remembered here.
+    """
+    text = "".join(outcome.text)
+    calls = outcome.tool_calls.calls if outcome.tool_calls is not None else ()
+    items: list[dict[str, Any]] = []
+    if text or not calls:
+        items.append(
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text}],
+            }
+        )
+    items += [
+        {"type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments}
+        for c in calls
+    ]
+    return tuple(items)

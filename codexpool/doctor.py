@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import accounts, linking
+from .codex.isolation import Isolation, gateway_isolation
 from .codex.process import child_env
 from .config import Settings, find_codex_bin
 from .store import Store, StoreError
@@ -108,6 +109,66 @@ def check_codex(settings: Settings, report: Report) -> str | None:
     return codex
 
 
+SANDBOX_FIX = (
+    "apt-get install bubblewrap or set bwrapPath; where unprivileged user namespaces are off, "
+    "turn them on (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces)"
+)
+
+
+def sandbox_users(settings: Settings) -> str:
+    """Name the settings that let a model run commands (empty: none do)."""
+    return " and ".join(
+        name
+        for name, on in (
+            ("executeEnabled", settings.execute_enabled),
+            ("chatLeanFeatures false", not settings.chat_lean_features),
+        )
+        if on
+    )
+
+
+def sandbox_problem(settings: Settings, sandbox: Isolation | None = None) -> str | None:
+    """Return the one line that refuses start-up when a model may run commands but no
+    sandbox can hide the gateway's data from it (None: fine)."""
+    if not settings.needs_isolation:
+        return None
+    sandbox = sandbox or gateway_isolation(settings.bwrap_path, ())
+    why = sandbox.problem()
+    if why is None:
+        return None
+    users = sandbox_users(settings)
+    return (
+        f"{users} {'let' if ' and ' in users else 'lets'} the model run commands, which must "
+        f"run in a sandbox that hides the gateway's data, but {why}. Fix: {SANDBOX_FIX}"
+    )
+
+
+def check_isolation(settings: Settings, report: Report) -> None:
+    """Report whether model commands can be sandboxed here, and whether codex's own sandbox
+    still works inside ours."""
+    sandbox = gateway_isolation(settings.bwrap_path, ())
+    why = sandbox.problem()
+    if why is not None:
+        if settings.needs_isolation:
+            report.fail(
+                f"sandbox for model commands ({sandbox_users(settings)}): {why}", SANDBOX_FIX
+            )
+        else:
+            report.warn(
+                f"sandbox for model commands unavailable ({why}): executeEnabled and "
+                "chatLeanFeatures false would be refused at start"
+            )
+        return
+    nested = sandbox.probe_nesting()
+    if nested is not None:
+        report.warn(
+            f"sandbox for model commands: {sandbox.bwrap} works, but {nested}: codex's own "
+            "sandbox cannot start inside it, so every command the model runs fails"
+        )
+        return
+    report.ok(f"sandbox for model commands: {sandbox.bwrap} (codex's own sandbox nests inside)")
+
+
 async def _users(settings: Settings) -> list[accounts.User]:
     store = Store(settings.db_path)
     await store.open()
@@ -168,6 +229,7 @@ def run_checks(settings: Settings, report: Report) -> int:
         report.warn("executeEnabled is on but executeAllowedRoots is empty: every cwd is refused")
     data_ok = check_data_folder(settings, report)
     codex = check_codex(settings, report)
+    check_isolation(settings, report)
     if data_ok:
         check_accounts(settings, codex, report)
     if report.failures:

@@ -2,7 +2,9 @@
 and a registry of live runs so shutdown can interrupt them and metrics can count them.
 
 Whatever ends a run (the last event, the deadline, a client that went away, shutdown) ends the
-whole process group: codex's own children (shell commands the agent ran) go with it.
+whole process group: codex's own children (shell commands the agent ran) go with it. With an
+`Isolation`, each run is a bubblewrap sandbox (codex/isolation.py) that shows the run its `cwd`,
+its account's home and a private /tmp, never the gateway's data.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from .codex.isolation import Isolation
 from .codex.process import child_env, terminate
 from .codex.state_dir import EXEC_PREFIX, SQLITE_HOME_ENV, StateDirs
 
@@ -26,7 +29,8 @@ MAX_LINE = 16 * 1024 * 1024  # an item can carry a whole command's output
 
 
 class ExecStopped(Exception):
-    """The run was stopped before codex finished: `kind` is `timeout` or `shutdown`."""
+    """The run was stopped before codex finished (`kind` `timeout` or `shutdown`) or could
+    not start (`unavailable`)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -57,9 +61,10 @@ class ExecRun:
 class Executions:
     """The live execute runs of one app."""
 
-    def __init__(self, state_root: Path | None = None) -> None:
+    def __init__(self, state_root: Path | None = None, isolation: Isolation | None = None) -> None:
         # Each run's private SQLite home for codex (codex/state_dir.py); None: CODEX_HOME's.
         self._state = StateDirs(state_root) if state_root is not None else None
+        self._isolation = isolation
         self._runs: set[ExecRun] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -79,24 +84,46 @@ class Executions:
         await self._idle.wait()
 
     async def events(
-        self, argv: list[str], prompt: str, codex_home: Path, timeout_s: float
+        self,
+        argv: list[str],
+        prompt: str,
+        codex_home: Path,
+        timeout_s: float,
+        *,
+        cwd: Path | None = None,
+        writable: bool = True,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Start the run and yield its JSON events; the last one is `{"type": "exit", ...}`.
+        """Start the run in `cwd` (writable or not) and yield its JSON events; the last one is
+        `{"type": "exit", ...}`.
 
         Raises ExecStopped on the deadline or a stop(); in every case (also when the caller
         stops iterating) the process group is ended before this generator finishes.
         """
         state = self._state.create(f"{EXEC_PREFIX}{codex_home.name}") if self._state else None
         try:
+            env = child_env(codex_home, {SQLITE_HOME_ENV: str(state.path)} if state else None)
+            if self._isolation is not None:
+                argv, env = self._isolation.command(
+                    argv,
+                    env,
+                    codex_home=codex_home,
+                    state_dir=state.path if state else None,
+                    workdir=cwd or codex_home,
+                    workdir_writable=writable,
+                )
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=child_env(codex_home, {SQLITE_HOME_ENV: str(state.path)} if state else None),
+                env=env,
                 start_new_session=True,  # its own process group: ended as one
                 limit=MAX_LINE,
             )
+        except OSError as exc:  # no bwrap, or a sandbox that cannot be built: never unconfined
+            if state is not None:
+                state.release()
+            raise ExecStopped("unavailable", f"cannot start codex: {exc}") from exc
         except BaseException:
             if state is not None:
                 state.release()

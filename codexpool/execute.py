@@ -99,6 +99,15 @@ def parse_execute_request(body: dict[str, Any], settings: Settings) -> ExecuteRe
     if not isinstance(stream, bool):
         raise ApiError(400, "`stream` must be true or false.", "invalid_stream", param="stream")
     cwd = resolve_cwd(body.get("cwd"), settings.execute_allowed_roots)
+    for own in (settings.data_path, settings.codex_homes):
+        real = own.resolve()
+        if cwd == real or real in cwd.parents:  # the run's sandbox shows its cwd as it is
+            raise ApiError(
+                403,
+                f"`cwd` {cwd} is inside the gateway's own data folder.",
+                "cwd_not_allowed",
+                param="cwd",
+            )
     return ExecuteRequest(
         prompt=prompt,
         cwd=cwd,

@@ -31,6 +31,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -169,6 +170,38 @@ class _Budget:
             )
 
 
+def _image_parts(item: dict[str, Any]) -> list[dict[str, Any]]:
+    content = item.get("content")
+    if not isinstance(content, list):
+        return []
+    return [p for p in content if isinstance(p, dict) and p.get("type") == "input_image"]
+
+
+def _history_images(history: Sequence[dict[str, Any]]) -> list[str]:
+    """Return the image URLs of the history items' `input_image` parts, in order."""
+    return [
+        part["image_url"]
+        for item in history
+        for part in _image_parts(item)
+        if isinstance(part.get("image_url"), str)
+    ]
+
+
+def _with_images(item: dict[str, Any], fetched: dict[str, str]) -> dict[str, Any]:
+    """Return `item` with its downloaded images as data URLs (a copy, or `item` unchanged)."""
+    if not any(part.get("image_url") in fetched for part in _image_parts(item)):
+        return item
+    content = [
+        {**part, "image_url": fetched[part["image_url"]]}
+        if isinstance(part, dict)
+        and part.get("type") == "input_image"
+        and part.get("image_url") in fetched
+        else part
+        for part in item["content"]
+    ]
+    return {**item, "content": content}
+
+
 class ImageFetcher:
     """Downloads images for chat turns over one vetted, cookie-less client session."""
 
@@ -193,34 +226,48 @@ class ImageFetcher:
         """Close the client session and its connections."""
         await self._session.close()
 
-    async def inline(self, turn: TurnRequest, params: Sequence[str]) -> TurnRequest:
-        """Return `turn` with every https image replaced by a data URL of its bytes.
+    async def inline(
+        self,
+        turn: TurnRequest,
+        refs: Sequence[tuple[str, str]],
+        fallback_param: str = "messages",
+    ) -> TurnRequest:
+        """Return `turn` with every https image, in its input and in its history's
+        `input_image` parts, replaced by a data URL of its bytes.
 
-        `params` names each image's place in the request, for errors. Inline data URLs are
-        held to the same limits. The downloads run concurrently; the first failure cancels
-        the others and is raised as a 400.
+        `refs` gives each image part of the request as (URL, param), for errors; an image the
+        request itself did not send (a stored conversation's) is named `fallback_param`.
+        Inline data URLs are held to the same limits. Each distinct URL is downloaded once;
+        the downloads run concurrently; the first failure cancels the others and is raised
+        as a 400. The turn's items are copied where they change, never modified.
         """
-        if not turn.images:
+        urls = list(dict.fromkeys([*turn.images, *_history_images(turn.history)]))
+        if not urls:
             return turn
+        params: dict[str, str] = {}
+        for url, param in refs:
+            params.setdefault(url, param)
         budget = _Budget(self.limits)
-        for url, param in zip(turn.images, params, strict=True):
+        for url in urls:
             if url.startswith("data:"):
-                self._check_data_url(url, param, budget)
+                self._check_data_url(url, params.get(url, fallback_param), budget)
+        remote = [url for url in urls if url.startswith("https://")]
+        if not remote:
+            return turn
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self.fetch(url, param, budget))
-                    if url.startswith("https://")
-                    else None
-                    for url, param in zip(turn.images, params, strict=True)
-                ]
+                tasks = {
+                    url: group.create_task(self.fetch(url, params.get(url, fallback_param), budget))
+                    for url in remote
+                }
         except* ApiError as failures:
             raise failures.exceptions[0] from None
-        images = tuple(
-            task.result() if task is not None else url
-            for task, url in zip(tasks, turn.images, strict=True)
+        fetched = {url: task.result() for url, task in tasks.items()}
+        return replace(
+            turn,
+            images=tuple(fetched.get(url, url) for url in turn.images),
+            history=tuple(_with_images(item, fetched) for item in turn.history),
         )
-        return replace(turn, images=images)
 
     def _check_data_url(self, url: str, param: str, budget: _Budget) -> None:
         head, _, data = url.partition(",")

@@ -7,6 +7,7 @@ from aiohttp import web
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
 from .codex.engine import Engine
+from .codex.isolation import Isolation
 from .config import Settings
 from .device_login import DeviceLogins
 from .image_fetch import ImageFetcher
@@ -35,5 +36,8 @@ ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 IMAGE_FETCHER = web.AppKey("image_fetcher", ImageFetcher)
+# The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
+# execute off).
+ISOLATION = web.AppKey("isolation", Isolation)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

@@ -1,8 +1,8 @@
 """Translation between OpenAI chat bodies and Codex turns.
 
-Requests: validate an OpenAI chat body and fold its messages into one Codex turn (system and
-developer messages become developer instructions; the rest becomes one prompt that keeps roles
-and order). Responses: build `chat.completion` objects and `chat.completion.chunk`s.
+Requests: validate an OpenAI chat body and turn its messages into a Codex turn on a thread
+(leading system and developer messages become the thread's instructions; every later message a
+Responses item of its own role and place, the last user message the turn's input). Responses: build `chat.completion` objects and `chat.completion.chunk`s.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ TOOL_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 @dataclass
 class ChatRequest:
-    """A validated chat request, ready to become one Codex turn."""
+    """A validated chat request, ready to become one Codex turn."""  # prompt: the turn's text
 
     model: str
     prompt: str
@@ -51,8 +51,13 @@ class ChatRequest:
     output_schema: dict[str, Any] | None = None
     tools: tuple[dict[str, Any], ...] = ()  # Codex DynamicToolSpec objects
     tool_results: tuple[tuple[str, str], ...] = ()  # trailing (tool_call_id, content) pairs
-    images: tuple[str, ...] = ()  # image URLs (https or data:) sent with the turn
-    image_params: tuple[str, ...] = ()  # where each image is in the body, for errors
+    images: tuple[str, ...] = ()  # image URLs (https or data:) of the turn's user message
+    # Every image part of the body as (URL, where it is), for the downloads (image_fetch.py).
+    image_refs: tuple[tuple[str, str], ...] = ()
+    # The conversation as Responses items (openai_compat.Conversation): items[:input_start]
+    # are history, the rest the turn's own input.
+    items: tuple[dict[str, Any], ...] = ()
+    input_start: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,7 +90,7 @@ def _content_text(content: Any, index: int) -> str:
         elif ptype == "refusal":
             texts.append(str(part.get("refusal", "")))
         elif ptype in ("image_url", "input_image"):
-            texts.append("[image attached]")  # the image itself goes in as turn input
+            continue  # images are items of their own (conversation_items)
         else:
             raise _bad(
                 f"content part type {ptype!r} is not supported by this gateway yet",
@@ -100,8 +105,8 @@ MAX_IMAGES = 8
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
-def collect_images(messages: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Return the image URLs of the messages' `image_url` parts, validated, and their params.
+def collect_images(messages: Any) -> tuple[tuple[str, str], ...]:
+    """Return the (URL, param) of the messages' `image_url` parts, validated.
 
     Only https URLs and base64 `data:` URLs of PNG, JPEG, GIF or WebP are accepted: plain http
     and other schemes would let a request make the upstream fetch arbitrary addresses. The
@@ -110,7 +115,7 @@ def collect_images(messages: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     urls: list[str] = []
     params: list[str] = []
     if not isinstance(messages, list):
-        return (), ()
+        return ()
     for i, msg in enumerate(messages):
         content = msg.get("content") if isinstance(msg, dict) else None
         if not isinstance(content, list):
@@ -144,22 +149,72 @@ def collect_images(messages: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
             params.append(param)
     if len(urls) > MAX_IMAGES:
         raise _bad(f"at most {MAX_IMAGES} images per request", "messages", "too_many_images")
-    return tuple(urls), tuple(params)
+    return tuple(zip(urls, params, strict=True))
 
 
-def fold_messages(messages: Any) -> tuple[str | None, str]:
-    """Fold OpenAI messages into (developer instructions, prompt).
+@dataclass(frozen=True)
+class Conversation:
+    """A chat body's messages as one Codex turn on a thread.
 
-    A single user message is sent as it is. A longer conversation is written out as role-tagged
-    blocks in order, ending with the latest message, so the model sees the whole exchange in one
-    turn (Codex chat turns are stateless ephemeral threads).
+    `instructions` are the leading system/developer messages (the thread's instructions).
+    `items` is every later message as Responses API items, in order: what the thread's history
+    holds once the turn has run. The first `input_start` items are history (injected into the
+    thread with `thread/inject_items`); the rest, when it is the last user message, is the
+    turn's own input (`prompt` and `images`). A conversation ending in tool outputs (or an
+    assistant or developer message) has everything in its history and an empty input.
+    """
+
+    instructions: str | None
+    items: tuple[dict[str, Any], ...]
+    input_start: int
+    prompt: str
+    images: tuple[str, ...]
+
+
+def _text_item(role: str, text: str) -> dict[str, Any]:
+    kind = "output_text" if role == "assistant" else "input_text"
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
+def _message_parts(content: Any, index: int) -> tuple[list[str], list[str]]:
+    """Return a message's (texts, image URLs); the images were validated by collect_images."""
+    if not isinstance(content, list):
+        return [_content_text(content, index)], []
+    texts: list[str] = []
+    images: list[str] = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
+            ref = part.get("image_url")
+            images.append(ref.get("url") if isinstance(ref, dict) else ref)
+    texts = [_content_text(content, index)]
+    return texts, images
+
+
+def _user_item(texts: list[str], images: list[str]) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "input_text", "text": t} for t in texts if t]
+    content += [{"type": "input_image", "image_url": url} for url in images]
+    if not content:
+        content = [{"type": "input_text", "text": ""}]
+    return {"type": "message", "role": "user", "content": content}
+
+
+def conversation_items(messages: Any) -> Conversation:
+    """Turn OpenAI chat messages into a Conversation (instructions, items, turn input).
+
+    Each message keeps its role and place: user and assistant text become message items,
+    assistant `tool_calls` become `function_call` items, `role: "tool"` messages
+    `function_call_output` items, image parts `input_image` parts, and a system or developer
+    message after the first other message a developer message at its place. Nothing is folded
+    into a transcript, so no message can pose as another role.
     """
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty array", "messages")
     if len(messages) > MAX_MESSAGES:
         raise _bad(f"`messages` may hold at most {MAX_MESSAGES} entries", "messages")
     instructions: list[str] = []
-    turns: list[tuple[str, str]] = []
+    items: list[dict[str, Any]] = []
+    last_user: tuple[int, list[str], list[str]] | None = None
+    has_content = False
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise _bad("each message must be an object", f"messages[{i}]")
@@ -168,41 +223,62 @@ def fold_messages(messages: Any) -> tuple[str | None, str]:
             raise _bad(
                 f"messages[{i}].role must be one of {', '.join(ROLES)}", f"messages[{i}].role"
             )
-        text = _content_text(msg.get("content"), i)
+        texts, images = _message_parts(msg.get("content"), i)
+        text = "\n".join(texts)
         if role in ("system", "developer"):
-            if text.strip():
-                instructions.append(text)
+            if not items:  # leading: the thread's instructions
+                if text.strip():
+                    instructions.append(text)
+            elif text.strip():
+                items.append(_text_item("developer", text))
             continue
-        if role == "assistant" and msg.get("tool_calls"):
-            calls = msg["tool_calls"] if isinstance(msg["tool_calls"], list) else []
-            for j, call in enumerate(calls):
-                fn = call.get("function", {}) if isinstance(call, dict) else {}
-                if not isinstance(fn, dict):  # was an AttributeError (500) on fn.get
+        if role == "user":
+            last_user = (len(items), texts, images)
+            items.append(_user_item(texts, images))
+            has_content = has_content or bool(text.strip() or images)
+        elif role == "assistant":
+            calls = msg.get("tool_calls")
+            if text or not calls:
+                items.append(_text_item("assistant", text))
+            if calls is not None and not isinstance(calls, list):
+                raise _bad("`tool_calls` must be an array", f"messages[{i}].tool_calls")
+            for j, call in enumerate(calls or ()):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(fn, dict):
                     raise _bad(
                         "a tool call's `function` must be an object",
                         f"messages[{i}].tool_calls[{j}].function",
                     )
-                text += f"\n[called tool {fn.get('name')!s} with arguments {fn.get('arguments')!s}]"
-        if role in ("tool", "function"):
-            name = msg.get("name") or msg.get("tool_call_id") or "tool"
-            turns.append(("tool", f"[result of {name}]\n{text}"))
-            continue
-        turns.append((role, text))
-    if not turns:
+                arguments = fn.get("arguments")
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": str(call.get("id") or ""),
+                        "name": str(fn.get("name") or ""),
+                        "arguments": arguments if isinstance(arguments, str) else "{}",
+                    }
+                )
+            has_content = has_content or bool(text.strip() or calls)
+        else:  # tool, or the legacy function role (its name stands for the call id)
+            call_id = msg.get("tool_call_id") if role == "tool" else msg.get("name")
+            items.append(
+                {"type": "function_call_output", "call_id": str(call_id or ""), "output": text}
+            )
+            has_content = True
+    if not items:
         raise _bad("`messages` needs at least one user message", "messages")
-    if not any(text.strip() for _, text in turns):
+    if not has_content:
         raise _bad("every message is empty; send some text", "messages")
-    if len(turns) == 1 and turns[0][0] == "user":
-        prompt = turns[0][1]
-    else:
-        blocks = [f"[{role}]\n{text}" for role, text in turns[:-1]]
-        last_role, last_text = turns[-1]
-        prompt = (
-            "Continue this conversation. Earlier messages, oldest first:\n\n"
-            + "\n\n".join(blocks)
-            + f"\n\nLatest message ({last_role}), answer it:\n\n{last_text}"
+    if last_user is not None and last_user[0] == len(items) - 1:
+        _, texts, images = last_user
+        return Conversation(
+            "\n\n".join(instructions) or None,
+            tuple(items),
+            len(items) - 1,
+            "\n".join(texts),
+            tuple(images),
         )
-    return ("\n\n".join(instructions) or None), prompt
+    return Conversation("\n\n".join(instructions) or None, tuple(items), len(items), "", ())
 
 
 def json_int(value: Any) -> int | None:
@@ -281,8 +357,9 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
     timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
-    instructions, prompt = fold_messages(body.get("messages"))
-    images, image_params = collect_images(body.get("messages"))
+    image_refs = collect_images(body.get("messages"))  # validates every image part first
+    conv = conversation_items(body.get("messages"))
+    instructions = conv.instructions
     if format_instruction:
         instructions = (
             f"{instructions}\n\n{format_instruction}" if instructions else format_instruction
@@ -290,7 +367,7 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     return ChatRequest(
         model=resolve_model(model.strip()),
         raw_model=model.strip(),
-        prompt=prompt,
+        prompt=conv.prompt,
         developer_instructions=instructions,
         effort=resolve_effort(body),
         stream=stream,
@@ -300,8 +377,10 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         output_schema=output_schema,
         tools=tools,
         tool_results=trailing_tool_results(body.get("messages")),
-        images=images,
-        image_params=image_params,
+        images=conv.images,
+        image_refs=image_refs,
+        items=conv.items,
+        input_start=conv.input_start,
     )
 
 

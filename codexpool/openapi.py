@@ -86,6 +86,7 @@ _SUMS: dict[str, Schema] = {
     "errors": INT,
     "inputTokens": INT,
     "cachedTokens": INT,
+    "cacheHitShare": N_NUM,
     "outputTokens": INT,
     "reasoningTokens": INT,
     "avgLatencyMs": N_NUM,
@@ -212,8 +213,16 @@ RESPONSES_REQUEST: Schema = _obj(
                                         "type": "array",
                                         "items": _obj(
                                             ("type",),
-                                            type={"enum": ["input_text", "output_text", "text"]},
+                                            type={
+                                                "enum": [
+                                                    "input_text",
+                                                    "output_text",
+                                                    "text",
+                                                    "input_image",
+                                                ]
+                                            },
                                             text=STR,
+                                            image_url=STR,
                                         ),
                                     },
                                 ]
@@ -238,6 +247,12 @@ RESPONSES_REQUEST: Schema = _obj(
         ]
     },
     stream=N_BOOL,
+    previous_response_id={
+        **N_STR,
+        "description": "Continue the conversation that response ended (on its thread while it "
+        "is kept); unknown or expired: 400 `previous_response_not_found`.",
+    },
+    store={"type": ["boolean", "null"], "description": "false: not kept for previous_response_id"},
     tools={
         "type": "array",
         "items": _obj(

@@ -193,7 +193,10 @@ class Pool:
         return view
 
     def select(
-        self, now: float | None = None, exclude: frozenset[int] = frozenset()
+        self,
+        now: float | None = None,
+        exclude: frozenset[int] = frozenset(),
+        prefer: int | None = None,
     ) -> Account | None:
         """Pick the master key's next account from memory (the hot path: no I/O)."""
         eligible = self.view(now).eligible
@@ -201,6 +204,8 @@ class Pool:
             eligible = tuple(u for u in eligible if u not in exclude)
         if not eligible:
             return None
+        if prefer is not None and prefer in eligible:  # a conversation's own account
+            return self._index.by_id[prefer].account()
         self._last = pick(eligible, self._last)
         return self._index.by_id[self._last].account()
 
@@ -226,14 +231,21 @@ class Pool:
 
     # --- choosing --------------------------------------------------------------------------
     async def choose(
-        self, principal: KeyPrincipal, exclude: frozenset[int] = frozenset()
+        self,
+        principal: KeyPrincipal,
+        exclude: frozenset[int] = frozenset(),
+        prefer: int | None = None,
     ) -> Account:
-        """Return the account that serves this principal's next request, or raise why none."""
+        """Return the account that serves this principal's next request, or raise why none.
+
+        `prefer` (an account user id) wins over the master key's rotation while it is eligible:
+        a continued conversation stays on the account that holds its thread.
+        """
         if principal.kind == "user":
             assert principal.user_id is not None and principal.username is not None
             account = self._own_account(principal.user_id, principal.username)
         else:
-            account = await self._pool_account(exclude)
+            account = await self._pool_account(exclude, prefer)
         SERVED_ACCOUNT.set(account.username)  # for the access log line
         return account
 
@@ -265,9 +277,9 @@ class Pool:
                 headers={"Retry-After": _retry_after(back, now)},
             )
 
-    async def _pool_account(self, exclude: frozenset[int]) -> Account:
+    async def _pool_account(self, exclude: frozenset[int], prefer: int | None = None) -> Account:
         await self.candidates()
-        account = self.select(exclude=exclude)
+        account = self.select(exclude=exclude, prefer=prefer)
         if account is None and self._limits is not None and self.view().unknown:
             # Accounts never read yet (just linked, fresh start): read them now, once.
             view = self.view()

@@ -28,21 +28,27 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, "invalid_request", param=param)
 
 
-def _item_text(content: Any, param: str) -> str:
+def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
+    """Return a message item's content as chat content: text parts, and image parts."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise _bad("`content` must be a string or a list of parts", param)
-    parts = []
+    parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") not in (
-            "input_text",
-            "output_text",
-            "text",
-        ):
-            raise _bad("only text content parts are supported", f"{param}[{j}]")
-        parts.append(str(part.get("text", "")))
-    return "\n".join(parts)
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})  # type: ignore[union-attr]
+        elif kind == "input_image":
+            url = part.get("image_url")  # type: ignore[union-attr]
+            if not isinstance(url, str):
+                raise _bad("an input_image part needs an `image_url` string", f"{param}[{j}]")
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            raise _bad("only text and input_image content parts are supported", f"{param}[{j}]")
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
 
 
 def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +73,7 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                 messages.append(
                     {
                         "role": role,
-                        "content": _item_text(item.get("content"), f"input[{i}].content"),
+                        "content": _item_content(item.get("content"), f"input[{i}].content"),
                     }
                 )
             elif kind == "function_call":
@@ -222,6 +228,7 @@ async def complete(events: Any, req: ChatRequest) -> tuple[dict[str, Any], TurnO
         outcome.status = outcome.error.status
         raise outcome.error from exc
     builder = ResponseBuilder(req.raw_model)
+    outcome.response_id = builder.id
     return builder.response("completed", outcome, builder.output(outcome)), outcome
 
 
@@ -234,6 +241,7 @@ async def stream(
     queued (CaughtUp), so what arrived together leaves in one write.
     """
     b = ResponseBuilder(req.raw_model)
+    outcome.response_id = b.id
     resp: web.StreamResponse | None = None
     pending: list[bytes] = []
     started_text = False

@@ -36,6 +36,7 @@ class HeldTurn:
     account: Account
     key_id: int | None  # only the key (or portal session: None) that made the call may resume
     expires_at: float
+    thread: Any = None  # the conversation's thread (conversations.ThreadRef), kept on resume
 
     def call_ids(self) -> set[str]:
         """Return the ids of the calls waiting for results."""
@@ -68,9 +69,10 @@ class HeldTurns:
         calls: ToolCalls,
         account: Account,
         key_id: int | None,
+        thread: Any = None,
     ) -> None:
         """Keep a turn open until its tool results arrive or the TTL ends."""
-        held = HeldTurn(events, calls, account, key_id, time.monotonic() + self.ttl_s)
+        held = HeldTurn(events, calls, account, key_id, time.monotonic() + self.ttl_s, thread)
         for call_id in held.call_ids():
             self._by_call[call_id] = held
 

@@ -49,6 +49,10 @@ def _sums(r: Any) -> dict[str, Any]:
         "errors": r["errors"],
         "inputTokens": r["input_tokens"],
         "cachedTokens": r["cached_tokens"],
+        # The share of input tokens the backend's prompt cache served (None: no input).
+        "cacheHitShare": round(r["cached_tokens"] / r["input_tokens"], 4)
+        if r["input_tokens"]
+        else None,
         "outputTokens": r["output_tokens"],
         "reasoningTokens": r["reasoning_tokens"],
         "avgLatencyMs": round(r["avg_latency_ms"], 1) if r["avg_latency_ms"] is not None else None,

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "admin-password-for-tests"
 # Hashing once keeps bcrypt's deliberate slowness out of every test's setup.
 ADMIN_HASH = hash_password(ADMIN_PASSWORD, rounds=4)
+SERVER_MARK = "TEST_LIVE_SERVER_DATA"  # environment mark of a live server's processes
 
 
 def free_port() -> int:
@@ -168,12 +169,15 @@ class LiveServer:
 
     def start(self) -> None:
         """Start the server and wait until /api/health answers."""
+        # Every process the server starts inherits this mark, also inside a sandbox where
+        # CODEX_HOME no longer names the data folder: the teardown finds leftovers by it.
+        env = {**_child_env(), SERVER_MARK: str(self.settings_path.parent)}
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "codexpool", "--settings", str(self.settings_path), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_child_env(),
+                env=env,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -235,11 +239,12 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
 
 
 def _all_codex_pids() -> list[int]:
+    """Return codex processes and the bubblewrap sandboxes around them."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip().startswith("codex"):
+                if (entry / "comm").read_text().strip().startswith(("codex", "bwrap")):
                     pids.append(int(entry.name))
             except OSError:
                 continue
@@ -247,7 +252,8 @@ def _all_codex_pids() -> list[int]:
 
 
 def _environ_mentions(pid: int, settings_path: Path) -> bool:
-    """Tell whether a process's CODEX_HOME lies inside this server's data folder."""
+    """Tell whether a process belongs to this server: its CODEX_HOME or the server's mark
+    (SERVER_MARK, inherited inside a sandbox too) names the data folder."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:

@@ -131,6 +131,10 @@ def test_portal_and_admin_flows(
     admin.fill("#limits-form input[name=concurrentRequests]", "4")
     admin.click("#limits-form button[type=submit]")
     admin.wait_for_selector("#master-limits >> text=0 / 4 at once")
+    # The portal's quick test shows in the usage view with its cached tokens and hit share
+    # (the fake backend reports 3 of 11 input tokens as cached: 27%).
+    cache_row = admin.wait_for_selector("#usage-cache tr:has-text('browser.user')").inner_text()
+    assert "11" in cache_row and "3" in cache_row and "27%" in cache_row, cache_row
     shot(admin, "admin")
     admin.on("dialog", lambda dialog: dialog.accept())
     admin.click("tr[data-username='browser.user'] >> text=Delete")

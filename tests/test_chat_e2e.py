@@ -521,7 +521,7 @@ def test_unknown_tool_call_id_runs_a_fresh_turn(
     )
     assert done.choices[0].message.content == "Hello from the fake backend."
     prompt = json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])
-    assert "21C" in prompt  # the result reached the model inside the folded conversation
+    assert "21C" in prompt  # the result reached the model as an injected function_call_output
 
 
 def test_parallel_tool_calls_come_back_together(

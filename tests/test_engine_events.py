@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from codexpool.codex.engine import Engine, EngineConfig, TurnRequest
+from codexpool.codex.engine import Engine, EngineConfig, ThreadSlot, TurnRequest
 from codexpool.codex.events import CaughtUp, TextDelta, TurnDone, TurnError, Usage
 
 from .conftest import proc_table
@@ -203,4 +203,28 @@ async def test_a_state_directory_that_cannot_be_made_is_a_clean_turn_error(
         with pytest.raises(TurnError) as failed:
             await _text(engine, home)
         assert failed.value.kind == "crashed" and "state directory" in failed.value.message
+        assert engine.live_processes() == 0
+
+
+async def test_an_app_server_keeping_a_conversation_thread_is_not_stopped_for_idleness(
+    tmp_path: Path,
+) -> None:
+    """A kept thread keeps its app-server past appServerIdleSeconds (its conversation would
+    lose its thread and cache key); once the thread is released the idle stop applies."""
+    config = EngineConfig(codex_bin=FAKE_CODEX, idle_shutdown_s=1, scratch_root=tmp_path / "s")
+    home = tmp_path / "home"
+    home.mkdir()
+    async with Engine(config) as engine:
+        slot = ThreadSlot()
+        events = [e async for e in engine.run_turn("a", home, TurnRequest("hi", thread=slot))]
+        assert isinstance(events[-1], TurnDone) and slot.thread_id is not None
+        assert engine.kept_threads("a") == 1
+        await asyncio.sleep(2.5)  # past the idle time, two reaper rounds
+        assert engine.live_processes() == 1
+        await engine.release_thread("a", slot.thread_id)
+        assert engine.kept_threads("a") == 0
+        for _ in range(40):
+            if engine.live_processes() == 0:
+                break
+            await asyncio.sleep(0.1)
         assert engine.live_processes() == 0

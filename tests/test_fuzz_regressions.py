@@ -49,7 +49,7 @@ async def test_deeply_nested_json_is_a_400(api: Any, key: str, depth: int, opene
 
 
 async def test_tool_call_function_that_is_not_an_object_is_a_400(api: Any, key: str) -> None:
-    """fold_messages called `.get` on a tool call's `function` whatever its type (500)."""
+    """The message parser called `.get` on a tool call's `function` whatever its type (500)."""
     messages = [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": "f"}]},

@@ -215,22 +215,27 @@ async def test_timeout_status_and_untrusted_certificate(image_server: ImageServe
         await fetcher.close()
 
 
+def _refs(*urls: str) -> tuple[tuple[str, str], ...]:
+    return tuple((url, f"messages[{i}].content[0].image_url") for i, url in enumerate(urls))
+
+
 async def test_inline_fetches_every_https_image_and_bounds_the_request(
     image_server: ImageServer,
 ) -> None:
-    params = ("messages[0].content[1].image_url", "messages[1].content[0].image_url")
+    pixel, page = image_server.url("/pixel.png"), image_server.url("/page.html")
     fetcher = ImageFetcher(_limits(), image_server.client_context())
     try:
-        turn = TurnRequest(prompt="look", images=(image_server.url("/pixel.png"), PNG_URL))
-        inlined = await fetcher.inline(turn, params)
+        turn = TurnRequest(prompt="look", images=(pixel, PNG_URL))
+        inlined = await fetcher.inline(turn, _refs(pixel, PNG_URL))
         assert inlined.images == (PNG_URL, PNG_URL) and inlined.prompt == "look"
         text_only = TurnRequest(prompt="hi")
         assert await fetcher.inline(text_only, ()) is text_only
-        # The first failing image is named, whichever position it has.
-        bad = TurnRequest(prompt="x", images=(PNG_URL, image_server.url("/page.html")))
+        # The failing image is named, whichever position it has.
+        bad = TurnRequest(prompt="x", images=(PNG_URL, page))
         with pytest.raises(ApiError) as info:
-            await fetcher.inline(bad, params)
-        assert info.value.param == params[1] and info.value.code == "unsupported_image"
+            await fetcher.inline(bad, _refs(PNG_URL, page))
+        assert info.value.param == "messages[1].content[0].image_url"
+        assert info.value.code == "unsupported_image"
     finally:
         await fetcher.close()
     # All images of one request together stay under maxImageBytesPerRequest.
@@ -238,20 +243,56 @@ async def test_inline_fetches_every_https_image_and_bounds_the_request(
         _limits(max_bytes=3 * MIB, max_request_bytes=3 * MIB), image_server.client_context()
     )
     try:
-        big = image_server.url("/big.png")  # 2 MiB: one fits, two do not
-        assert len(
-            (await fetcher.inline(TurnRequest(prompt="x", images=(big,)), params[:1])).images
-        )
+        big, big2 = image_server.url("/big.png"), image_server.url("/big.png?copy=2")
+        one = await fetcher.inline(TurnRequest(prompt="x", images=(big, big)), _refs(big, big))
+        assert one.images[0] == one.images[1]  # 2 MiB, fetched once: it fits
         with pytest.raises(ApiError) as info:
-            await fetcher.inline(TurnRequest(prompt="x", images=(big, big)), params)
+            await fetcher.inline(TurnRequest(prompt="x", images=(big, big2)), _refs(big, big2))
         assert info.value.code == "images_too_large" and info.value.param == "messages"
         inline_big = "data:image/png;base64," + "A" * (3 * MIB * 4 // 3 + 8)
         with pytest.raises(ApiError) as info:
             await fetcher.inline(
-                TurnRequest(prompt="x", images=(inline_big, image_server.url("/pixel.png"))),
-                params,
+                TurnRequest(prompt="x", images=(inline_big, pixel)), _refs(inline_big, pixel)
             )
-        assert info.value.code == "image_too_large" and info.value.param == params[0]
+        assert info.value.code == "image_too_large"
+        assert info.value.param == "messages[0].content[0].image_url"
+    finally:
+        await fetcher.close()
+
+
+async def test_inline_rewrites_images_in_the_history_without_touching_the_items(
+    image_server: ImageServer,
+) -> None:
+    """Earlier messages go to Codex as injected history items: their https images become
+    data URLs too, in copies (the conversation's digests keep the client's URLs)."""
+    pixel, chain = image_server.url("/pixel.png"), image_server.url("/chain/1")
+    first = {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "look"},
+            {"type": "input_image", "image_url": pixel},
+        ],
+    }
+    answer = {"type": "message", "role": "assistant", "content": [{"type": "output_text"}]}
+    turn = TurnRequest(prompt="and this?", images=(chain,), history=(first, answer))
+    fetcher = ImageFetcher(_limits(), image_server.client_context())
+    try:
+        inlined = await fetcher.inline(turn, _refs(pixel, chain))
+        assert inlined.images == (PNG_URL,)
+        assert inlined.history[0]["content"][1] == {"type": "input_image", "image_url": PNG_URL}
+        assert inlined.history[0]["content"][0] is first["content"][0]
+        assert inlined.history[1] is answer
+        assert first["content"][1]["image_url"] == pixel  # the original is unchanged
+        # An image the request did not send itself (a stored conversation's) is named by the
+        # fallback.
+        bad = dict(first, content=[{"type": "input_image", "image_url": image_server.url("/x")}])
+        with pytest.raises(ApiError) as info:
+            await fetcher.inline(
+                TurnRequest(prompt="", history=(bad,)), (), fallback_param="previous_response_id"
+            )
+        assert info.value.param == "previous_response_id"
+        assert info.value.code == "image_fetch_failed"
     finally:
         await fetcher.close()
 

@@ -69,6 +69,27 @@ def test_https_image_reaches_the_backend_as_a_data_url(
     assert "data:image/png;base64," + base64.b64encode(PNG).decode() in sent
     assert "127.0.0.1" not in sent  # the URL itself never went upstream
 
+    # An image in an earlier message reaches Codex in the injected history, as a data URL too.
+    fake_backend.script("acct_alice", fake_backend.reply("Still pink."))
+    done = client.chat.completions.create(
+        model="codex",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Remember this picture."},
+                    {"type": "image_url", "image_url": {"url": image_server.url("/pixel.png")}},
+                ],
+            },
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": "What colour was it?"},
+        ],
+    )
+    assert done.choices[0].message.content == "Still pink."
+    sent = json.dumps(fake_backend.requests("/codex/responses")[-1]["body"])
+    assert "data:image/png;base64," + base64.b64encode(PNG).decode() in sent
+    assert "127.0.0.1" not in sent and "Remember this picture." in sent
+
     # A URL that redirects to the metadata address: a 400 naming the part, no turn started.
     turns_before = len(fake_backend.requests("/codex/responses"))
     bad = image_server.url("/to") + "?location=https://169.254.169.254/latest/meta-data/"
@@ -84,4 +105,4 @@ def test_https_image_reaches_the_backend_as_a_data_url(
     assert info.value.body["param"] == "messages[1].content[0].image_url"
     assert len(fake_backend.requests("/codex/responses")) == turns_before
     assert server.stop() == 0  # graceful stop drains the usage writer
-    assert usage_rows(server) == [(200, None, 0), (400, "image_url_forbidden", 0)]
+    assert usage_rows(server) == [(200, None, 0)] * 2 + [(400, "image_url_forbidden", 0)]

@@ -320,8 +320,9 @@ def test_other_4xx_answers_are_not_taken_for_an_instructions_refusal(
 def test_a_deleted_account_takes_its_fallback_along(
     live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """SQLite gives a new user the id of the deleted last one: the new account starts with the
-    client's instructions, not with the fallback of the account it replaced."""
+    """A user created after a deletion starts with the client's instructions, not with the
+    fallback of the account it replaced (ids are never reused since issue 14, and the deleted
+    account's fallback is forgotten with it)."""
     fake_backend.require_codex_instructions(True)
     request.addfinalizer(lambda: fake_backend.require_codex_instructions(False))
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_gone")
@@ -334,5 +335,5 @@ def test_a_deleted_account_takes_its_fallback_along(
     admin.post("/api/admin/openai-users/delete", {"username": "alice"})
     link_user(server, tmp_path, "carol", "acct_new")
     after = admin.users()["carol"]
-    assert after["id"] == before["id"]  # the same engine account key
+    assert after["id"] != before["id"]  # a fresh engine account key, never the deleted one's
     assert after["instructionsFallbackAt"] is None

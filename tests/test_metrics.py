@@ -30,6 +30,7 @@ async def test_metrics_needs_token_or_admin(aiohttp_client: Any, make_settings: 
         "codexpool_codex_processes",
         "codexpool_app_server_starts_total 0.0",
         "codexpool_app_server_recycles_total 0.0",
+        "codexpool_conversations 0.0",
         "codexpool_time_to_first_token_seconds",
         "codexpool_http_request_duration_seconds_bucket",
     ):

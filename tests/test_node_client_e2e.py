@@ -111,3 +111,41 @@ def test_node_sdk_stream_non_stream_models_and_bad_key(
     assert (200, None, 1, 11, words) in rows
     assert (200, None, 0, 11, 4) in rows
     assert sum(1 for r in rows if r[0] == 200) == 2
+
+
+def test_node_sdk_multi_turn_tool_loop_stays_on_one_thread(
+    node_bin: str, linked: tuple[LiveServer, str], fake_backend: Any
+) -> None:
+    server, key = linked
+    fake_backend.script(
+        "acct_alice",
+        {
+            "kind": "function_call",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+            "call_id": "call_node1",
+        },
+        fake_backend.reply("18C and sunny."),
+        fake_backend.reply("Rain tomorrow."),
+    )
+    mark = len(fake_backend.requests("/codex/responses"))
+    proc = subprocess.run(
+        [node_bin, str(NODE_DIR / "tool_loop.mjs"), server.api, key],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=NODE_DIR,
+    )
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0 and summary["ok"], (summary, proc.stderr)
+    assert [(t["finishReason"], t["text"]) for t in summary["turns"]] == [
+        ("tool_calls", None),
+        ("stop", "18C and sunny."),
+        ("stop", "Rain tomorrow."),
+    ]
+    assert summary["turns"][0]["calls"] == ["get_weather"]
+    bodies = [r["body"] for r in fake_backend.requests("/codex/responses")[mark:]]
+    assert len(bodies) == 3 and len({b["prompt_cache_key"] for b in bodies}) == 1
+    last = json.dumps(bodies[-1]["input"])
+    assert last.index("Weather in Paris?") < last.index("18C in Paris") < last.index("tomorrow?")
+    assert summary["turns"][2]["usage"]["prompt_tokens"] == 11  # its own turn, not the thread

@@ -1,8 +1,9 @@
 """Hypothesis properties of the OpenAI <-> Codex translation (unit, fast, no codex binary).
 
-Requests: `parse_chat_request` / `fold_messages` never fail on any JSON with anything but a
-clean 4xx ApiError; on valid conversations they keep every user text in order, turn system and
-developer messages into the instructions, and name each tool result's call.
+Requests: `parse_chat_request` / `conversation_items` never fail on any JSON with anything but
+a clean 4xx ApiError; on valid conversations every message becomes items of its own role at its
+place (leading system and developer messages the instructions), tool calls and results keep
+their call ids, and the last user message is the turn's input.
 
 Answers: the real `chat.stream` / `chat.complete` driven by generated Codex event sequences
 (served by a real aiohttp server and read back over loopback): the content deltas add up to the
@@ -30,7 +31,7 @@ from codexpool.openai_compat import (
     ROLES,
     ChatRequest,
     ChunkFactory,
-    fold_messages,
+    conversation_items,
     parse_chat_request,
     trailing_tool_results,
 )
@@ -111,9 +112,9 @@ def test_responses_translation_raises_nothing_but_a_clean_4xx(body: dict[str, An
 
 @PROPS
 @given(messages=st.lists(st.dictionaries(KEYS, ANY_JSON, max_size=5), max_size=5) | ANY_JSON)
-def test_fold_messages_raises_nothing_but_a_400(messages: Any) -> None:
+def test_conversation_items_raises_nothing_but_a_400(messages: Any) -> None:
     try:
-        fold_messages(messages)
+        conversation_items(messages)
     except ApiError as exc:
         assert exc.status == 400 and exc.param is not None and exc.param.startswith("messages")
 
@@ -131,7 +132,7 @@ def _content_strategy() -> st.SearchStrategy[Any]:
 
 
 def _plain(content: Any) -> str:
-    """The text of a generated content value, as the fold should see it."""
+    """The text of a generated content value, as the parser should see it."""
     if isinstance(content, str):
         return content
     return "\n".join(p if isinstance(p, str) else p["text"] for p in content)
@@ -165,60 +166,60 @@ def message(draw: st.DrawFn) -> dict[str, Any]:
 CONVERSATIONS = st.lists(message(), min_size=1, max_size=8)
 
 
-def _turn_text(msg: dict[str, Any], text: str) -> str:
-    """What a turn contributes to the prompt: tool results and tool calls are annotated."""
-    if msg["role"] == "tool":
-        return f"[result of {msg.get('name') or msg['tool_call_id']}]\n{text}"
-    for call in msg.get("tool_calls", []):
-        fn = call["function"]
-        text += f"\n[called tool {fn['name']} with arguments {fn['arguments']}]"
-    return text
+def _expected(messages: list[dict[str, Any]]) -> tuple[str | None, list[Any]]:
+    """The reference model: (instructions, items) as conversation_items should build them."""
+    instructions: list[str] = []
+    items: list[Any] = []
+    for m in messages:
+        text = _plain(m["content"])
+        if m["role"] in ("system", "developer"):
+            if text.strip():
+                (items.append(("developer", text)) if items else instructions.append(text))
+            continue
+        if m["role"] == "user":
+            items.append(("user", text))
+        elif m["role"] == "assistant":
+            if text or not m.get("tool_calls"):
+                items.append(("assistant", text))
+            for call in m.get("tool_calls", []):
+                fn = call["function"]
+                items.append(("function_call", call["id"], fn["name"], fn["arguments"]))
+        else:
+            items.append(("function_call_output", m["tool_call_id"], text))
+    return ("\n\n".join(instructions) or None), items
 
 
-def _is_subsequence(needles: list[str], haystack: str) -> bool:
-    pos = 0
-    for needle in needles:
-        found = haystack.find(needle, pos)
-        if found < 0:
-            return False
-        pos = found + len(needle)
-    return True
+def _shape(item: dict[str, Any]) -> Any:
+    if item["type"] == "message":
+        return (item["role"], "".join(p["text"] for p in item["content"]))
+    if item["type"] == "function_call":
+        return ("function_call", item["call_id"], item["name"], item["arguments"])
+    return ("function_call_output", item["call_id"], item["output"])
 
 
 @PROPS
 @given(messages=CONVERSATIONS)
-def test_fold_keeps_user_text_in_order_and_system_as_instructions(
+def test_every_message_becomes_items_of_its_role_at_its_place(
     messages: list[dict[str, Any]],
 ) -> None:
-    turns = [m for m in messages if m["role"] not in ("system", "developer")]
-    texts = {id(m): _plain(m["content"]) for m in messages}
+    instructions, items = _expected(messages)
     try:
-        instructions, prompt = fold_messages(messages)
+        conv = conversation_items(messages)
     except ApiError as exc:
         # Only the two documented refusals of a well-formed list.
         assert exc.status == 400 and exc.param == "messages"
-        assert not turns or not any(
-            texts[id(m)].strip() or m["role"] == "tool" or m.get("tool_calls") for m in turns
+        turns = [m for m in messages if m["role"] not in ("system", "developer")]
+        assert not items or not any(
+            _plain(m["content"]).strip() or m["role"] == "tool" or m.get("tool_calls")
+            for m in turns
         )
         return
-    system = [texts[id(m)] for m in messages if m["role"] in ("system", "developer")]
-    assert instructions == ("\n\n".join(t for t in system if t.strip()) or None)
-    users = [texts[id(m)] for m in messages if m["role"] == "user"]
-    assert _is_subsequence(users, prompt)
-    if len(turns) == 1 and turns[0]["role"] == "user":
-        assert prompt == texts[id(turns[0])]
+    assert conv.instructions == instructions
+    assert [_shape(i) for i in conv.items] == items
+    if items and items[-1][0] == "user":  # the last user message is the turn's input
+        assert conv.input_start == len(items) - 1 and conv.prompt == items[-1][1]
     else:
-        assert prompt.startswith("Continue this conversation.")
-        last = turns[-1]
-        assert f"Latest message ({'tool' if last['role'] == 'tool' else last['role']})" in prompt
-        assert prompt.endswith(_turn_text(last, texts[id(last)]))
-    for m in turns:
-        if m["role"] == "tool":
-            ref = m.get("name") or m["tool_call_id"]
-            assert f"[result of {ref}]\n{texts[id(m)]}" in prompt
-        for call in m.get("tool_calls", []):
-            fn = call["function"]
-            assert f"[called tool {fn['name']} with arguments {fn['arguments']}]" in prompt
+        assert conv.input_start == len(items) and conv.prompt == ""
 
 
 @PROPS

@@ -63,6 +63,8 @@ async def test_admin_and_portal_usage(api: Any) -> None:
     by_account = {r["username"]: r for r in data["byAccount"]}
     assert by_account["ivy"]["requests"] == 3 and by_account["ivy"]["errors"] == 1
     assert by_account["ivy"]["inputTokens"] == 20 and by_account["ivy"]["outputTokens"] == 6
+    assert by_account["ivy"]["cachedTokens"] == 3 and by_account["ivy"]["cacheHitShare"] == 0.15
+    assert by_account[None]["cacheHitShare"] is None  # no input tokens: no share
     assert by_account["jon"]["requests"] == 1
     assert by_account[None]["requests"] == 1 and by_account[None]["userId"] is None
     by_key = {r["keyKind"]: r for r in data["byKey"]}

@@ -224,7 +224,8 @@ function renderAudit(data) {
 }
 
 /**
- * Requests per day (bars) with per-account requests and tokens in each bar's tooltip.
+ * Requests per day (bars) with per-account requests and tokens in each bar's tooltip, then
+ * per day and account the input tokens, the cached ones and the prompt cache's hit share.
  * @param {any} data
  */
 function renderUsage(data) {
@@ -244,6 +245,33 @@ function renderUsage(data) {
   }
   const rows = [...days.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
   const max = Math.max(1, ...rows.map(([, d]) => d.requests));
+  /** @param {number | null | undefined} share */
+  const pct = (share) => (share === null || share === undefined ? "—" : `${Math.round(share * 100)}%`);
+  const table = el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { id: "usage-cache" },
+      el("thead", {}, el("tr", {}, ...["Day", "Account", "Requests", "Input tokens", "Cached tokens", "Cache hits"].map((h) => el("th", {}, h)))),
+      el(
+        "tbody",
+        {},
+        ...(data.byAccount || []).map((/** @type {any} */ row) =>
+          el(
+            "tr",
+            {},
+            el("td", {}, row.day),
+            el("td", {}, row.username || "(none)"),
+            el("td", {}, String(row.requests || 0)),
+            el("td", {}, String(row.inputTokens || 0)),
+            el("td", {}, String(row.cachedTokens || 0)),
+            el("td", {}, pct(row.cacheHitShare)),
+          ),
+        ),
+      ),
+    ),
+  );
   replace(
     $("usage"),
     el(
@@ -256,6 +284,7 @@ function renderUsage(data) {
         return el("div", { class: "chart-col", title }, el("span", { class: "small" }, String(d.requests)), col, el("span", { class: "small muted" }, day.slice(5)));
       }),
     ),
+    table,
   );
 }
 

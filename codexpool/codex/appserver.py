@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 from .. import __version__, fastjson
 from .events import TurnError
+from .isolation import INSIDE_WORK, Isolation, descendant_named
 from .mailbox import Mailbox
 from .process import STREAM_LIMIT, override_args, spawn, terminate
 from .state_dir import SQLITE_HOME_ENV, StateDir
@@ -75,6 +77,7 @@ class AppServer:
         on_rate_limits: RateLimitHook | None = None,
         name: str = "",
         state: StateDir | None = None,
+        isolation: Isolation | None = None,
     ) -> None:
         self._argv = [codex_bin, *override_args(overrides), "app-server"]
         self._home = codex_home
@@ -84,6 +87,10 @@ class AppServer:
         if state is not None:
             self._env[SQLITE_HOME_ENV] = str(state.path)
         self._cwd = cwd
+        # In a sandbox the model's commands cannot see the gateway's data (isolation.py);
+        # `cwd` is then the folder shown at INSIDE_WORK.
+        self._isolation = isolation
+        self._codex_pid: int | None = None  # codex itself, under the sandbox's processes
         self._on_rate_limits = on_rate_limits
         self.name = name or str(codex_home)
         self.proc: asyncio.subprocess.Process | None = None
@@ -108,15 +115,29 @@ class AppServer:
 
     @property
     def pid(self) -> int | None:
-        """Return the process id."""
-        return self.proc.pid if self.proc else None
+        """Return codex's process id (inside a sandbox: codex's, not the sandbox's)."""
+        return self._codex_pid or (self.proc.pid if self.proc else None)
 
     async def start(self, wait_s: float = 30.0) -> None:
         """Spawn the process and complete the initialize handshake."""
         read_fd, write_fd = os.pipe()
+        wrap = None
+        if self._isolation is not None:
+            wrap = functools.partial(
+                self._isolation.command,
+                codex_home=self._home,
+                state_dir=self.state.path if self.state else None,
+                workdir=self._cwd or self._home,
+                inside_workdir=INSIDE_WORK,
+            )
         try:
             self.proc = await spawn(
-                self._argv, self._home, cwd=self._cwd, extra_env=self._env, stdout=write_fd
+                self._argv,
+                self._home,
+                cwd=self._cwd,
+                extra_env=self._env,
+                stdout=write_fd,
+                wrap=wrap,
             )
         except BaseException:
             os.close(read_fd)
@@ -148,6 +169,8 @@ class AppServer:
                 wait_s=wait_s,
             )
             await self.notify("initialized")
+            if self._isolation is not None:  # the memory recycling reads codex's own RSS
+                self._codex_pid = await asyncio.to_thread(descendant_named, self.proc.pid, "codex")
         except BaseException:
             if self._stdout is None:
                 pipe.close()

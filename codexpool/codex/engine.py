@@ -1,8 +1,10 @@
 """Warm `codex app-server` processes per account, and one chat turn as an async iterator.
 
 Each linked account gets one long-lived app-server (started on first use, restarted after a
-crash, stopped when idle). A chat turn is an ephemeral thread plus one turn on it, so turns are
-independent and several run at once on one process, bounded per account by a semaphore.
+crash, stopped when idle). A chat turn runs on an ephemeral thread: a new one whose history is
+injected first (`thread/inject_items`), or one a conversation already holds (ThreadSlot), which
+keeps the upstream `prompt_cache_key` of the whole conversation. Several turns run at once on
+one process, bounded per account by a semaphore.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .events import (
     parse_rate_limits,
 )
 from .instructions import CLIENT, InstructionsPolicy
+from .isolation import INSIDE_WORK, Isolation
 from .process import rss_mib
 from .state_dir import StateDirs, delete_logs
 
@@ -99,15 +102,35 @@ class EngineConfig:
     # Where each app-server gets its private SQLite home (state_dir.py); None leaves codex's
     # databases, its growing log database included, in the account's CODEX_HOME.
     state_root: Path | None = None
+    # The sandbox of app-servers whose model can run commands (isolation.py); the lean
+    # profile gives the model no command or file tool, so the app leaves it None there.
+    isolation: Isolation | None = None
     request_timeout_s: float = 30.0
     heartbeat_s: float = 15.0
+
+
+@dataclass
+class ThreadSlot:
+    """Which thread a turn continues, and (once it ran) which thread it ran on.
+
+    In: `thread_id` of a thread kept from the conversation's last turn and `known`, how many
+    items of the request's history that thread already holds. When the thread is no longer
+    loaded (app-server recycled, crashed or stopped) the turn starts a new thread and injects
+    the whole history. Out: `thread_id` of the thread used and `continued` (True when it was
+    the kept one). The engine keeps the thread loaded for a next turn until
+    `Engine.release_thread`.
+    """
+
+    thread_id: str | None = None
+    known: int = 0
+    continued: bool = False
 
 
 @dataclass(frozen=True)
 class TurnRequest:
     """One chat turn."""
 
-    prompt: str
+    prompt: str  # the turn's user text ("" with no images: the turn continues the history)
     # The client's leading system/developer messages, joined (None: it sent none). Whether they
     # become the thread's base or developer instructions is the engine's choice (instructions.py).
     developer_instructions: str | None = None
@@ -117,6 +140,20 @@ class TurnRequest:
     output_schema: dict[str, Any] | None = None
     tools: tuple[dict[str, Any], ...] = ()  # DynamicToolSpec objects (client functions)
     images: tuple[str, ...] = ()  # image URLs (https or data:) given to the model
+    history: tuple[dict[str, Any], ...] = ()  # Responses items before the input (injected)
+    thread: ThreadSlot | None = None  # keep the thread for the conversation's next turn
+
+
+@dataclass
+class _KeptThread:
+    """A thread kept loaded for its conversation's next turn."""
+
+    server: AppServer
+    total: Usage  # the thread's cumulative token usage after its last turn
+    codex_own: bool = False  # started with Codex's own instructions (instructions fallback)
+
+
+ZERO_USAGE = Usage(0, 0, 0, 0)
 
 
 @dataclass
@@ -132,6 +169,7 @@ class _Account:
     turns: dict[str, str] = field(default_factory=dict)  # thread id -> turn id (running)
     retiring: list[AppServer] = field(default_factory=list)  # replaced, finishing turns
     replacing: asyncio.Task[None] | None = None  # a replacement app-server starting
+    kept: dict[str, _KeptThread] = field(default_factory=dict)  # conversation threads
 
     def servers(self) -> list[AppServer]:
         """Return the account's app-servers: the current one and those retiring."""
@@ -260,6 +298,7 @@ class Engine:
             on_rate_limits=lambda raw: self._take_limits(acct, raw),
             name=acct.key,
             state=state,
+            isolation=self.config.isolation,
         )
         try:
             await server.start(self.config.request_timeout_s)
@@ -341,7 +380,9 @@ class Engine:
     def _thread_params(self, acct: _Account, request: TurnRequest) -> dict[str, Any]:
         """Return the `thread/start` parameters of a chat turn."""
         params: dict[str, Any] = {
-            "cwd": str(self.config.scratch_root / acct.key),
+            "cwd": str(
+                INSIDE_WORK if self.config.isolation else self.config.scratch_root / acct.key
+            ),
             "approvalPolicy": "never",
             "sandbox": "read-only",
             "ephemeral": True,
@@ -379,6 +420,46 @@ class Engine:
         await asyncio.gather(*(s.close() for s in servers), return_exceptions=True)
         if servers:
             _LOGGER.info("Stopped codex app-server of account %s", acct.key)
+
+    def kept_threads(self, account_key: str) -> int:
+        """Return how many conversation threads the account's app-servers keep (tests)."""
+        acct = self._accounts.get(str(account_key))
+        return len(acct.kept) if acct else 0
+
+    async def release_thread(self, account_key: str, thread_id: str) -> None:
+        """Forget a conversation's thread and unsubscribe from it on its app-server.
+
+        codex 0.169 keeps an ephemeral thread loaded even after `thread/unsubscribe` (see
+        docs/codex-protocol-notes.md): its memory goes when the app-server is recycled at its
+        RSS mark, so the number of conversations per account is bounded as well.
+        """
+        acct = self._accounts.get(str(account_key))
+        kept = acct.kept.pop(thread_id, None) if acct else None
+        if kept is None or not kept.server.alive:
+            return
+        with contextlib.suppress(TurnError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(
+                kept.server.request("thread/unsubscribe", {"threadId": thread_id}, 5.0), 5.0
+            )
+
+    def _kept_thread(self, acct: _Account, slot: ThreadSlot | None) -> _KeptThread | None:
+        """Return the slot's thread if it is still loaded on the account's current app-server."""
+        if slot is None or slot.thread_id is None:
+            return None
+        kept = acct.kept.get(slot.thread_id)
+        if kept is None:
+            return None
+        if (
+            kept.server is not acct.server
+            or not kept.server.alive
+            or kept.server.retired
+            # The account fell back to Codex's instructions since: a thread started with the
+            # client's would be refused again, with no fallback left for this request.
+            or kept.codex_own != self.instructions.uses_codex_own(acct.key)
+        ):
+            acct.kept.pop(slot.thread_id, None)  # gone with its process
+            return None
+        return kept
 
     def interrupt_all(self, message: str) -> int:
         """Interrupt every running turn (graceful shutdown); return how many."""
@@ -433,26 +514,50 @@ class Engine:
         thread_id: str | None = None
         turn_id: str | None = None
         finished = False
+        replies: list[asyncio.Future[dict[str, Any]]] = []
         try:
             cap = self.config.turn_timeout_cap_s
             timeout = min(request.timeout_s or cap, cap)
             deadline = time.monotonic() + timeout
             server = await self._server(acct)
             self._count_turn(acct, server)
-            started = await server.request(
-                "thread/start",
-                self._thread_params(acct, request),
-                wait_s=self.config.request_timeout_s,
-            )
-            thread_id = str(started["thread"]["id"])
+            slot = request.thread
+            kept = self._kept_thread(acct, slot)
+            history = request.history
+            if kept is not None and slot is not None and slot.thread_id is not None:
+                thread_id = slot.thread_id
+                history = history[slot.known :]
+                before = kept.total
+                codex_own = kept.codex_own
+            else:
+                codex_own = self.instructions.uses_codex_own(acct.key)
+                started = await server.request(
+                    "thread/start",
+                    self._thread_params(acct, request),
+                    wait_s=self.config.request_timeout_s,
+                )
+                thread_id = str(started["thread"]["id"])
+                before = ZERO_USAGE
+            if slot is not None:
+                slot.thread_id, slot.continued = thread_id, kept is not None
+                acct.kept.pop(thread_id, None)  # in use: kept again once the turn completed
+            if history:
+                await server.request(
+                    "thread/inject_items",
+                    {"threadId": thread_id, "items": list(history)},
+                    wait_s=self.config.request_timeout_s,
+                )
             mailbox = server.subscribe(thread_id)
-            replies: list[asyncio.Future[dict[str, Any]]] = []
             if request.tools:
                 server.set_tool_handler(thread_id, self._tool_handler(server, thread_id, replies))
             turn_params: dict[str, Any] = {
                 "threadId": thread_id,
                 "input": [
-                    {"type": "text", "text": request.prompt, "text_elements": []},
+                    *(
+                        [{"type": "text", "text": request.prompt, "text_elements": []}]
+                        if request.prompt or not (request.images or history or kept)
+                        else []
+                    ),
                     *({"type": "image", "url": url} for url in request.images),
                 ],
             }
@@ -501,6 +606,7 @@ class Engine:
                     unflushed = True
                     yield ReasoningDelta(str(params.get("delta", "")))
                 elif method == "thread/tokenUsage/updated":
+                    # The thread's running total: this turn's own usage is what it added.
                     total = (params.get("tokenUsage") or {}).get("total") or {}
                     usage = Usage(
                         int(total.get("inputTokens") or 0),
@@ -516,8 +622,10 @@ class Engine:
                     t = params.get("turn") or {}
                     status = t.get("status")
                     if status == "completed":
+                        if slot is not None:  # kept for the conversation's next turn
+                            acct.kept[thread_id] = _KeptThread(server, usage or before, codex_own)
                         if usage is not None:
-                            yield usage
+                            yield usage.minus(before)
                         yield TurnDone("completed")
                         return
                     if status == "failed":
@@ -628,7 +736,14 @@ class Engine:
                 if (
                     acct.server is not None
                     and acct.active == 0
+                    and not acct.kept  # conversations continue there (released when idle)
                     and now - acct.last_used > self.config.idle_shutdown_s
                 ):
                     _LOGGER.info("Account %s idle: stopping its codex app-server", acct.key)
-                    await self.stop_account(acct.key)
+                    # Not awaited here: close() cancels this reaper, and a stop cut short
+                    # would leave the process's pipes open. close() waits for it instead.
+                    task = asyncio.create_task(
+                        self.stop_account(acct.key), name=f"appserver-idle-stop-{acct.key}"
+                    )
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)

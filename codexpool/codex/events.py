@@ -34,6 +34,15 @@ class Usage:
     output_tokens: int
     reasoning_tokens: int
 
+    def minus(self, earlier: Usage) -> Usage:
+        """Return what was used since `earlier` (codex reports a thread's running total)."""
+        return Usage(
+            max(0, self.input_tokens - earlier.input_tokens),
+            max(0, self.cached_input_tokens - earlier.cached_input_tokens),
+            max(0, self.output_tokens - earlier.output_tokens),
+            max(0, self.reasoning_tokens - earlier.reasoning_tokens),
+        )
+
 
 @dataclass(frozen=True)
 class RateLimitWindow:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ STRIPPED_ENV = (
     "OPENAI_KEY_ENCRYPTION_SECRET",
 )
 STREAM_LIMIT = 64 * 1024 * 1024  # one JSON-RPC line can carry a whole turn's items
+# Turns a codex command line and environment into the sandboxed ones (codex/isolation.py).
+Wrapper = Callable[[list[str], dict[str, str]], tuple[list[str], dict[str, str]]]
 
 
 def child_env(
@@ -68,17 +70,21 @@ async def spawn(
     extra_env: Mapping[str, str] | None = None,
     stdin: int | None = asyncio.subprocess.PIPE,
     stdout: int = asyncio.subprocess.PIPE,
+    wrap: Wrapper | None = None,
 ) -> asyncio.subprocess.Process:
     """Start a codex process in its own process group with piped stdio (or `stdout`, a file
-    descriptor the caller reads itself)."""
+    descriptor the caller reads itself); `wrap` runs it inside a sandbox."""
     codex_home.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 (tiny, local)
+    args, env = list(argv), child_env(codex_home, extra_env)
+    if wrap is not None:
+        args, env = wrap(args, env)
     return await asyncio.create_subprocess_exec(
-        *argv,
+        *args,
         stdin=stdin,
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(cwd or codex_home),
-        env=child_env(codex_home, extra_env),
+        env=env,
         start_new_session=True,
         limit=STREAM_LIMIT,
     )

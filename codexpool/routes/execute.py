@@ -18,7 +18,7 @@ from ..codex.events import TurnError
 from ..errors import ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
-from ..keys import CODEX_BIN, KEY_QUOTAS, POOL, SETTINGS, USAGE
+from ..keys import CODEX_BIN, ISOLATION, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from ..usage import UsageRow
 from .openai_api import PREFIX
 
@@ -28,6 +28,8 @@ EXECUTIONS = web.AppKey("executions", Executions)
 def _stopped_error(exc: ExecStopped) -> ApiError:
     if exc.kind == "timeout":
         return ApiError(504, f"{exc.message}; the run was stopped.", "timeout")
+    if exc.kind == "unavailable":
+        return ApiError(503, exc.message, "codex_unavailable")
     return ApiError(503, exc.message, "server_shutting_down")
 
 
@@ -61,7 +63,12 @@ async def execute(request: web.Request) -> web.StreamResponse:
     result = ExecResult()
     status, error_code = 499, None  # stay so only when the client goes away mid-run
     events: AsyncIterator[dict] = request.app[EXECUTIONS].events(
-        exec_argv(codex_bin, req, settings), req.prompt, account.codex_home, req.timeout_s
+        exec_argv(codex_bin, req, settings),
+        req.prompt,
+        account.codex_home,
+        req.timeout_s,
+        cwd=req.cwd,
+        writable=settings.execute_sandbox != "read-only",
     )
     resp: web.StreamResponse | None = None
     try:
@@ -117,7 +124,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
 
 
 async def _executions_ctx(app: web.Application) -> AsyncIterator[None]:
-    executions = Executions(app[SETTINGS].codex_state_path)
+    executions = Executions(app[SETTINGS].codex_state_path, app.get(ISOLATION))
     app[EXECUTIONS] = executions
     yield
     await executions.close()

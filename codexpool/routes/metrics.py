@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..conversations import CONVERSATIONS
 from ..errors import ApiError
 from ..keys import ENGINE, POOL, PRINCIPAL, STORE, USAGE
 from ..observe import METRICS, Metrics, access_middleware_factory
@@ -84,6 +85,13 @@ class _EngineCounters(Collector):
         recycles.add_metric([], engine.recycles if engine is not None else 0)
         yield starts
         yield recycles
+        registry = self._app.get(CONVERSATIONS)
+        kept = GaugeMetricFamily(
+            "codexpool_conversations",
+            "Conversations whose thread is kept for their next request (conversations.py).",
+        )
+        kept.add_metric([], len(registry) if registry is not None else 0)
+        yield kept
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -32,6 +32,14 @@ async def responses(request: web.Request) -> web.StreamResponse:
     principal = await require_api_key(request)
     body = await read_json_object(request)
     req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
+    previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise ApiError(
+            400,
+            "`previous_response_id` must be a string",
+            "invalid_request",
+            param="previous_response_id",
+        )
     return await dispatch.run_chat(
         request,
         req,
@@ -39,6 +47,8 @@ async def responses(request: web.Request) -> web.StreamResponse:
         principal=principal,
         started=started,
         shape=responses_api,
+        previous_response_id=previous,
+        keep_response=body.get("store") is not False,
     )
 
 
