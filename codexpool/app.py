@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from .keys import (
     LIMITS,
     MODELS,
     POOL,
+    REFUSALS,
+    RUN_GATE,
     SETTINGS,
     STORE,
     USAGE,
@@ -41,8 +44,10 @@ from .keys import (
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
+from .quota_history import QuotaHistory
 from .routes import (
     admin,
+    alerts,
     device,
     execute,
     health,
@@ -52,7 +57,11 @@ from .routes import (
     pages,
     portal,
     quicktest,
+    quota,
+    requests,
+    usage_charts,
 )
+from .run_gate import RunGate
 from .security import KeyCipher
 from .store import Store
 from .usage import UsageRecorder, run_pruner
@@ -115,6 +124,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.start()
     app[ENGINE] = engine
     limits = LimitCache(app[STORE], engine, settings.openai_rate_limit_cache_ttl_ms / 1000)
+    limits.history = QuotaHistory(app[STORE])
     await limits.load()  # last good snapshots survive restarts (stale until re-read)
     engine.on_rate_limits = limits.on_push  # pushed after every turn: no extra reads
     app[LIMITS] = limits
@@ -165,6 +175,8 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     app.on_response_prepare.append(request_id_header)
     app[CIPHER] = KeyCipher(settings.openai_key_encryption_secret)
     app[MODELS] = ModelCatalog()
+    app[REFUSALS] = Counter()
+    app[RUN_GATE] = RunGate(settings.execute_max_concurrent, app[REFUSALS])
     app[CODEX_BIN] = find_codex_bin(settings.codex_bin) or ""
     if not app[CODEX_BIN]:
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
@@ -186,6 +198,10 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     shutdown.add_interrupter(app, lambda a, message: a[ENGINE].interrupt_all(message))
     admin.setup(app)
     portal.setup(app)
+    requests.setup(app)  # the request log, admin and portal
+    quota.setup(app)  # quota history
+    usage_charts.setup(app)  # usage per hour/day for the charts
+    alerts.setup(app)  # + the alert watcher, after the background tasks' context
     device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
     quicktest.setup(app)
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)

@@ -45,6 +45,7 @@ _ERROR_MAP: dict[str, tuple[int, str, str]] = {
     "bad_request": (400, "upstream_bad_request", "upstream"),
     "interrupted": (499, "interrupted", "gateway"),
     "shutdown": (503, "server_shutting_down", "gateway"),
+    "slow_client": (408, "stream_stalled", "gateway"),
 }
 
 

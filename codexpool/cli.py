@@ -55,9 +55,9 @@ def configure_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM."""
     settings = _settings(args)  # before importing the app: a bad setting is one line, fast
-    from aiohttp import web
 
     from .app import create_app, freeze_startup_objects
+    from .serving import serve
     from .shutdown import serve_shutdown_timeout
 
     configure_logging(settings.log_level)
@@ -79,12 +79,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Codex turn at once instead of letting it burn quota until the next write fails.
     app = create_app(settings, resolve_settings_path(args.settings))
     app.on_startup.append(freeze_startup_objects)  # last: after every context has started
-    web.run_app(
+    serve(  # web.run_app, plus the raised open-file limit and the connection cap
         app,
         host=host,
         port=port,
         loop=new_event_loop(),
-        print=None,
+        max_connections=settings.max_connections,
         handler_cancellation=True,
         access_log=None,
         # Past the grace period: the grace timer interrupts what still runs, and the handlers
@@ -104,10 +104,14 @@ def _data_folder_problem(data: Path) -> str | None:
 
     try:
         data.mkdir(parents=True, exist_ok=True)
-        make_private(data)  # a folder made by a caller with umask 022 is 0755
     except OSError as exc:
         return f"cannot create the data folder {data}: {exc.strerror or exc}"
     reason = unwritable_reason(data)
+    if reason is None:
+        try:
+            make_private(data)  # a folder made by a caller with umask 022 is 0755
+        except OSError as exc:
+            reason = f"cannot make it private: {exc.strerror or exc}"
     if reason is not None:
         return (
             f"the data folder {data} is not writable ({reason}); it holds the database and the "

@@ -297,6 +297,40 @@ class Settings:
             "it is closed and a late follow-up runs as a fresh turn.",
         ),
     )
+    alert_webhook_url: str = field(
+        default="",
+        metadata=_opt(
+            "alertWebhookUrl",
+            "Where operator alerts are POSTed as JSON with a Slack/Discord-compatible `text` "
+            "field (lost logins, quota thresholds, pool exhausted/recovered, app-server crash "
+            "loops, a busy database); empty: alerts are only listed in the admin panel.",
+            secret=True,
+        ),
+    )
+    alert_quota_percent: int = field(
+        default=90,
+        metadata=_opt(
+            "alertQuotaPercent",
+            "Alert once per window when an account's 5-hour or weekly quota use reaches this "
+            "percent (1-100).",
+        ),
+    )
+    alert_database_busy_seconds: int = field(
+        default=60,
+        metadata=_opt(
+            "alertDatabaseBusySeconds",
+            "Alert when usage rows could not be written for this long (database locked or "
+            "failing).",
+        ),
+    )
+    alert_panel_url: str = field(
+        default="",
+        metadata=_opt(
+            "alertPanelUrl",
+            "The admin panel's address as people reach it (e.g. https://codex.example.com/), "
+            "linked from alerts; empty: http://<host>:<port>/.",
+        ),
+    )
     conversation_idle_seconds: int = field(
         default=1800,
         metadata=_opt(
@@ -311,6 +345,54 @@ class Settings:
             "maxConversationsPerAccount",
             "How many conversation threads each account keeps for their next request (least "
             "recently used released first).",
+        ),
+    )
+    execute_max_concurrent: int = field(
+        default=2,
+        metadata=_opt(
+            "executeMaxConcurrent",
+            "Most codex exec runs (/v1/codex/execute) at once in the gateway; each key runs one "
+            "at a time. Further requests get 429 with Retry-After.",
+        ),
+    )
+    max_parked_turns_per_key: int = field(
+        default=8,
+        metadata=_opt(
+            "maxParkedTurnsPerKey",
+            "Most turns one key may leave waiting for tool results; parking one more closes "
+            "its oldest (a late follow-up then runs as a fresh turn).",
+        ),
+    )
+    max_device_logins: int = field(
+        default=4,
+        metadata=_opt(
+            "maxDeviceLogins",
+            "Most device-login flows (codex login processes) at once in the gateway; one per "
+            "user. Further starts get 429 with Retry-After.",
+        ),
+    )
+    unlinked_user_ttl_hours: int = field(
+        default=72,
+        metadata=_opt(
+            "unlinkedUserTtlHours",
+            "A portal user who never linked an account, never had a key and has not signed in "
+            "for this long is removed (0: never).",
+        ),
+    )
+    stream_write_timeout_ms: int = field(
+        default=30_000,
+        metadata=_opt(
+            "streamWriteTimeoutMs",
+            "A streamed answer whose client does not take a write within this ends: the turn "
+            "is interrupted and its slot freed.",
+        ),
+    )
+    max_connections: int = field(
+        default=4096,
+        metadata=_opt(
+            "maxConnections",
+            "Most open client connections; further ones are closed at once (the open-file "
+            "limit is raised to its hard limit at start).",
         ),
     )
     testing_login_issuer: str = field(
@@ -446,11 +528,28 @@ def _validate(s: Settings) -> None:
         ("maxConversationsPerAccount", s.max_conversations_per_account),
         ("shutdownGraceSeconds", s.shutdown_grace_seconds),
         ("streamKeepAliveMs", s.stream_keepalive_ms),
+        ("executeMaxConcurrent", s.execute_max_concurrent),
+        ("maxParkedTurnsPerKey", s.max_parked_turns_per_key),
+        ("maxDeviceLogins", s.max_device_logins),
+        ("streamWriteTimeoutMs", s.stream_write_timeout_ms),
+        ("maxConnections", s.max_connections),
     ):
         if value <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
+    if not 1 <= s.alert_quota_percent <= 100:
+        raise SettingsError("setting 'alertQuotaPercent' must be 1-100")
+    if s.alert_database_busy_seconds <= 0:
+        raise SettingsError("setting 'alertDatabaseBusySeconds' must be positive")
+    for key, url in (
+        ("alertWebhookUrl", s.alert_webhook_url),
+        ("alertPanelUrl", s.alert_panel_url),
+    ):
+        if url and not url.startswith(("http://", "https://")):
+            raise SettingsError(f"setting {key!r} must be an http:// or https:// URL")
     if s.max_queue_wait_ms < 0:
         raise SettingsError("setting 'maxQueueWaitMs' must not be negative")
+    if s.unlinked_user_ttl_hours < 0:
+        raise SettingsError("setting 'unlinkedUserTtlHours' must not be negative")
     if s.app_server_recycle_mib < 0:
         raise SettingsError("setting 'appServerRecycleMib' must not be negative")
     if s.log_level.lower() not in {"debug", "info", "warning", "error"}:

@@ -7,7 +7,9 @@ user's CODEX_HOME and exits 0. We read its output line by line, keep the last li
 for the portal, and after exit 0 confirm with `codex login status`.
 
 One flow per user: a new start cancels the old one, and cancel/shutdown end the whole process
-group, so no codex process outlives its flow.
+group, so no codex process outlives its flow. Each flow is a codex process (~50 MiB): at most
+`maxDeviceLogins` run at once in the gateway (60 throwaway registrations once started 60 of
+them, 3.1 GiB), further starts get a 429 with the time until the oldest flow's code expires.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import inspect
 import logging
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 from . import audit, linking
 from .codex.process import child_env, terminate
 from .config import Settings
+from .errors import ApiError
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ TERM_GRACE_S = 3.0
 MAX_LOG_LINES = 50
 MAX_LINE_CHARS = 500
 TERMINAL_STATES = frozenset({"linked", "failed", "expired", "cancelled"})
+LOGINS_BUSY = "device_logins_busy"
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 URL_RE = re.compile(r"https?://\S+/codex/device\S*")
@@ -177,7 +181,9 @@ class DeviceLogins:
         store: Store,
         codex_bin: str,
         stop_account: StopAccount | None = None,
+        refusals: Counter[str] | None = None,
     ) -> None:
+        self._refusals = refusals if refusals is not None else Counter()
         self._settings = settings
         self._store = store
         self._codex_bin = codex_bin
@@ -214,12 +220,34 @@ class DeviceLogins:
         """Start a new flow (cancelling the user's old one) and wait briefly for link + code."""
         async with self._lock(user_id):
             await self._end(user_id, "cancelled")
+            self._check_capacity()  # no await from here until the flow is registered
             flow = DeviceFlow(user_id, username)
             self._flows[user_id] = flow
             flow.task = asyncio.create_task(self._run(flow), name=f"device-login-{user_id}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(flow.ready.wait(), START_WAIT_S)
         return self.status(user_id)
+
+    def running(self) -> list[DeviceFlow]:
+        """Return the flows whose codex process may still run."""
+        return [f for f in self._flows.values() if f.task is not None and not f.task.done()]
+
+    def _check_capacity(self) -> None:
+        """Raise a 429 when `maxDeviceLogins` flows already run (the caller's own was ended)."""
+        running = self.running()
+        limit = self._settings.max_device_logins
+        if len(running) < limit:
+            return
+        self._refusals[LOGINS_BUSY] += 1
+        # Flows end when linked or cancelled, or at the latest when their code expires.
+        latest = max(1, int(min(f.expires_at for f in running) - time.time()) + 1)
+        raise ApiError(
+            429,
+            f"The server already runs its maximum of {limit} device logins at once; retry "
+            f"shortly (one ends within {latest} seconds at the latest).",
+            LOGINS_BUSY,
+            headers={"Retry-After": str(min(60, latest))},
+        )
 
     async def cancel(self, user_id: int) -> dict[str, Any]:
         """Cancel the user's running flow (its process group is ended) and return the status."""

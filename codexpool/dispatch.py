@@ -26,7 +26,7 @@ from .accounts import KeyPrincipal
 from .codex.engine import ThreadSlot
 from .codex.events import TurnError
 from .conversations import CONVERSATIONS, ThreadRef, extend, prefix_digests
-from .errors import ApiError
+from .errors import REQUEST_ID, ApiError
 from .key_limits import Ticket
 from .keys import ENGINE, IMAGE_FETCHER, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
@@ -109,9 +109,16 @@ async def run_chat(
     fetch_images = resume is None  # https images (input and history) become data URLs
     try:
         if principal is not None:
-            ticket = await app[KEY_QUOTAS].admit(
-                principal.owner, principal.limits, (req.raw_model, req.model)
-            )
+            if resume is not None:
+                resume.release_ticket()  # this request takes the parked turn's place over
+            try:
+                ticket = await held_turns.admit(
+                    app[KEY_QUOTAS], principal.owner, principal.limits, (req.raw_model, req.model)
+                )
+            except BaseException:
+                if resume is not None:
+                    await resume.events.aclose()  # refused: the resumed turn must not linger
+                raise
         attempt = 0
         same_account = False  # run the next try on `served` again (instructions fallback)
         while True:
@@ -145,6 +152,7 @@ async def run_chat(
                     else:  # its account cannot serve now: the history moves to a new thread
                         conversations.discard(ref)
                 own_instructions = same_account or engine.instructions.uses_codex_own(served.key)
+                await held_turns.make_room(engine, served)  # parked turns yield their slots
                 events = engine.run_turn(
                     served.key, served.codex_home, dataclasses.replace(turn, thread=slot)
                 )
@@ -196,8 +204,20 @@ async def run_chat(
                         outcome.response_id, scope, items + answer_items(outcome)
                     )
                 if answered and outcome.tool_calls is not None:
-                    # The model called client functions: keep the turn for their results.
-                    held_turns.park(events, outcome.tool_calls, served, key_id, thread)  # type: ignore[arg-type]
+                    # The model called client functions: keep the turn for their results; it
+                    # keeps this request's place in the key's concurrency until then.
+                    u = outcome.usage
+                    await held_turns.park(
+                        events,  # type: ignore[arg-type]
+                        outcome.tool_calls,
+                        served,
+                        key_id,
+                        thread,
+                        owner=principal.owner if principal else None,
+                        ticket=ticket,
+                        tokens=u.input_tokens + u.output_tokens if u else 0,
+                    )
+                    ticket = None
                 else:
                     await events.aclose()  # interrupts the turn if it is still running
                     if thread is not None and answered:
@@ -234,6 +254,11 @@ async def run_chat(
                 cached_tokens=u.cached_input_tokens if u else None,
                 output_tokens=u.output_tokens if u else None,
                 reasoning_tokens=u.reasoning_tokens if u else None,
+                request_id=request.get(REQUEST_ID),
+                effort=req.effort,
+                error_source=outcome.error.source if outcome.error else None,
+                error_message=outcome.error.message if outcome.error else None,
+                key_user_id=principal.user_id if principal else None,
             )
         )
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
+from .alerts import Alerts
 from .codex.engine import Engine
 from .codex.isolation import Isolation
 from .config import Settings
@@ -16,6 +19,7 @@ from .key_limits import KeyQuotas
 from .limits import LimitCache
 from .models import ModelCatalog
 from .pool import Pool
+from .run_gate import RunGate
 from .security import KeyCipher
 from .store import Store
 from .throttle import LoginThrottle
@@ -36,6 +40,10 @@ ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
 IMAGE_FETCHER = web.AppKey("image_fetcher", ImageFetcher)
+RUN_GATE = web.AppKey("run_gate", RunGate)
+# Requests and connections refused by a resource bound, by reason (exported on /metrics).
+REFUSALS = web.AppKey("refusals", Counter)
+ALERTS = web.AppKey("alerts", Alerts)
 # The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
 # execute off).
 ISOLATION = web.AppKey("isolation", Isolation)

@@ -21,11 +21,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .codex.engine import Engine
 from .codex.events import RateLimitSnapshot, TurnError
 from .store import Store
+
+if TYPE_CHECKING:
+    from .quota_history import QuotaHistory
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -142,6 +145,7 @@ class LimitCache:
         self._sem = asyncio.Semaphore(REFRESH_CONCURRENCY)
         self.reads = 0  # app-server reads attempted (tests, metrics)
         self.on_change: Callable[[int], None] | None = None  # the pool drops its snapshot
+        self.history: QuotaHistory | None = None  # keeps fresh readings over time
 
     # --- reading the cache (pure, synchronous) ---------------------------------------------
     def get(self, user_id: int) -> Limits | None:
@@ -162,6 +166,8 @@ class LimitCache:
     def _put(self, user_id: int, limits: Limits) -> None:
         # Copy-on-write: a selection running over the old dict never sees a half update.
         self._entries = {**self._entries, user_id: limits}
+        if self.history is not None:
+            self.history.take(user_id, limits)
         self._dirty.add(user_id)
         self._wake.set()
         self._changed(user_id)
@@ -250,6 +256,8 @@ class LimitCache:
 
     async def flush(self) -> None:
         """Write every changed snapshot to `limit_snapshots` in one transaction."""
+        if self.history is not None:
+            await self.history.write()
         if not self._dirty:
             return
         ids, self._dirty = self._dirty, set()

@@ -22,6 +22,8 @@ from .accounts import MAX_LABEL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN
 from .audit import DEFAULT_LIMIT, MAX_LIMIT
 from .key_limits import MAX_ALLOWED_MODELS, MAX_LIMIT_VALUE, MAX_MODEL_NAME
 from .openai_compat import MAX_MESSAGES, REASONING_EFFORTS, REASONING_MODES, ROLES
+from .request_log import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
+from .request_log import MAX_LIMIT as LOG_MAX_LIMIT
 from .routes.quicktest import MAX_PROMPT_CHARS as QUICK_PROMPT_CHARS
 from .usage_report import DEFAULT_DAYS, MAX_DAYS
 
@@ -67,6 +69,159 @@ def _closed(required: tuple[str, ...] = (), **props: Schema) -> Schema:
 
 
 # --- components -------------------------------------------------------------------------------
+
+_REQUEST_ROW: Schema = {
+    "type": "object",
+    "description": "One request of the log; never its prompt or answer.",
+    "properties": {
+        "id": INT,
+        "requestId": N_STR,
+        "ts": NUM,
+        "startedAt": N_NUM,
+        "endpoint": STR,
+        "keyKind": N_STR,
+        "user": N_STR,
+        "userId": N_INT,
+        "account": N_STR,
+        "accountId": N_INT,
+        "model": N_STR,
+        "effort": N_STR,
+        "stream": BOOL,
+        "status": INT,
+        "errorCode": N_STR,
+        "errorSource": N_STR,
+        "errorMessage": N_STR,
+        "ttftMs": N_NUM,
+        "durationMs": N_NUM,
+        "inputTokens": N_INT,
+        "cachedTokens": N_INT,
+        "outputTokens": N_INT,
+        "reasoningTokens": N_INT,
+    },
+}
+_REQUEST_ROW["required"] = list(_REQUEST_ROW["properties"])
+
+
+_QUOTA_WINDOW: Schema = _closed(
+    used=N_NUM, resetsAt=N_INT, ratePerHour=N_NUM, exhaustsAt=N_NUM, resetsFirst=N_BOOL
+)
+_POOL_WINDOW: Schema = _closed(
+    known=INT,
+    accountsLeft=NUM,
+    accountsPerHour=NUM,
+    exhaustsAt=N_NUM,
+    series={"type": "array", "items": _closed(ts=NUM, left=N_NUM)},
+)
+_QUOTA_HISTORY: Schema = _closed(
+    hours=INT,
+    since=NUM,
+    now=NUM,
+    accounts={
+        "type": "array",
+        "items": _closed(
+            accountId=INT,
+            account=N_STR,
+            points={
+                "type": "array",
+                "items": _closed(ts=NUM, hourlyUsed=N_NUM, weeklyUsed=N_NUM),
+            },
+            resets={
+                "type": "array",
+                "items": _closed(window={"enum": ["hourly", "weekly"]}, at=INT),
+            },
+            hourly=_QUOTA_WINDOW,
+            weekly=_QUOTA_WINDOW,
+        ),
+    },
+    pool=_closed(accounts=INT, hourly=_POOL_WINDOW, weekly=_POOL_WINDOW),
+)
+
+
+_USAGE_METRICS: dict[str, Schema] = {
+    m: {"type": "array", "items": INT}
+    for m in ("requests", "errors", "inputTokens", "cachedTokens", "outputTokens")
+}
+_USAGE_SERIES: Schema = _closed(
+    bucket={"enum": ["hour", "day"]},
+    by={"enum": ["account", "key"]},
+    starts={"type": "array", "items": NUM},
+    groups={"type": "array", "items": _closed(id=N_INT, name=STR, **_USAGE_METRICS)},
+    totals=_closed(**_USAGE_METRICS),
+    cacheHitShare=N_NUM,
+)
+_USAGE_SERIES_PARAMS: list[dict[str, Any]] = [
+    {"name": "bucket", "in": "query", "required": False, "schema": {"enum": ["hour", "day"]}},
+    {"name": "by", "in": "query", "required": False, "schema": {"enum": ["account", "key"]}},
+    {
+        "name": "count",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 366},
+        "description": "Buckets: hours 1-168 (default 24), days 1-366 (default 14).",
+    },
+]
+
+
+def _request_log_op(summary: str, tag: str, security: Any, admin: bool) -> dict[str, Any]:
+    """The request log's GET operation (admin: every request; portal: the user's own)."""
+    params: list[dict[str, Any]] = []
+    if admin:
+        for name, what in (("user", "whose key made it"), ("account", "which account served it")):
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "schema": STR,
+                    "description": f"Username {what}; 404 `user_not_found` if none.",
+                }
+            )
+    params += [
+        {
+            "name": "status",
+            "in": "query",
+            "required": False,
+            "schema": {"enum": ["2xx", "4xx", "5xx"]},
+        },
+        *(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": STR,
+                "description": "Unix seconds or an ISO 8601 time (UTC without an offset).",
+            }
+            for name in ("since", "until")
+        ),
+        _int_query("limit", 1, LOG_MAX_LIMIT, LOG_DEFAULT_LIMIT),
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": STR,
+            "description": "`nextCursor` of the previous page.",
+        },
+    ]
+    return {
+        "get": _op(
+            summary,
+            tag,
+            security,
+            {
+                "200": _json(
+                    _closed(
+                        object={"const": "list"},
+                        data={"type": "array", "items": _REQUEST_ROW},
+                        hasMore=BOOL,
+                        nextCursor=N_STR,
+                    )
+                )
+            },
+            params=params,
+            description="Newest first. 400 for an unknown parameter or a bad value.",
+        )
+    }
+
 
 _LIMIT_FIELDS: dict[str, Schema] = {
     "hourlyRemaining": N_NUM,
@@ -694,6 +849,95 @@ def _paths() -> dict[str, dict[str, Any]]:
                 params=usage_params,
             )
         },
+        "/api/admin/requests": _request_log_op(
+            "The request log: every request, newest first", "admin", ADMIN, admin=True
+        ),
+        "/api/admin/quota-history": {
+            "get": _op(
+                "Each account's 5-hour and weekly used-percent over time, with projections",
+                "admin",
+                ADMIN,
+                {"200": _json(_QUOTA_HISTORY)},
+                params=[
+                    {
+                        "name": "hours",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "default": 24},
+                        "description": "1 to usageRetentionDays x 24 (ASCII digits only).",
+                    },
+                    {
+                        "name": "account",
+                        "in": "query",
+                        "required": False,
+                        "schema": STR,
+                        "description": "An account's user id or username; 404 if none.",
+                    },
+                ],
+            )
+        },
+        "/api/admin/alerts": {
+            "get": _op(
+                "The newest operator alerts and their webhook delivery state",
+                "admin",
+                ADMIN,
+                {
+                    "200": _json(
+                        _closed(
+                            webhookConfigured=BOOL,
+                            quotaPercent=INT,
+                            data={
+                                "type": "array",
+                                "items": _closed(
+                                    id=INT,
+                                    kind=STR,
+                                    text=STR,
+                                    account=N_STR,
+                                    at=NUM,
+                                    state={
+                                        "enum": [
+                                            "pending",
+                                            "retrying",
+                                            "delivered",
+                                            "failed",
+                                            "not_sent",
+                                        ]
+                                    },
+                                    attempts=INT,
+                                    lastError=N_STR,
+                                    nextAttemptAt=N_NUM,
+                                    deliveredAt=N_NUM,
+                                ),
+                            },
+                        )
+                    )
+                },
+            )
+        },
+        "/api/admin/usage/series": {
+            "get": _op(
+                "Usage per UTC hour or day, one series per account or key",
+                "admin",
+                ADMIN,
+                {"200": _json(_USAGE_SERIES)},
+                params=_USAGE_SERIES_PARAMS,
+            )
+        },
+        "/api/openai/usage/series": {
+            "get": _op(
+                "The signed-in user's own usage per UTC hour or day",
+                "portal",
+                PORTAL,
+                {"200": _json(_USAGE_SERIES)},
+                params=_USAGE_SERIES_PARAMS,
+            )
+        },
+        "/api/openai/requests": _request_log_op(
+            "The user's own requests (their key's and their account's), newest first",
+            "portal",
+            PORTAL,
+            admin=False,
+        ),
         # portal accounts
         "/api/openai/auth/register": {
             "post": _op(

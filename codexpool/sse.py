@@ -6,18 +6,23 @@ Owned rather than imported because the chat route needs exact control over when 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from . import fastjson
+from .config import Settings
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
 }
+_LOGGER = logging.getLogger(__name__)
+STALL_REASON = "stream_write_timeout"
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
@@ -62,20 +67,103 @@ async def flush(
     return resp
 
 
+class StreamStalled(ConnectionResetError):
+    """The client took no write within `streamWriteTimeoutMs`: the connection was dropped.
+
+    A ConnectionResetError, so every caller treats it as the client gone: the turn is
+    interrupted and its slot freed, as when the client hangs up.
+    """
+
+
 class _EventStream(web.StreamResponse):
-    """A stream whose headers leave with its first event, in one write (one TCP segment).
+    """A stream whose headers leave with its first event, in one write (one TCP segment),
+    and whose writes give up after `write_timeout_s`.
 
     aiohttp's plain StreamResponse sends them on prepare(); its Response class buffers them
     with this same switch. Were the switch to go away, headers would again go out at once.
+
+    A write waits while the socket's buffers are full; a client that stops reading would
+    hold the request, its turn and the account slot forever (one once held a slot past the
+    turn timeout while the gateway grew from 56 to 378 MiB). Past the timeout the connection
+    is aborted (dropping what is buffered for it) and StreamStalled raised. The deadline is a
+    plain timer handle per write (asyncio.timeout costs several times as much, on every
+    chunk of every stream); aborting the transport is what wakes the blocked write.
     """
 
     _send_headers_immediately = False
+
+    def __init__(
+        self,
+        request: web.Request,
+        write_timeout_s: float,
+        on_stall: Callable[[], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._request = request
+        self._write_timeout_s = write_timeout_s
+        self._on_stall = on_stall
+        self._stalled = False
+
+    async def write(self, data: Any) -> None:
+        """Write, or drop the connection when the client takes nothing within the timeout."""
+        timer = asyncio.get_running_loop().call_later(self._write_timeout_s, self._stall)
+        try:
+            await super().write(data)
+        except ConnectionResetError as exc:
+            self._raise_if_stalled(exc)
+            raise
+        finally:
+            timer.cancel()
+        self._raise_if_stalled(None)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """End the body, under the same timeout as every write."""
+        timer = asyncio.get_running_loop().call_later(self._write_timeout_s, self._stall)
+        try:
+            await super().write_eof(data)
+        except ConnectionResetError as exc:
+            self._raise_if_stalled(exc)
+            raise
+        finally:
+            timer.cancel()
+        self._raise_if_stalled(None)
+
+    def _stall(self) -> None:
+        self._stalled = True
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()  # frees what the socket buffered and wakes the blocked write
+        self._on_stall()
+
+    def _raise_if_stalled(self, cause: BaseException | None) -> None:
+        if self._stalled:
+            raise StreamStalled(
+                f"the client took no data for {self._write_timeout_s:g}s"
+            ) from cause
 
 
 async def open_stream(
     request: web.Request, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
     """Send the SSE response headers and return the response to write events to."""
-    resp = _EventStream(status=200, headers={**SSE_HEADERS, **(headers or {})})
+    from .keys import REFUSALS, SETTINGS  # keys imports half the package; sse is imported early
+
+    settings = request.app.get(SETTINGS)  # (a bare app, as in the chat shape's tests: defaults)
+    timeout_ms = (settings or Settings).stream_write_timeout_ms
+
+    def on_stall() -> None:
+        refusals = request.app.get(REFUSALS)
+        if refusals is not None:
+            refusals[STALL_REASON] += 1
+        _LOGGER.info("Dropped a stalled stream of %s %s", request.method, request.path)
+
+    resp = _EventStream(
+        request,
+        timeout_ms / 1000,
+        on_stall,
+        status=200,
+        headers={**SSE_HEADERS, **(headers or {})},
+    )
     await resp.prepare(request)
     return resp

@@ -184,6 +184,38 @@ MIGRATIONS: list[str] = [
         deleted_at REAL NOT NULL
     );
     """,
+    # 4: the request log (issue 19): what a usage row lacked to explain a request, and indexes
+    # that keep a newest-first page cheap under every filter (bench/request_log.py).
+    # key_user_id is the key's owner at the time (a key row may be gone later); status / 100
+    # is the status class filter.
+    """
+    ALTER TABLE requests ADD COLUMN request_id TEXT;
+    ALTER TABLE requests ADD COLUMN effort TEXT;
+    ALTER TABLE requests ADD COLUMN error_source TEXT;
+    ALTER TABLE requests ADD COLUMN error_message TEXT;
+    ALTER TABLE requests ADD COLUMN key_user_id INTEGER;
+    UPDATE requests SET key_user_id = (SELECT user_id FROM api_keys k WHERE k.id = requests.key_id)
+        WHERE key_id IS NOT NULL;
+    CREATE INDEX requests_key_user ON requests(key_user_id, ts);
+    CREATE INDEX requests_status_class ON requests(status / 100, ts);
+    CREATE INDEX requests_account_status ON requests(account_user_id, status / 100, ts);
+    CREATE INDEX requests_key_user_status ON requests(key_user_id, status / 100, ts);
+    """,
+    # 5: quota history (issue 19): each account's used-percent over time, thinned to one point
+    # per few minutes by quota_history.py, pruned after usageRetentionDays.
+    """
+    CREATE TABLE quota_history (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        ts REAL NOT NULL,
+        primary_used REAL,
+        primary_resets_at INTEGER,
+        secondary_used REAL,
+        secondary_resets_at INTEGER
+    );
+    CREATE INDEX quota_history_user ON quota_history(user_id, ts);
+    CREATE INDEX quota_history_ts ON quota_history(ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import quota_history
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ BATCH_MAX = 500
 BATCH_GATHER_S = 0.02
 SETTLE_S = 2.0
 RETRY_MAX_S = 5.0
+ERROR_MESSAGE_MAX = 500  # characters of an error message kept for the request log
 CLOSING_ATTEMPTS = 2  # at shutdown a batch gets this many tries before it is spooled
 
 
@@ -45,6 +47,13 @@ class UsageRow:
     cached_tokens: int | None = None
     output_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # The request log's detail (never the prompt or the answer): which request, how it was
+    # asked, and who said no. key_user_id names the key's owner for per-user filtering.
+    request_id: str | None = None
+    effort: str | None = None
+    error_source: str | None = None
+    error_message: str | None = None
+    key_user_id: int | None = None
 
     def as_params(self) -> tuple[object, ...]:
         """Return the INSERT parameters (a plain tuple: dataclasses.astuple deep-copies)."""
@@ -64,13 +73,19 @@ class UsageRow:
             self.cached_tokens,
             self.output_tokens,
             self.reasoning_tokens,
+            self.request_id,
+            self.effort,
+            self.error_source,
+            None if self.error_message is None else self.error_message[:ERROR_MESSAGE_MAX],
+            self.key_user_id,
         )
 
 
 INSERT_SQL = (
     "INSERT INTO requests (ts, endpoint, key_id, key_kind, account_user_id, model, stream, status,"
     " error_code, latency_ms, ttft_ms, input_tokens, cached_tokens, output_tokens,"
-    " reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " reasoning_tokens, request_id, effort, error_source, error_message, key_user_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -85,6 +100,7 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[UsageRow], None]] = []
         self.written = 0
+        self.failing_since: float | None = None  # wall time writes started failing (alerts)
 
     def add_listener(self, listener: Callable[[UsageRow], None]) -> None:
         """Also hand every recorded row to `listener` (metrics); it must not block or raise."""
@@ -163,9 +179,12 @@ class UsageRecorder:
             try:
                 await self._insert(batch)
                 self.written += len(batch)
+                self.failing_since = None
                 return
             except Exception as exc:
                 attempt += 1
+                if self.failing_since is None:
+                    self.failing_since = time.time()
                 if self._closing and attempt >= CLOSING_ATTEMPTS:
                     self._spool(batch)
                     return
@@ -242,10 +261,11 @@ PRUNE_EVERY_S = 6 * 3600
 
 
 async def run_pruner(store: Store, retention_days: int, every_s: float = PRUNE_EVERY_S) -> None:
-    """Prune old usage rows at start-up and then every few hours (a background task)."""
+    """Prune old usage rows (and quota history points) at start-up and then every few hours (a background task)."""
     while True:
         try:
             gone = await prune(store, retention_days)
+            await quota_history.prune(store, retention_days)
         except Exception:
             _LOGGER.exception("Pruning usage rows failed")
         else:

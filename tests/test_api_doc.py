@@ -19,6 +19,7 @@ DOCUMENTED_PREFIXES = (
     "/api/openai/pool/",
     "/api/openai/codex/",
     "/api/openai/usage",
+    "/api/openai/requests",
 )
 
 

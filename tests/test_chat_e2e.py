@@ -723,13 +723,13 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
     assert not list(state.glob("*/logs_*"))
 
 
-def test_a_parked_tool_turn_frees_its_account_slot(
+def test_a_parked_tool_turn_yields_its_account_slot_to_new_work(
     live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """While a tool-call turn waits for the client's results it runs nothing on codex, so it
-    does not hold one of the account's turn slots: with maxTurnsPerAccount 1 another request
-    is served meanwhile (it used to wait out the queue and get 429 account_busy), and the
-    parked turn takes a slot back when the results come."""
+    """A parked tool-call turn holds one of the account's turn slots (its thread lives on the
+    app-server), but never blocks new work: with maxTurnsPerAccount 1 another request closes
+    it and is served at once (it used to wait out the queue and get 429 account_busy), and the
+    late tool results then run as a fresh turn with the conversation as its history."""
     from codexpool.testing.fake_backend import codex_overrides
 
     from .e2e_helpers import link_user
@@ -774,6 +774,12 @@ def test_a_parked_tool_turn_frees_its_account_slot(
     ]
     second = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     assert second.choices[0].message.content == "It is 18C and sunny in Paris."
+    bodies = [r["body"] for r in fake_backend.requests("/codex/responses")]
+    parked = next(b for b in bodies if "Weather in Paris?" in json.dumps(b["input"]))
+    follow_up = bodies[-1]
+    # A fresh turn (its own thread, so its own cache key) with the results as history.
+    assert follow_up["prompt_cache_key"] != parked["prompt_cache_key"]
+    assert "18C sunny" in json.dumps(follow_up["input"])
 
 
 def _timed_sse(server: LiveServer, key: str, path: str, body: dict) -> tuple[float, list]:

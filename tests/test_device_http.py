@@ -100,3 +100,59 @@ async def test_device_routes_reject_cross_site(fake_api: Any) -> None:
             fake_api, "POST", path, cookie, headers={"Origin": "https://evil.example"}
         )
         await assert_openai_error(resp, 403, "csrf_rejected")
+
+
+def _login_processes(script: Path) -> list[int]:
+    """Return the live fake `codex login` processes (children of this test process)."""
+    import os
+
+    from .conftest import proc_table
+
+    found = []
+    for pid, _, state, parent, _ in proc_table():
+        if parent != os.getpid() or state == "Z":
+            continue
+        try:
+            if str(script).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+async def test_device_logins_are_bounded_in_the_gateway(
+    aiohttp_client: Any, make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: Any
+) -> None:
+    """At most maxDeviceLogins flows (each a codex process) run at once: throwaway users
+    starting more get 429 device_logins_busy with Retry-After and start no process (60
+    registrations once started 60 login processes, 3.1 GiB); a user restarting their own
+    flow still can, and a cancelled flow frees its place."""
+    from codexpool.app import create_app
+
+    script = tmp_path / "fake-codex"
+    script.write_text(FAKE_CODEX)
+    script.chmod(0o755)
+    monkeypatch.setenv("FAKE_OUTPUT", REAL_OUTPUT)
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    settings = make_settings(codexBin=str(script), maxDeviceLogins=2)
+    api = await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
+    cookies = [await new_portal_user(api, f"throwaway{i}") for i in range(4)]
+    start = "/api/openai/codex/device/start"
+    for cookie in cookies[:2]:
+        status = await (await call(api, "POST", start, cookie)).json()
+        assert status["state"] == "awaiting_user"
+    for cookie in cookies[2:]:
+        resp = await call(api, "POST", start, cookie)
+        await assert_openai_error(resp, 429, "device_logins_busy")
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        status = await (await call(api, "GET", "/api/openai/codex/device/status", cookie)).json()
+        assert status["state"] == "idle"
+    assert len(_login_processes(script)) == 2
+    # One per user: a restart replaces the user's own flow, it does not need a new place.
+    restarted = await (await call(api, "POST", start, cookies[0])).json()
+    assert restarted["state"] == "awaiting_user"
+    assert len(_login_processes(script)) == 2
+    await call(api, "POST", "/api/openai/codex/device/cancel", cookies[1])
+    status = await (await call(api, "POST", start, cookies[2])).json()
+    assert status["state"] == "awaiting_user"
+    assert len(_login_processes(script)) == 2

@@ -272,3 +272,89 @@ def test_sigterm_during_execute_stream_ends_it_cleanly(
     assert err["code"] == "server_shutting_down"
     assert took < 15, took
     assert server.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.e2e
+def test_execute_runs_are_bounded_per_key_and_in_the_gateway(
+    live_server_factory: Any, codex_bin: str, tmp_path: Path
+) -> None:
+    """A key runs one execute run at a time and the gateway at most executeMaxConcurrent:
+    further requests get 429 with Retry-After at once, before any codex process starts (40
+    concurrent runs from one key used to make 40 processes and 4 GiB). The portal quick test
+    shares the key's one place. Once the run ends, the key may run again."""
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: each run stays alive
+    server, key, root = _linked_server(
+        live_server_factory, tmp_path, dead, executeMaxConcurrent=1, metricsToken=METRICS_TOKEN
+    )
+    master = server.cli("key", "rotate", "--master").stdout.strip()
+    running = _post(server, key, {"prompt": "hang", "cwd": str(root), "stream": True})
+    assert running.status == 200
+    assert running.readline().startswith(b"data: ")  # the run has started
+    for who, body, code in [
+        (key, {"prompt": "again", "cwd": str(root)}, "execute_in_progress"),
+        (master, {"prompt": "other key", "cwd": str(root)}, "execute_capacity_reached"),
+    ]:
+        for _ in range(3):
+            resp = _post(server, who, body)
+            err = json.loads(resp.read())["error"]
+            assert resp.status == 429 and err["code"] == code, err
+            assert err["type"] == "rate_limit_error" and resp.getheader("Retry-After") == "5"
+    # The quick test with the same key waits for the same place.
+    conn = http.client.HTTPConnection("127.0.0.1", server.settings.port, timeout=30)
+    conn.request(
+        "POST",
+        "/api/openai/codex/execute-session",
+        body=json.dumps({"prompt": "hi"}),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    quick = conn.getresponse()
+    assert (
+        quick.status == 429 and json.loads(quick.read())["error"]["code"] == "execute_in_progress"
+    )
+    conn.close()
+    pids = _exec_pids(server)
+    assert len(pids) == 1, pids  # the refused requests started nothing
+    running.close()  # the client goes away: the run is stopped and its places freed
+    deadline = time.monotonic() + 20
+    while True:  # the places come back as the run's process group ends
+        resp = _post(server, key, {"prompt": "now", "cwd": str(root), "stream": True})
+        if resp.status == 200:
+            break
+        assert resp.status == 429 and time.monotonic() < deadline, "the places stayed taken"
+        resp.read()
+        time.sleep(0.1)
+    assert resp.readline().startswith(b"data: ")
+    resp.close()
+    metrics = _metrics(server)
+    assert 'codexpool_refused_total{reason="execute_in_progress"}' in metrics
+    assert 'codexpool_refused_total{reason="execute_capacity_reached"}' in metrics
+
+
+def _exec_pids(server: Any) -> list[int]:
+    """Return the pids of this server's live `codex exec` processes."""
+    from .conftest import codex_children
+
+    assert server.proc is not None
+    found = []
+    for pid in codex_children(server.proc.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"exec" in cmdline:
+            found.append(pid)
+    return found
+
+
+METRICS_TOKEN = "metrics-token-for-tests"
+
+
+def _metrics(server: Any) -> str:
+    """Return the /metrics text (the server must have metricsToken METRICS_TOKEN)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.settings.port, timeout=30)
+    conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    conn.close()
+    assert resp.status == 200, text
+    return text

@@ -1,6 +1,10 @@
 /** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
 import { ApiError, api } from "./api.js";
 import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./dom.js";
+import { renderAlerts } from "./alerts.js";
+import { mountQuota } from "./quota.js";
+import { mountRequestLog } from "./requests.js";
+import { mountUsageCharts } from "./usage_charts.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -27,17 +31,30 @@ function stat(label, value) {
   return el("div", { class: "card stat" }, el("div", { class: "muted small" }, label), el("div", { class: "stat-value" }, value));
 }
 
+/**
+ * Quota left in accounts' worth ("1.6 of 3 accounts"): percentages of different accounts do
+ * not add up, fractions of an account do.
+ * @param {any[]} users
+ * @param {string} field
+ * @returns {string}
+ */
+function worth(users, field) {
+  const counted = users.filter((u) => u.linked && u.hasKey && u[field] !== null && u[field] !== undefined);
+  if (!counted.length) return "—";
+  const left = counted.reduce((sum, u) => sum + u[field] / 100, 0);
+  return `${left.toFixed(1)} of ${counted.length} account${counted.length === 1 ? "" : "s"}`;
+}
+
 /** @param {any} data */
 function renderTotals(data) {
   const t = data.totals || {};
-  const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)}%`);
   replace(
     $("totals"),
     stat("Users", String(t.users ?? data.users.length)),
     stat("Linked / keyed", `${t.linked ?? 0} / ${t.keyed ?? 0}`),
     stat("Eligible for the pool", String(t.eligible ?? "—")),
-    stat("Total 5-hour left", pct(t.hourlyRemaining)),
-    stat("Total weekly left", pct(t.weeklyRemaining)),
+    stat("5-hour quota left", worth(data.users, "hourlyRemaining")),
+    stat("Weekly quota left", worth(data.users, "weeklyRemaining")),
     stat("Next reset", t.nextResetAt ? when(t.nextResetAt) : "—"),
   );
 }
@@ -109,6 +126,7 @@ function renderUsers(data) {
     rows.push(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No portal users yet. Users register on /openai.")));
   }
   replace($("users"), ...rows);
+  replace($("usernames"), ...data.users.map((u) => el("option", { value: u.username })));
   const m = data.masterKey || {};
   replace(
     $("master"),
@@ -300,6 +318,9 @@ async function refresh() {
   }
   api("GET", "/api/admin/audit?limit=30").then(renderAudit).catch(() => {});
   api("GET", "/api/admin/usage?days=14").then(renderUsage).catch(() => {});
+  quota.reload();
+  usageCharts.reload();
+  renderAlerts($("alerts-list"), $("alerts-note")).catch(() => {});
 }
 
 $("rotate-master").addEventListener("submit", async (event) => {
@@ -325,5 +346,9 @@ $("logout").addEventListener("click", async () => {
   }
 });
 
+const quota = mountQuota($("quota"), fail);
+const usageCharts = mountUsageCharts($("usage-charts"), "/api/admin/usage/series", fail);
 refresh();
 setInterval(refresh, REFRESH_MS);
+mountRequestLog($("requests"), { path: "/api/admin/requests", admin: true, onError: fail }).reload();
+

@@ -1,6 +1,8 @@
 /** Portal: sign-in, device linking, key, quick test, limits and pool opt-in. */
 import { ApiError, api, streamChat } from "./api.js";
 import { bar, copy, el, limitsSummary, replace, say, when } from "./dom.js";
+import { mountRequestLog } from "./requests.js";
+import { mountUsageCharts } from "./usage_charts.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const status = $("status");
@@ -176,6 +178,8 @@ async function load() {
     return;
   }
   api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
+  requestLog.reload();
+  usageCharts.reload();
 }
 
 async function logout() {
@@ -228,6 +232,7 @@ $("quick").addEventListener("submit", async (event) => {
     });
     say(status, "Done.", "ok");
     api("GET", "/api/openai/usage?days=7").then(renderUsage).catch(() => {});
+    requestLog.reload();
   } catch (err) {
     fail(err);
   }
@@ -244,4 +249,6 @@ $("opt-in").addEventListener("change", async (event) => {
   }
 });
 
+const requestLog = mountRequestLog($("requests"), { path: "/api/openai/requests", admin: false });
+const usageCharts = mountUsageCharts($("usage-charts"), "/api/openai/usage/series", () => {});
 load();

@@ -227,7 +227,14 @@ class AppServer:
 
     def subscribe(self, thread_id: str) -> Mailbox:
         """Return the mailbox that receives this thread's notifications."""
-        mailbox = Mailbox()
+        mailbox = Mailbox(
+            on_overflow=lambda: _LOGGER.warning(
+                "A turn on codex app-server %s fell %s messages behind (a stalled client): "
+                "its further output is dropped and the turn will end with an error",
+                self.pid,
+                mailbox.limit,
+            )
+        )
         self._threads[thread_id] = mailbox
         if self.dead:
             mailbox.put(CRASHED)

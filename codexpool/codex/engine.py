@@ -190,6 +190,9 @@ class Engine:
         self.on_rate_limits: RateLimitCallback | None = None
         self.starts = 0  # app-server processes started (tests and metrics)
         self.recycles = 0  # app-servers replaced for their memory (metrics)
+        # (wall time, account key) of each app-server found dead and restarted: crash loops
+        # are alerted on (alerts.py). Bounded: only the recent ones matter.
+        self.crashes: collections.deque[tuple[float, str]] = collections.deque(maxlen=256)
         self._lean_overrides: tuple[str, ...] = LEAN_CHAT_OVERRIDES
         self._background: set[asyncio.Task[None]] = set()  # closing retired app-servers
         self._state = StateDirs(config.state_root) if config.state_root is not None else None
@@ -271,6 +274,7 @@ class Engine:
                 raise TurnError("shutdown", "the gateway is shutting down")
             if acct.server is not None:
                 _LOGGER.warning("codex app-server of account %s died; restarting", acct.key)
+                self.crashes.append((time.time(), acct.key))
                 await acct.server.close()
             acct.server = await self._start_server(acct)
             return acct.server
@@ -508,7 +512,6 @@ class Engine:
         """
         acct = self._account(account_key, codex_home)
         await self._take_slot(acct)
-        holding_slot = True
         acct.active += 1
         server: AppServer | None = None
         thread_id: str | None = None
@@ -577,6 +580,8 @@ class Engine:
             backlog: collections.deque[dict[str, Any]] = collections.deque()
             unflushed = False  # a delta went out since the last CaughtUp
             while True:
+                if mailbox.overflowed:  # the reader fell MAX_BACKLOG messages behind codex
+                    raise TurnError("slow_client", "the client read the answer too slowly")
                 if backlog:
                     msg = backlog.popleft()
                 elif mailbox:  # already here: no clock read, no timer
@@ -643,14 +648,10 @@ class Engine:
                             calls.append(extra.get("params") or {})
                         else:
                             backlog.append(extra)
-                    # Parked, the turn waits for the client, not for codex: its slot is free
-                    # for other turns meanwhile (an abandoned tool loop would otherwise block
-                    # the account until the parked turn expires) and is taken back on resume.
-                    acct.sem.release()
-                    holding_slot = False
+                    # Parked, the turn keeps its slot: its thread stays alive on the
+                    # app-server. Parked turns never block new work: a turn that finds the
+                    # account full closes the oldest parked one first (tool_turns.py).
                     yield ToolCalls(tuple(self._to_call(c) for c in calls))
-                    await self._take_slot(acct)
-                    holding_slot = True
                     # The client took its time to run the functions: the deadline restarts.
                     deadline = max(deadline, time.monotonic() + timeout)
                 elif method == INTERRUPT:
@@ -677,8 +678,12 @@ class Engine:
                 self._turn_ended(acct, server)
             acct.active -= 1
             acct.last_used = time.monotonic()
-            if holding_slot:
-                acct.sem.release()
+            acct.sem.release()
+
+    def has_free_slot(self, account_key: str) -> bool:
+        """Tell whether a turn on this account would start without waiting for a slot."""
+        acct = self._accounts.get(account_key)
+        return acct is None or not acct.sem.locked()
 
     async def _take_slot(self, acct: _Account) -> None:
         """Take one of the account's turn slots, waiting in line up to the queue deadline."""

@@ -3,12 +3,18 @@
 asyncio.Queue supports many producers and consumers, task accounting and size limits; a turn
 has one consumer and needs none of it. Every streamed answer moves about ten messages through
 this, so the lighter structure is worth its few lines.
+
+The backlog is bounded: codex keeps sending while a turn's reader is held up (its client
+reads slowly), and an unbounded backlog grew the gateway by hundreds of MiB. Past `limit`
+waiting messages the mailbox drops what comes and marks itself `overflowed`; the turn then
+ends with an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Any
 
 
@@ -17,21 +23,34 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+MAX_BACKLOG = 4096  # messages (~4 MiB); a turn this far behind codex has a stalled client
+
+
 class Mailbox:
     """Messages for one thread, read by the one turn running on it."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "limit", "overflowed", "_on_overflow")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, limit: int = MAX_BACKLOG, on_overflow: Callable[[], None] | None = None
+    ) -> None:
         self._items: collections.deque[dict[str, Any]] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
+        self.limit = limit
+        self.overflowed = False
+        self._on_overflow = on_overflow  # called once, when the first message is dropped
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, message: dict[str, Any]) -> None:
-        """Add a message and wake the reader if it waits."""
-        self._items.append(message)
+        """Add a message (or drop it past the limit) and wake the reader if it waits."""
+        if len(self._items) >= self.limit:
+            if not self.overflowed and self._on_overflow is not None:
+                self._on_overflow()
+            self.overflowed = True
+        else:
+            self._items.append(message)
         if self._waiter is not None:
             _wake(self._waiter)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import audit, sessions
+from .. import audit, sessions, stale_users
 from ..device_login import DeviceLogins
-from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, SETTINGS, STORE
+from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from .common import ip_of
 
 
@@ -49,16 +51,24 @@ async def unlink(request: web.Request) -> web.Response:
 
 
 async def _device_logins_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Own every device flow; on shutdown cancel them all (their process groups end)."""
+    """Own every device flow and the hourly sweep of registrations that never linked; on
+    shutdown cancel them all (their process groups end)."""
     engine = app.get(ENGINE)
     logins = DeviceLogins(
         app[SETTINGS],
         app[STORE],
         app[CODEX_BIN],
         stop_account=engine.stop_account if engine is not None else None,
+        refusals=app[REFUSALS],
     )
     app[DEVICE_LOGINS] = logins
+    sweeper = asyncio.create_task(
+        stale_users.run_sweeper(app[STORE], app[SETTINGS], logins), name="unlinked-users"
+    )
     yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
     await logins.close()
 
 

@@ -15,10 +15,10 @@ from aiohttp import web
 from .. import shutdown, sse
 from ..api_auth import require_api_key
 from ..codex.events import TurnError
-from ..errors import ApiError, read_json_object
+from ..errors import REQUEST_ID, ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
-from ..keys import CODEX_BIN, ISOLATION, KEY_QUOTAS, POOL, SETTINGS, USAGE
+from ..keys import CODEX_BIN, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
 from ..usage import UsageRow
 from .openai_api import PREFIX
 
@@ -52,16 +52,24 @@ async def execute(request: web.Request) -> web.StreamResponse:
     codex_bin = request.app[CODEX_BIN]
     if not codex_bin:
         raise ApiError(503, "No codex binary on this server; run install.sh.", "codex_missing")
-    ticket = await request.app[KEY_QUOTAS].admit(
-        principal.owner, principal.limits, (req.model or "codex",)
-    )
+    # One run per key and executeMaxConcurrent in all, checked before anything counts.
+    run_pass = request.app[RUN_GATE].enter(principal.owner)
+    try:
+        ticket = await request.app[KEY_QUOTAS].admit(
+            principal.owner, principal.limits, (req.model or "codex",)
+        )
+    except BaseException:
+        run_pass.release()
+        raise
     try:
         account = await request.app[POOL].choose(principal)
     except BaseException:
         ticket.finish()
+        run_pass.release()
         raise
     result = ExecResult()
     status, error_code = 499, None  # stay so only when the client goes away mid-run
+    failure: ApiError | None = None
     events: AsyncIterator[dict] = request.app[EXECUTIONS].events(
         exec_argv(codex_bin, req, settings),
         req.prompt,
@@ -99,7 +107,10 @@ async def execute(request: web.Request) -> web.StreamResponse:
         await resp.write_eof()
         return resp
     finally:
-        await events.aclose()  # ends the process group if the run is still going
+        try:
+            await events.aclose()  # ends the process group if the run is still going
+        finally:
+            run_pass.release()
         tokens = result.token_counts()
         ticket.finish((tokens[0] or 0) + (tokens[2] or 0))
         request.app[USAGE].record(
@@ -119,6 +130,10 @@ async def execute(request: web.Request) -> web.StreamResponse:
                 cached_tokens=tokens[1],
                 output_tokens=tokens[2],
                 reasoning_tokens=tokens[3],
+                request_id=request.get(REQUEST_ID),
+                error_source=failure.source if failure else None,
+                error_message=failure.message if failure else None,
+                key_user_id=principal.user_id,
             )
         )
 

@@ -16,9 +16,10 @@ from prometheus_client.registry import Collector
 
 from ..conversations import CONVERSATIONS
 from ..errors import ApiError
-from ..keys import ENGINE, POOL, PRINCIPAL, STORE, USAGE
+from ..keys import ENGINE, POOL, PRINCIPAL, REFUSALS, STORE, USAGE
 from ..observe import METRICS, Metrics, access_middleware_factory
 from ..sessions import require_admin
+from ..tool_turns import HELD_TURNS
 from .common import metrics_token_sent
 from .execute import EXECUTIONS
 
@@ -94,6 +95,31 @@ class _EngineCounters(Collector):
         yield kept
 
 
+class _BoundCounters(Collector):
+    """What the resource bounds refused, by reason, and the tool turns parked now: a steady
+    rise of a refusal reason shows a client (or an attack) pushing against that bound."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        refused = CounterMetricFamily(
+            "codexpool_refused",
+            "Requests and connections refused, or parked turns closed early, by a resource "
+            "bound (execute runs, parked turns, device logins, stalled streams, connections).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._app.get(REFUSALS, {}).items()):
+            refused.add_metric([reason], count)
+        yield refused
+        held = self._app.get(HELD_TURNS)
+        yield GaugeMetricFamily(
+            "codexpool_parked_tool_turns",
+            "Chat turns waiting for the client's tool results.",
+            value=len(held) if held is not None else 0,
+        )
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
     """Answer the Prometheus scrape."""
     await _authorize(request)
@@ -118,6 +144,7 @@ def setup(app: web.Application) -> None:
     """
     app[METRICS] = Metrics.create()
     app[METRICS].registry.register(_EngineCounters(app))
+    app[METRICS].registry.register(_BoundCounters(app))
     # Outermost, so the line and the counters see the final status the error middleware made
     # and the latency of the whole request, streams included.
     app.middlewares.insert(0, access_middleware_factory(lambda r: r.get(PRINCIPAL)))

@@ -17,7 +17,7 @@ from .. import dispatch, sessions
 from ..accounts import KeyPrincipal, User, live_key_row
 from ..api_auth import extract_key, require_api_key
 from ..errors import ApiError, read_json_object
-from ..keys import MODELS, POOL, STORE
+from ..keys import MODELS, POOL, RUN_GATE, STORE
 from ..linking import is_linked
 from ..models import DEFAULT_ALIAS
 from ..openai_compat import ChatRequest, json_int
@@ -96,14 +96,25 @@ async def execute_session(request: web.Request) -> web.StreamResponse:
     account, principal = await _caller(request)
     body = await read_json_object(request)
     req = parse_quick_request(body, request.app[MODELS].resolve)
-    return await dispatch.run_chat(
-        request,
-        req,
-        endpoint="codex.execute-session",
-        principal=principal,
-        account=account,
-        started=started,
-    )
+    # The execute gate's one-run-per-key rule (a cookie counts as its user's key slot); a
+    # quick test starts no process, so it takes none of the gateway's execute run places.
+    if principal is not None:
+        owner = principal.owner
+    else:
+        assert account is not None  # _caller pins the cookie user's own account
+        owner = ("user", account.user_id)
+    run_pass = request.app[RUN_GATE].enter(owner, spawns_process=False)
+    try:
+        return await dispatch.run_chat(
+            request,
+            req,
+            endpoint="codex.execute-session",
+            principal=principal,
+            account=account,
+            started=started,
+        )
+    finally:
+        run_pass.release()
 
 
 def setup(app: web.Application) -> None:
