@@ -52,6 +52,8 @@ class ChatRequest:
     tools: tuple[dict[str, Any], ...] = ()  # Codex DynamicToolSpec objects
     tool_results: tuple[tuple[str, str], ...] = ()  # trailing (tool_call_id, content) pairs
     images: tuple[str, ...] = ()  # image URLs (https or data:) of the turn's user message
+    # Every image part of the body as (URL, where it is), for the downloads (image_fetch.py).
+    image_refs: tuple[tuple[str, str], ...] = ()
     # The conversation as Responses items (openai_compat.Conversation): items[:input_start]
     # are history, the rest the turn's own input.
     items: tuple[dict[str, Any], ...] = ()
@@ -103,13 +105,15 @@ MAX_IMAGES = 8
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
-def collect_images(messages: Any) -> tuple[str, ...]:
-    """Return the image URLs of the messages' `image_url` parts, validated.
+def collect_images(messages: Any) -> tuple[tuple[str, str], ...]:
+    """Return the (URL, param) of the messages' `image_url` parts, validated.
 
     Only https URLs and base64 `data:` URLs of PNG, JPEG, GIF or WebP are accepted: plain http
-    and other schemes would let a request make the upstream fetch arbitrary addresses.
+    and other schemes would let a request make the upstream fetch arbitrary addresses. The
+    gateway downloads https images itself (image_fetch.py).
     """
     urls: list[str] = []
+    params: list[str] = []
     if not isinstance(messages, list):
         return ()
     for i, msg in enumerate(messages):
@@ -142,9 +146,10 @@ def collect_images(messages: Any) -> tuple[str, ...]:
             elif not url.startswith("https://"):
                 raise _bad("image URLs must be https:// or data: URLs", param, "unsupported_image")
             urls.append(url)
+            params.append(param)
     if len(urls) > MAX_IMAGES:
         raise _bad(f"at most {MAX_IMAGES} images per request", "messages", "too_many_images")
-    return tuple(urls)
+    return tuple(zip(urls, params, strict=True))
 
 
 @dataclass(frozen=True)
@@ -352,7 +357,7 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
     timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
-    collect_images(body.get("messages"))  # validates every image part first
+    image_refs = collect_images(body.get("messages"))  # validates every image part first
     conv = conversation_items(body.get("messages"))
     # Codex always asks the model with `tool_choice: "auto"` and has no lever for it, so a
     # forced choice travels as an instruction in the thread's instructions.
@@ -376,6 +381,7 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         tools=tools,
         tool_results=trailing_tool_results(body.get("messages")),
         images=conv.images,
+        image_refs=image_refs,
         items=conv.items,
         input_start=conv.input_start,
     )

@@ -260,7 +260,9 @@ _TOOL_CALL: Schema = _obj(
 _IMAGE_URL: Schema = {
     "type": "string",
     "pattern": "^(https://|data:image/(png|jpeg|gif|webp)(;[^,]*)?;base64,)",
-    "description": "https, or a base64 data URL of a PNG, JPEG, GIF or WebP image (10 MiB).",
+    "description": "A base64 data URL of a PNG, JPEG, GIF or WebP image (10 MiB), or an https "
+    "URL the gateway downloads first (public addresses only; maxImageBytes, "
+    "maxImageBytesPerRequest, imageFetchTimeoutMs, at most 3 redirects).",
 }
 _CONTENT_PART: Schema = {
     "anyOf": [
