@@ -21,12 +21,14 @@ from .codex.engine import Engine, EngineConfig
 from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
 from .errors import error_middleware, request_id_header, request_id_middleware
+from .image_fetch import FetchLimits, ImageFetcher
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .keys import (
     CIPHER,
     CODEX_BIN,
     ENGINE,
+    IMAGE_FETCHER,
     ISOLATION,
     KEY_CACHE,
     KEY_QUOTAS,
@@ -132,6 +134,14 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await limits.close()  # cancels reads in flight, writes the last snapshots
 
 
+async def _image_fetcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session for every image download (image_fetch.py)."""
+    fetcher = ImageFetcher(FetchLimits.from_settings(app[SETTINGS]))
+    app[IMAGE_FETCHER] = fetcher
+    yield
+    await fetcher.close()
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the limit refresher, the snapshot persister and usage pruning; cancel on exit."""
     limits, pool, settings = app[LIMITS], app[POOL], app[SETTINGS]
@@ -172,9 +182,11 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
         _LOGGER.warning("No codex binary found (setting codexBin, ./.codex-cli or PATH)")
     if settings.needs_isolation:  # `codexpool serve` checked that it works on this machine
         app[ISOLATION] = isolation(settings, settings_file)
-    # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), then
-    # the background tasks that use them all.
-    app.cleanup_ctx.extend([_store_ctx, _usage_ctx, _engine_ctx, _background_ctx])
+    # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), the
+    # image fetcher, then the background tasks that use them all.
+    app.cleanup_ctx.extend(
+        [_store_ctx, _usage_ctx, _engine_ctx, _image_fetcher_ctx, _background_ctx]
+    )
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # + admin credentials context; before every cookie route
     health.setup(app)

@@ -167,7 +167,10 @@ async def stream(
                 pending += [
                     sse.encode(c) for c in chunks.tool_call_chunks(tool_call_objects(event.calls))
                 ]
-                pending += [sse.encode(chunks.finish("tool_calls")), sse.DONE]
+                pending.append(sse.encode(chunks.finish("tool_calls")))
+                if req.include_usage:  # zeros: codex counts the step once the results are in
+                    pending.append(sse.encode(chunks.usage(outcome.usage_dict())))
+                pending.append(sse.DONE)
                 await resp.write_eof(b"".join(pending))
                 return resp
             _take(event, outcome)

@@ -295,17 +295,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_checks(settings, Report())
 
 
+SETTINGS_HELP = "settings.json path (default: $CODEXPOOL_SETTINGS or ./data/settings.json)"
+
+
+def _settings_option() -> argparse.ArgumentParser:
+    """Return the parent parser that gives a (sub)command `--settings`, as users type it after
+    the subcommand too (`codexpool serve --settings PATH`).
+
+    Its default is SUPPRESS so that a subcommand without the option leaves the value parsed
+    before it (`codexpool --settings PATH serve`) alone instead of resetting it to None.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--settings", default=argparse.SUPPRESS, help=SETTINGS_HELP)
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `codexpool` command."""
     parser = argparse.ArgumentParser(prog="codexpool", description=__doc__)
     parser.add_argument("--version", action="version", version=f"codexpool {__version__}")
-    parser.add_argument(
-        "--settings",
-        help="settings.json path (default: $CODEXPOOL_SETTINGS or ./data/settings.json)",
-    )
+    parser.add_argument("--settings", help=SETTINGS_HELP)
+    common = [_settings_option()]
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the gateway")
+    p = sub.add_parser("serve", help="run the gateway", parents=common)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument(
@@ -313,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("init", help="write settings.json with a hashed password and secrets")
+    p = sub.add_parser(
+        "init", help="write settings.json with a hashed password and secrets", parents=common
+    )
     p.add_argument("--force", action="store_true")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
@@ -324,16 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codex-bin", help="codex binary to record as codexBin (default: auto)")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("user", help="manage portal users")
+    p = sub.add_parser("user", help="manage portal users", parents=common)
     usub = p.add_subparsers(dest="user_command", required=True)
-    q = usub.add_parser("add", help="create a portal user")
+    q = usub.add_parser("add", help="create a portal user", parents=common)
     q.add_argument("name")
     q.add_argument("--password")
     q.set_defaults(func=cmd_user_add)
 
-    p = sub.add_parser("key", help="manage endpoint keys")
+    p = sub.add_parser("key", help="manage endpoint keys", parents=common)
     ksub = p.add_subparsers(dest="key_command", required=True)
-    q = ksub.add_parser("rotate", help="mint a new key (printed once), revoking the old one")
+    q = ksub.add_parser(
+        "rotate", help="mint a new key (printed once), revoking the old one", parents=common
+    )
     q.add_argument("name", nargs="?")
     q.add_argument("--master", action="store_true", help="rotate the admin master (pool) key")
     q.add_argument("--label")
@@ -344,21 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_key_rotate)
 
-    p = sub.add_parser("link", help="link accounts")
+    p = sub.add_parser("link", help="link accounts", parents=common)
     lsub = p.add_subparsers(dest="link_command", required=True)
-    q = lsub.add_parser("import", help="link a user from an existing Codex auth.json")
+    q = lsub.add_parser(
+        "import", help="link a user from an existing Codex auth.json", parents=common
+    )
     q.add_argument("name")
     q.add_argument("--auth-json", required=True)
     q.set_defaults(func=cmd_link_import)
 
-    p = sub.add_parser("hash-password", help="print a bcrypt hash for adminPassword")
+    p = sub.add_parser(
+        "hash-password", help="print a bcrypt hash for adminPassword", parents=common
+    )
     p.add_argument("password", nargs="?")
     p.set_defaults(func=cmd_hash_password)
 
-    p = sub.add_parser("example-settings", help="print settings.example.json")
+    p = sub.add_parser("example-settings", help="print settings.example.json", parents=common)
     p.set_defaults(func=cmd_example_settings)
 
-    p = sub.add_parser("check", help="check settings, data folder, codex binary and accounts")
+    p = sub.add_parser(
+        "check", help="check settings, data folder, codex binary and accounts", parents=common
+    )
     p.set_defaults(func=cmd_check)
     return parser
 

@@ -1,7 +1,9 @@
 """Settings: one frozen, typed object built from `settings.json` plus environment overrides.
 
-Every key has a default and a help line in `SETTINGS_SPEC`, which is also what `codexpool init`,
-`settings.example.json` and the docs test read, so the three can never drift apart.
+Every key is a field of `Settings` with a default and, in its metadata, its JSON name, help
+line, environment variable and secrecy (`_opt`); `SETTINGS_FIELDS` maps JSON names to those
+fields. `load_settings`, `example_settings` (what `codexpool example-settings` prints and
+`settings.example.json` holds) and the tests all read them, so they can never drift apart.
 """
 
 from __future__ import annotations
@@ -198,6 +200,29 @@ class Settings:
         default=8 * 1024 * 1024,
         metadata=_opt("maxBodyBytes", "Largest request body accepted (413 above it)."),
     )
+    max_image_bytes: int = field(
+        default=10 * 1024 * 1024,
+        metadata=_opt(
+            "maxImageBytes",
+            "Largest image a chat request may send, inline as a data URL or by https URL (the "
+            "gateway downloads those itself; 400 image_too_large above it).",
+        ),
+    )
+    max_image_bytes_per_request: int = field(
+        default=20 * 1024 * 1024,
+        metadata=_opt(
+            "maxImageBytesPerRequest",
+            "Largest total size of all images of one chat request (400 images_too_large).",
+        ),
+    )
+    image_fetch_timeout_ms: int = field(
+        default=10_000,
+        metadata=_opt(
+            "imageFetchTimeoutMs",
+            "How long the gateway may take to download one https image, redirects included "
+            "(400 image_fetch_timeout after it).",
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_opt("logLevel", "debug, info, warning or error.", "CODEXPOOL_LOG_LEVEL"),
@@ -378,6 +403,15 @@ class Settings:
         ),
     )
 
+    testing_image_fetch_loopback: bool = field(
+        default=False,
+        metadata=_opt(
+            "testingImageFetchLoopback",
+            "TEST ONLY: let image downloads reach loopback addresses (the tests' image server). "
+            "Never set in production.",
+        ),
+    )
+
     # --- derived paths -------------------------------------------------------------------
     @property
     def data_path(self) -> Path:
@@ -483,6 +517,9 @@ def _validate(s: Settings) -> None:
         ("openaiRateLimitCacheTtlMs", s.openai_rate_limit_cache_ttl_ms),
         ("maxTurnsPerAccount", s.max_turns_per_account),
         ("maxBodyBytes", s.max_body_bytes),
+        ("maxImageBytes", s.max_image_bytes),
+        ("maxImageBytesPerRequest", s.max_image_bytes_per_request),
+        ("imageFetchTimeoutMs", s.image_fetch_timeout_ms),
         ("appServerIdleSeconds", s.app_server_idle_seconds),
         ("usageRetentionDays", s.usage_retention_days),
         ("databaseBusyTimeoutMs", s.database_busy_timeout_ms),

@@ -28,7 +28,7 @@ from .codex.events import TurnError
 from .conversations import CONVERSATIONS, ThreadRef, extend, prefix_digests
 from .errors import REQUEST_ID, ApiError
 from .key_limits import Ticket
-from .keys import ENGINE, KEY_QUOTAS, POOL, SETTINGS, USAGE
+from .keys import ENGINE, IMAGE_FETCHER, KEY_QUOTAS, POOL, SETTINGS, USAGE
 from .openai_compat import ChatRequest
 from .pool import Account
 from .tool_turns import HELD_TURNS
@@ -106,6 +106,7 @@ async def run_chat(
     status = 499  # stays so only when the client goes away mid-request
     tried: set[int] = set()
     ticket: Ticket | None = None
+    fetch_images = resume is None  # https images (input and history) become data URLs
     try:
         if principal is not None:
             if resume is not None:
@@ -130,6 +131,11 @@ async def run_chat(
                     served = await pool.choose(principal, frozenset(tried), prefer=prefer)
             assert served is not None
             tried.add(served.user_id)
+            if fetch_images:  # once an account can serve it, before the turn takes a slot
+                turn = await app[IMAGE_FETCHER].inline(
+                    turn, req.image_refs, fallback_param="previous_response_id"
+                )
+                fetch_images = False
             outcome = chat.TurnOutcome()
             resumed = resume is not None and attempt == 1 and not same_account
             slot = ThreadSlot()

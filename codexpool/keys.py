@@ -13,6 +13,7 @@ from .codex.engine import Engine
 from .codex.isolation import Isolation
 from .config import Settings
 from .device_login import DeviceLogins
+from .image_fetch import ImageFetcher
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .limits import LimitCache
@@ -38,6 +39,7 @@ CODEX_BIN = web.AppKey("codex_bin", str)
 ADMIN_AUTH = web.AppKey("admin_auth", AdminAuth)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICE_LOGINS = web.AppKey("device_logins", DeviceLogins)
+IMAGE_FETCHER = web.AppKey("image_fetcher", ImageFetcher)
 RUN_GATE = web.AppKey("run_gate", RunGate)
 # Requests and connections refused by a resource bound, by reason (exported on /metrics).
 REFUSALS = web.AppKey("refusals", Counter)

@@ -52,6 +52,8 @@ class ChatRequest:
     tools: tuple[dict[str, Any], ...] = ()  # Codex DynamicToolSpec objects
     tool_results: tuple[tuple[str, str], ...] = ()  # trailing (tool_call_id, content) pairs
     images: tuple[str, ...] = ()  # image URLs (https or data:) of the turn's user message
+    # Every image part of the body as (URL, where it is), for the downloads (image_fetch.py).
+    image_refs: tuple[tuple[str, str], ...] = ()
     # The conversation as Responses items (openai_compat.Conversation): items[:input_start]
     # are history, the rest the turn's own input.
     items: tuple[dict[str, Any], ...] = ()
@@ -103,13 +105,15 @@ MAX_IMAGES = 8
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
-def collect_images(messages: Any) -> tuple[str, ...]:
-    """Return the image URLs of the messages' `image_url` parts, validated.
+def collect_images(messages: Any) -> tuple[tuple[str, str], ...]:
+    """Return the (URL, param) of the messages' `image_url` parts, validated.
 
     Only https URLs and base64 `data:` URLs of PNG, JPEG, GIF or WebP are accepted: plain http
-    and other schemes would let a request make the upstream fetch arbitrary addresses.
+    and other schemes would let a request make the upstream fetch arbitrary addresses. The
+    gateway downloads https images itself (image_fetch.py).
     """
     urls: list[str] = []
+    params: list[str] = []
     if not isinstance(messages, list):
         return ()
     for i, msg in enumerate(messages):
@@ -142,9 +146,10 @@ def collect_images(messages: Any) -> tuple[str, ...]:
             elif not url.startswith("https://"):
                 raise _bad("image URLs must be https:// or data: URLs", param, "unsupported_image")
             urls.append(url)
+            params.append(param)
     if len(urls) > MAX_IMAGES:
         raise _bad(f"at most {MAX_IMAGES} images per request", "messages", "too_many_images")
-    return tuple(urls)
+    return tuple(zip(urls, params, strict=True))
 
 
 @dataclass(frozen=True)
@@ -352,13 +357,16 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
     timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
-    collect_images(body.get("messages"))  # validates every image part first
+    image_refs = collect_images(body.get("messages"))  # validates every image part first
     conv = conversation_items(body.get("messages"))
-    instructions = conv.instructions
-    if format_instruction:
-        instructions = (
-            f"{instructions}\n\n{format_instruction}" if instructions else format_instruction
+    # Codex always asks the model with `tool_choice: "auto"` and has no lever for it, so a
+    # forced choice travels as an instruction in the thread's instructions.
+    instructions = (
+        "\n\n".join(
+            text for text in (conv.instructions, tool_instruction, format_instruction) if text
         )
+        or None
+    )
     return ChatRequest(
         model=resolve_model(model.strip()),
         raw_model=model.strip(),
@@ -373,6 +381,7 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         tools=tools,
         tool_results=trailing_tool_results(body.get("messages")),
         images=conv.images,
+        image_refs=image_refs,
         items=conv.items,
         input_start=conv.input_start,
     )
@@ -399,6 +408,12 @@ def require_codex_json(value: Any, param: str) -> None:
             raise _bad(
                 f"{param} holds the integer {item}, beyond 64 bits; write it as a float", param
             )
+
+
+REQUIRED_TOOL_INSTRUCTION = (
+    "Every reply must call at least one of the provided functions; never answer with text only."
+)
+NAMED_TOOL_INSTRUCTION = "Every reply must call the function `{name}`; never answer with text only."
 
 
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
@@ -440,12 +455,12 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
     if choice == "none":
         return (), None
     if choice == "required":
-        return tuple(specs), "You must call at least one of the provided functions now."
+        return tuple(specs), REQUIRED_TOOL_INSTRUCTION
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
         if not isinstance(name, str) or name not in names:  # a list name was a TypeError (500)
             raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
-        return tuple(specs), f"You must call the function `{name}` now."
+        return tuple(specs), NAMED_TOOL_INSTRUCTION.format(name=name)
     raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")
 
 

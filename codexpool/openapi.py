@@ -260,7 +260,9 @@ _TOOL_CALL: Schema = _obj(
 _IMAGE_URL: Schema = {
     "type": "string",
     "pattern": "^(https://|data:image/(png|jpeg|gif|webp)(;[^,]*)?;base64,)",
-    "description": "https, or a base64 data URL of a PNG, JPEG, GIF or WebP image (10 MiB).",
+    "description": "A base64 data URL of a PNG, JPEG, GIF or WebP image (10 MiB), or an https "
+    "URL the gateway downloads first (public addresses only; maxImageBytes, "
+    "maxImageBytesPerRequest, imageFetchTimeoutMs, at most 3 redirects).",
 }
 _CONTENT_PART: Schema = {
     "anyOf": [
@@ -304,6 +306,11 @@ _TOOL: Schema = _obj(
 
 _TOKEN_LIMIT: Schema = _nullable({"type": "integer", "minimum": 1, "maximum": 10_000_000})
 
+_TOOL_CHOICE_NOTE = (
+    "`none` hides the tools from the model; `required` and a named function become an "
+    "instruction in the thread's instructions (Codex always asks the model with `auto`)."
+)
+
 CHAT_REQUEST: Schema = _obj(
     ("model", "messages"),
     model={"type": "string", "minLength": 1, "examples": ["codex"]},
@@ -323,7 +330,8 @@ CHAT_REQUEST: Schema = _obj(
         "anyOf": [
             {"enum": ["auto", "none", "required"]},
             _obj(("function",), type=STR, function=_obj(("name",), name=STR)),
-        ]
+        ],
+        "description": _TOOL_CHOICE_NOTE,
     },
     response_format={
         "anyOf": [
@@ -415,10 +423,32 @@ RESPONSES_REQUEST: Schema = _obj(
             parameters={"type": "object"},
         ),
     },
-    tool_choice={},
+    tool_choice={
+        "anyOf": [
+            {"enum": ["auto", "none", "required"]},
+            _obj(("type", "name"), type={"const": "function"}, name=STR),
+        ],
+        "description": _TOOL_CHOICE_NOTE,
+    },
     reasoning=_obj(effort={"enum": list(REASONING_EFFORTS)}),
     timeoutMs=_nullable({"type": "integer", "minimum": 1, "maximum": 86_400_000}),
     max_output_tokens=_TOKEN_LIMIT,
+    text=_obj(
+        format={
+            "anyOf": [
+                _obj(("type",), type={"enum": ["text", "json_object"]}),
+                _obj(
+                    ("type", "schema"),
+                    type={"const": "json_schema"},
+                    name=STR,
+                    schema={"type": "object"},
+                    strict=BOOL,
+                ),
+            ],
+            "description": "Like chat's `response_format`: a `json_schema` becomes the turn's "
+            "output schema (structured output), `json_object` asks for one JSON object.",
+        }
+    ),
 )
 
 USAGE_OBJECT: Schema = _closed(

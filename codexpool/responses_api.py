@@ -19,7 +19,7 @@ from . import sse
 from .chat import TurnOutcome, _take, turn_error_to_api
 from .codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
 from .errors import ApiError, error_body
-from .openai_compat import ChatRequest
+from .openai_compat import ChatRequest, require_codex_json
 
 _ROLE_OK = ("user", "assistant", "system", "developer")
 
@@ -137,7 +137,41 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         }
     if body.get("max_output_tokens") is not None:
         chat["max_output_tokens"] = body["max_output_tokens"]
+    response_format = text_format(body.get("text"))
+    if response_format is not None:
+        chat["response_format"] = response_format
     return chat
+
+
+def text_format(text: Any) -> dict[str, Any] | None:
+    """Return chat's `response_format` for a Responses `text` object (its `format`).
+
+    The Responses API flattens the schema into the format (`{type: "json_schema", name,
+    schema, strict}`) where chat nests it under `json_schema`; both then reach Codex as the
+    turn's output schema. `verbosity` and other members are ignored.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise _bad("`text` must be an object", "text")
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+        raise _bad("`text.format` must be an object with a `type`", "text.format")
+    kind = fmt["type"]
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind != "json_schema":
+        raise _bad(
+            f"text.format type {kind!r} is not supported (text, json_object, json_schema)",
+            "text.format.type",
+        )
+    if not isinstance(fmt.get("schema"), dict):
+        raise _bad("`text.format.schema` must be a JSON schema object", "text.format.schema")
+    require_codex_json(fmt["schema"], "text.format.schema")
+    spec = {k: fmt[k] for k in ("name", "description", "schema", "strict") if k in fmt}
+    return {"type": "json_schema", "json_schema": spec}
 
 
 class ResponseBuilder:
@@ -296,19 +330,42 @@ async def stream(
     if resp is None:
         resp = await open_()
     items = b.output(outcome)
-    text = "".join(outcome.text)
-    if started_text:
-        pending.append(
-            b.event(
-                "response.output_text.done",
-                item_id=b.msg_id,
-                output_index=0,
-                content_index=0,
-                text=text,
-            )
-        )
     for index, item in enumerate(items):
+        if item["type"] == "function_call":
+            pending += _function_call_events(b, index, item)
+            continue
+        if started_text:
+            done = {"item_id": b.msg_id, "output_index": index, "content_index": 0}
+            part = item["content"][0]
+            pending.append(b.event("response.output_text.done", **done, text=part["text"]))
+            pending.append(b.event("response.content_part.done", **done, part=part))
         pending.append(b.event("response.output_item.done", output_index=index, item=item))
     pending.append(b.event("response.completed", response=b.response("completed", outcome, items)))
     await resp.write_eof(b"".join(pending))
     return resp
+
+
+def _function_call_events(b: ResponseBuilder, index: int, item: dict[str, Any]) -> list[bytes]:
+    """Return a function call's events as OpenAI streams them: the item added (arguments
+    empty), its arguments as one delta, the arguments done, the item done.
+
+    Codex hands over a call only once its arguments are complete, so they go in one delta;
+    clients that assemble calls from the deltas (LangChain) and the SDKs' stream helpers,
+    which need the item added before its deltas, see the full sequence all the same.
+    """
+    ref = {"item_id": item["id"], "output_index": index}
+    return [
+        b.event(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "arguments": "", "status": "in_progress"},
+        ),
+        b.event("response.function_call_arguments.delta", **ref, delta=item["arguments"]),
+        b.event(
+            "response.function_call_arguments.done",
+            **ref,
+            name=item["name"],
+            arguments=item["arguments"],
+        ),
+        b.event("response.output_item.done", output_index=index, item=item),
+    ]

@@ -16,15 +16,15 @@ Revocation, since the cookie itself lives on the client:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from aiohttp_session import Session
-from aiohttp_session.cookie_storage import EncryptedCookieStorage
-from cryptography.fernet import Fernet
+from aiohttp_session import AbstractStorage, Session
+from cryptography.fernet import Fernet, InvalidToken
 from yarl import URL
 
 from . import accounts
@@ -62,47 +62,81 @@ def auth_required() -> ApiError:
     return ApiError(401, "Authentication required", "authentication_required")
 
 
-class _Storage(EncryptedCookieStorage):
-    """EncryptedCookieStorage whose Secure flag follows the request's scheme."""
+class _Storage(AbstractStorage):
+    """A Fernet-encrypted JSON cookie whose Secure flag follows the request's scheme.
+
+    Built on aiohttp-session's public surface only (AbstractStorage's cookie settings and
+    `load_cookie`, Session's constructor and mapping interface): its EncryptedCookieStorage
+    cannot set the flag per request without its private attributes. The cookie holds what
+    EncryptedCookieStorage writes (`{"created", "session"}` as JSON), so existing cookies stay
+    valid.
+    """
 
     def __init__(self, secret_key: bytes, trusted_proxy: bool) -> None:
         super().__init__(
-            Fernet(secret_key),  # a Fernet object: raw bytes would be base64-encoded again
-            cookie_name=COOKIE_NAME,
-            max_age=SESSION_MAX_AGE,
-            httponly=True,
-            samesite="Lax",
+            cookie_name=COOKIE_NAME, max_age=SESSION_MAX_AGE, httponly=True, samesite="Lax"
         )
+        self._cookie_fernet = Fernet(secret_key)  # a urlsafe-base64 key, used as it is
         self._trusted_proxy = trusted_proxy
+
+    async def load_session(self, request: web.Request) -> Session:
+        """Return the cookie's session, or a new one when it is absent, expired or forged."""
+        cookie = self.load_cookie(request)
+        if cookie is not None:
+            try:
+                plain = self._cookie_fernet.decrypt(cookie.encode("utf-8"), ttl=self.max_age)
+                data = json.loads(plain)
+            except (InvalidToken, ValueError):
+                _LOGGER.debug("Session cookie not readable (expired or forged); a new session")
+            else:
+                if isinstance(data, dict):
+                    return Session(None, data=data, new=False, max_age=self.max_age)
+        return Session(None, data=None, new=True, max_age=self.max_age)
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
-        """Save like the parent, with `secure` set per request (no shared state mutated)."""
+        """Write the session into the response, with `secure` set per request."""
         params = dict(self.cookie_params)
         params["secure"] = is_https(request, self._trusted_proxy) or None
         if session.empty:
-            response.del_cookie(COOKIE_NAME, path=params["path"], domain=params["domain"])
+            response.del_cookie(self.cookie_name, path=params["path"], domain=params["domain"])
             return
-        data = self._encoder(self._get_session_data(session)).encode("utf-8")
+        data = json.dumps({"created": session.created, "session": dict(session)})
         params["max_age"] = session.max_age
-        response.set_cookie(COOKIE_NAME, self._fernet.encrypt(data).decode("utf-8"), **params)
+        cookie = self._cookie_fernet.encrypt(data.encode("utf-8")).decode("utf-8")
+        response.set_cookie(self.cookie_name, cookie, **params)
 
 
 # aiohttp-session's own middleware keeps its state under string request keys, which aiohttp
 # 3.14 warns about (NotAppKeyWarning); this small middleware drives the same storage with typed
-# keys instead.
+# keys instead. Sessions change only through the helpers below, which set _CHANGED, so the
+# middleware knows what to save without reading the Session's private state.
 _STORAGE = web.RequestKey("session_storage", _Storage)
 _SESSION = web.RequestKey("session", Session)
+_CHANGED = web.RequestKey("session_changed", bool)
 
 
 async def get_session(request: web.Request) -> Session:
-    """Return this request's session, loading it from the cookie on first use."""
+    """Return this request's session, loading it from the cookie on first use (read it only:
+    the helpers below change it)."""
     session = request.get(_SESSION)
     if session is None:
         session = await request[_STORAGE].load_session(request)
         request[_SESSION] = session
     return session
+
+
+async def _set_slot(request: web.Request, slot: str, value: dict[str, Any]) -> None:
+    (await get_session(request))[slot] = value
+    request[_CHANGED] = True
+
+
+async def _drop_slot(request: web.Request, slot: str) -> None:
+    session = await get_session(request)
+    if slot in session:
+        del session[slot]
+        request[_CHANGED] = True
 
 
 def session_middleware(storage: _Storage) -> Any:
@@ -114,7 +148,7 @@ def session_middleware(storage: _Storage) -> Any:
         response = await handler(request)
         session = request.get(_SESSION)
         # Streams are already on the wire; sessions only change in plain JSON handlers.
-        if session is not None and session._changed and not response.prepared:
+        if session is not None and request.get(_CHANGED) and not response.prepared:
             await storage.save_session(request, response, session)
         return response
 
@@ -142,16 +176,14 @@ async def require_admin(request: web.Request) -> str:
 async def start_admin_session(request: web.Request) -> None:
     """Put the admin identity into this request's session cookie."""
     auth = request.app[ADMIN_AUTH]
-    session = await get_session(request)
-    session[ADMIN_SLOT] = {"f": auth.fingerprint, "t": time.time()}
+    await _set_slot(request, ADMIN_SLOT, {"f": auth.fingerprint, "t": time.time()})
 
 
 async def end_admin_session(request: web.Request, everywhere: bool = True) -> None:
     """Drop the admin slot; `everywhere` also voids every admin cookie issued so far."""
     if everywhere:
         request.app[ADMIN_AUTH].not_before = time.time()
-    session = await get_session(request)
-    session.pop(ADMIN_SLOT, None)
+    await _drop_slot(request, ADMIN_SLOT)
 
 
 async def portal_user_or_none(request: web.Request) -> User | None:
@@ -183,19 +215,13 @@ async def require_portal_user(request: web.Request) -> User:
 
 async def start_portal_session(request: web.Request, user: User) -> None:
     """Put a portal identity (bound to the user's current epoch) into the session cookie."""
-    session = await get_session(request)
-    session[PORTAL_SLOT] = {
-        "id": user.id,
-        "u": user.username,
-        "c": user.created_at,
-        "e": user.session_epoch,
-    }
+    slot = {"id": user.id, "u": user.username, "c": user.created_at, "e": user.session_epoch}
+    await _set_slot(request, PORTAL_SLOT, slot)
 
 
 async def end_portal_session(request: web.Request) -> None:
     """Drop the portal slot of this cookie."""
-    session = await get_session(request)
-    session.pop(PORTAL_SLOT, None)
+    await _drop_slot(request, PORTAL_SLOT)
 
 
 # --- CSRF ---------------------------------------------------------------------------------

@@ -81,6 +81,30 @@ async def test_admin_login_me_logout(api: Any) -> None:
     )
 
 
+async def test_one_cookie_holds_both_slots_and_sign_outs_rewrite_it(api: Any) -> None:
+    """Signing out of one slot sends the cookie back without it and keeps the other; dropping
+    the last slot deletes the cookie; a sign-out with nothing to drop sends no cookie; a
+    forged cookie is an anonymous session, not an error."""
+    from codexpool.sessions import COOKIE_NAME
+
+    admin = await admin_login(api)
+    await make_user(api, "dora")
+    body = {"username": "dora", "password": USER_PASSWORD}
+    both = session_cookie(await call(api, "POST", "/api/openai/auth/login", admin, json=body))
+    assert (await call(api, "GET", "/api/auth/me", both)).status == 200
+    assert (await call(api, "GET", "/api/openai/auth/me", both)).status == 200
+    resp = await call(api, "POST", "/api/openai/auth/logout", both)
+    admin_only = session_cookie(resp)  # rewritten without the portal slot
+    assert admin_only != both
+    assert (await call(api, "GET", "/api/auth/me", admin_only)).status == 200
+    resp = await call(api, "POST", "/api/auth/logout", admin_only)
+    assert resp.status == 200 and resp.cookies[COOKIE_NAME].value == ""  # deleted
+    resp = await call(api, "POST", "/api/openai/auth/logout")
+    assert resp.status == 200 and COOKIE_NAME not in resp.cookies
+    resp = await call(api, "GET", "/api/auth/me", "not-a-fernet-token")
+    await assert_openai_error(resp, 401, "authentication_required")
+
+
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 async def test_admin_routes_need_admin_session(api: Any, method: str, path: str) -> None:
     await assert_openai_error(

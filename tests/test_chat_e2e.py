@@ -862,3 +862,273 @@ def test_silent_turn_keeps_the_stream_alive(
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == (
         "Late but here."
     )
+
+
+def _finish_reasons_and_usage(chunks: list) -> tuple[list[str], list]:
+    reasons = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    return reasons, [chunk.usage for chunk in chunks if chunk.usage]
+
+
+def test_tool_call_stream_carries_usage_and_one_finish_reason(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 5: a stream ending in `tool_calls` still carries the usage chunk asked
+    for with `stream_options.include_usage`, and every stream names its finish_reason once."""
+    server, key = linked
+    fake_backend.script(
+        "acct_alice", _function_call("call_u1"), fake_backend.reply("18C in Paris.")
+    )
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
+    options = {"include_usage": True}
+    chunks = list(
+        client.chat.completions.create(
+            model="codex",
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options=options,
+        )
+    )
+    reasons, usages = _finish_reasons_and_usage(chunks)
+    assert reasons == ["tool_calls"]
+    assert len(usages) == 1 and chunks[-1].usage is not None and chunks[-1].choices == []
+    # Codex counts a step's tokens only once the calls' results are in, so this step's count
+    # comes with the resumed answer below; the chunk is here all the same (zeros).
+    assert usages[0].total_tokens == 0
+    call = next(tc for c in chunks for ch in c.choices for tc in ch.delta.tool_calls or [])
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "18C"},
+    ]
+    chunks = list(
+        client.chat.completions.create(
+            model="codex",
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options=options,
+        )
+    )
+    reasons, usages = _finish_reasons_and_usage(chunks)
+    assert reasons == ["stop"]
+    assert "".join(c.delta.content or "" for ch in chunks for c in ch.choices) == "18C in Paris."
+    # The resumed answer carries both steps' counts (the fake backend: 11 input tokens each).
+    assert len(usages) == 1 and usages[0].prompt_tokens == 22
+
+
+def test_tool_choice_reaches_the_model(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 2: `none` hides the tools from the model; `required` and a named function
+    travel as an instruction in what the thread gets (Codex itself always asks with `auto`),
+    on chat and on the Responses API; `auto` leaves both alone."""
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"},
+    ]
+
+    def upstream() -> dict:
+        return fake_backend.requests("/codex/responses")[-1]["body"]
+
+    def instructions() -> str:  # the thread's instructions reach the model as developer text
+        items = upstream()["input"]
+        return json.dumps([i for i in items if i.get("role") == "developer"])
+
+    fake_backend.script("acct_alice", fake_backend.reply("No tools today."))
+    answer = client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER_TOOL], tool_choice="none"
+    )
+    assert answer.choices[0].message.content == "No tools today."
+    assert answer.choices[0].finish_reason == "stop"
+    assert upstream().get("tools", []) == []  # not offered to the model at all
+    assert "Be brief." in json.dumps(upstream())
+
+    fake_backend.script("acct_alice", fake_backend.reply("Sunny."))
+    client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER_TOOL], tool_choice="auto"
+    )
+    assert [t["name"] for t in upstream()["tools"]] == ["get_weather"]
+    assert "must call" not in json.dumps(upstream())
+
+    fake_backend.script("acct_alice", _function_call("call_req"))
+    first = client.chat.completions.create(
+        model="codex", messages=messages, tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert first.choices[0].message.tool_calls[0].function.name == "get_weather"
+    sent = upstream()
+    assert [t["name"] for t in sent["tools"]] == ["get_weather"]
+    assert "Every reply must call at least one of the provided functions" in instructions()
+    assert "Be brief." in instructions()
+
+    fake_backend.script("acct_alice", _function_call("call_named"))
+    named = client.chat.completions.create(
+        model="codex",
+        messages=messages,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    assert named.choices[0].message.tool_calls[0].id == "call_named"
+    assert "Every reply must call the function `get_weather`" in instructions()
+
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": WEATHER_TOOL["function"]["parameters"],
+    }
+    fake_backend.script("acct_alice", _function_call("call_resp"))
+    response = client.responses.create(
+        model="codex",
+        input="Weather in Paris?",
+        tools=[tool],
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
+    assert [item.call_id for item in response.output if item.type == "function_call"] == [
+        "call_resp"
+    ]
+    assert "Every reply must call the function `get_weather`" in instructions()
+    fake_backend.script("acct_alice", fake_backend.reply("Plain."))
+    response = client.responses.create(
+        model="codex", input="Weather in Paris?", tools=[tool], tool_choice="none"
+    )
+    assert response.output_text == "Plain." and upstream().get("tools", []) == []
+
+
+def test_responses_text_format_reaches_codex(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 1: `/v1/responses` honours `text.format` like chat's `response_format`:
+    a `json_schema` (the SDK's `responses.parse`) becomes Codex's output schema, `json_object`
+    the JSON instruction, `text` nothing; a bad format is a 400 naming it."""
+    import pydantic
+
+    class Sum(pydantic.BaseModel):
+        answer: int
+
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+
+    def upstream() -> dict:
+        return fake_backend.requests("/codex/responses")[-1]["body"]
+
+    fake_backend.script("acct_alice", fake_backend.reply('{"answer": 4}', chunks=3))
+    parsed = client.responses.parse(model="codex", input="2+2?", text_format=Sum)
+    assert parsed.output_parsed == Sum(answer=4)
+    sent = upstream()["text"]["format"]
+    assert sent["type"] == "json_schema" and sent["schema"]["properties"] == {
+        "answer": {"title": "Answer", "type": "integer"}
+    }
+
+    fake_backend.script("acct_alice", fake_backend.reply('{"answer": 5}', chunks=3))
+    with client.responses.stream(model="codex", input="2+3?", text_format=Sum) as stream:
+        final = stream.get_final_response()
+    assert final.output_parsed == Sum(answer=5)
+    assert upstream()["text"]["format"]["schema"]["required"] == ["answer"]
+
+    fake_backend.script("acct_alice", fake_backend.reply('{"ok": true}'))
+    done = client.responses.create(
+        model="codex", input="JSON please", text={"format": {"type": "json_object"}}
+    )
+    assert json.loads(done.output_text) == {"ok": True}
+    assert "Answer with one valid JSON object" in json.dumps(upstream()["input"])
+    assert "format" not in upstream().get("text", {})
+
+    fake_backend.script("acct_alice", fake_backend.reply("Just prose."))
+    done = client.responses.create(model="codex", input="Hi", text={"format": {"type": "text"}})
+    assert done.output_text == "Just prose." and "format" not in upstream().get("text", {})
+
+    for bad, param in (
+        ({"format": {"type": "xml"}}, "text.format.type"),
+        ({"format": {"type": "json_schema", "name": "x"}}, "text.format.schema"),
+        ("json", "text"),
+    ):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model="codex", input="Hi", text=bad)  # type: ignore[arg-type]
+        assert info.value.body["param"] == param, info.value.body
+
+
+def test_responses_stream_function_call_events(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 1: a streamed Responses function call comes as OpenAI streams it (item
+    added, arguments delta and done, item done, completed), read through the SDK's
+    `responses.stream` helper and its typed events; a text answer closes its content part."""
+    from openai.types.responses import (
+        ResponseCompletedEvent,
+        ResponseFunctionCallArgumentsDoneEvent,
+        ResponseOutputItemAddedEvent,
+        ResponseOutputItemDoneEvent,
+    )
+
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": WEATHER_TOOL["function"]["parameters"],
+    }
+    fake_backend.script("acct_alice", _function_call("call_s1"), fake_backend.reply("18C."))
+    with client.responses.stream(model="codex", input="Weather?", tools=[tool]) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds == [
+        "response.created",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    added, delta, done, item_done, completed = events[1:]
+    assert isinstance(added, ResponseOutputItemAddedEvent)
+    assert added.item.type == "function_call" and added.item.name == "get_weather"
+    assert added.item.call_id == "call_s1" and added.item.arguments == ""
+    assert delta.item_id == added.item.id and delta.output_index == 0
+    assert isinstance(done, ResponseFunctionCallArgumentsDoneEvent)
+    assert json.loads(done.arguments) == {"city": "Paris"}
+    assert isinstance(item_done, ResponseOutputItemDoneEvent) and item_done.item.id == added.item.id
+    assert isinstance(completed, ResponseCompletedEvent)
+    assert [e.sequence_number for e in events] == list(range(1, len(events) + 1))
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].call_id == "call_s1"
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+
+    with client.responses.stream(
+        model="codex",
+        previous_response_id=final.id,
+        input=[{"type": "function_call_output", "call_id": "call_s1", "output": "18C"}],
+        tools=[tool],
+    ) as stream:
+        kinds = [e.type for e in stream]
+        assert stream.get_final_response().output_text == "18C."
+    assert kinds[:3] == [
+        "response.created",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]

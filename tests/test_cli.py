@@ -175,3 +175,66 @@ def test_key_rotate_master_if_missing_mints_once(tmp_path: Path) -> None:
     again = run_cli("--settings", str(path), "key", "rotate", "--master", "--if-missing")
     assert again.returncode == 0 and again.stdout.strip() == ""
     assert "exists" in again.stderr
+
+
+def test_settings_option_before_or_after_any_subcommand(tmp_path: Path) -> None:
+    """`--settings PATH` works where users type it: before the subcommand, after it, and after
+    a nested one; a later one wins, none leaves the default."""
+    from codexpool.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["serve"]).settings is None
+    for argv in (
+        ["--settings", "a.json", "serve"],
+        ["serve", "--settings", "a.json"],
+        ["serve", "--port", "1", "--settings=a.json"],
+        ["check", "--settings", "a.json"],
+        ["init", "--settings", "a.json", "--force"],
+        ["user", "add", "bob", "--settings", "a.json"],
+        ["user", "--settings", "a.json", "add", "bob"],
+        ["key", "rotate", "--master", "--settings", "a.json"],
+        ["link", "import", "bob", "--auth-json", "x", "--settings", "a.json"],
+        ["--settings", "other.json", "key", "rotate", "--settings", "a.json"],
+    ):
+        assert parse(argv).settings == "a.json", argv
+
+    # The real command line: init, a user and their key with the option after the subcommand.
+    path = tmp_path / "data" / "settings.json"
+    assert run_cli("init", "--settings", str(path)).returncode == 0
+    res = run_cli("user", "add", "bob", "--password", "a-long-password-1", "--settings", str(path))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("key", "rotate", "bob", "--settings", str(path))
+    assert res.returncode == 0 and res.stdout.strip().startswith("sk-cp-"), res.stderr
+    res = run_cli("--settings", str(path), "user", "add", "bob", "--password", "another-one-22")
+    assert res.returncode == 2 and "bob" in res.stderr  # same database: bob exists
+
+
+def test_serve_accepts_settings_after_the_subcommand(tmp_path: Path) -> None:
+    """`codexpool serve --settings PATH` starts the server (it used to be refused)."""
+    import signal
+    import socket
+    import time
+
+    path = write_settings(tmp_path / "data")
+    port = load_settings(path, env={}).port
+    base = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "VIRTUAL_ENV"}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codexpool", "serve", "--settings", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=base,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, out
+    assert f"on http://127.0.0.1:{port}" in out

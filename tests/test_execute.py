@@ -20,6 +20,7 @@ from codexpool.execute import resolve_cwd
 from .conftest import free_port
 
 EXECUTE = "/api/openai/v1/codex/execute"
+FAKE_CODEX = str(Path(__file__).resolve().parent.parent / "codexpool/testing/fake_codex.py")
 
 
 @pytest.fixture
@@ -120,7 +121,11 @@ async def test_execute_refuses_cwd_outside_roots_over_http(
     from .accounts_helpers import assert_openai_error
 
     root, outside = roots
-    settings = make_settings(executeEnabled=True, executeAllowedRoots=[str(root)])
+    # The fake codex executable: the route needs a codex to exist (codex_missing otherwise),
+    # not the real binary, which unit tests must not depend on; none is started here.
+    settings = make_settings(
+        executeEnabled=True, executeAllowedRoots=[str(root)], codexBin=FAKE_CODEX
+    )
     client = await aiohttp_client(create_app(settings))
     auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
     for cwd, status, code in [
@@ -141,6 +146,29 @@ async def test_execute_refuses_cwd_outside_roots_over_http(
     # Allowed cwd but no linked account: the pool says so (no codex is started).
     resp = await client.post(EXECUTE, json={"prompt": "x", "cwd": str(root)}, headers=auth)
     await assert_openai_error(resp, 503, "no_linked_accounts")
+
+
+async def test_execute_checks_the_body_before_the_codex_binary(
+    aiohttp_client: Any, make_settings: Any, roots: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Without a codex binary a bad `cwd` is still named; a good request is told why it cannot
+    run (503 codex_missing), before any key quota or account is used."""
+    from codexpool.app import create_app
+
+    from .accounts_helpers import assert_openai_error
+
+    root, outside = roots
+    settings = make_settings(
+        executeEnabled=True,
+        executeAllowedRoots=[str(root)],
+        codexBin=str(tmp_path / "no-such-codex"),
+    )
+    client = await aiohttp_client(create_app(settings))
+    auth = {"Authorization": f"Bearer {await _master_key(client.app)}"}
+    resp = await client.post(EXECUTE, json={"prompt": "x", "cwd": str(outside)}, headers=auth)
+    await assert_openai_error(resp, 403, "cwd_not_allowed")
+    resp = await client.post(EXECUTE, json={"prompt": "x", "cwd": str(root)}, headers=auth)
+    await assert_openai_error(resp, 503, "codex_missing")
 
 
 # --- the real server, the real codex binary, the fake backend ------------------------------

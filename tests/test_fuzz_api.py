@@ -424,9 +424,10 @@ def test_fuzz_raw_bodies(fuzz_server: Callable[[], LiveServer]) -> None:
 def plain_turn(case: Any) -> bool:
     """Keep the bodies a linked account can run within the budget and on loopback only.
 
-    Left out: images (their URLs go to the upstream as input; only the fake is reachable, but an
-    https URL must never be worth a try) and a `timeoutMs` of the client's own (a 1 ms deadline
-    is rightly a 504 `timeout`, the client's choice, not a gateway fault).
+    Left out: images (the gateway downloads https image URLs; a fuzzer's URL must never make
+    it reach out: tests/test_image_fetch.py covers them against a loopback server) and a
+    `timeoutMs` of the client's own (a 1 ms deadline is rightly a 504 `timeout`, the client's
+    choice, not a gateway fault).
     """
     body = case.body if isinstance(case.body, dict) else {}
     return "timeoutMs" not in body and "image" not in json.dumps(body)
