@@ -107,21 +107,16 @@ class _EventStream(web.StreamResponse):
 
     async def write(self, data: Any) -> None:
         """Write, or drop the connection when the client takes nothing within the timeout."""
-        timer = asyncio.get_running_loop().call_later(self._write_timeout_s, self._stall)
-        try:
-            await super().write(data)
-        except ConnectionResetError as exc:
-            self._raise_if_stalled(exc)
-            raise
-        finally:
-            timer.cancel()
-        self._raise_if_stalled(None)
+        await self._within_deadline(super().write(data))
 
     async def write_eof(self, data: bytes = b"") -> None:
         """End the body, under the same timeout as every write."""
+        await self._within_deadline(super().write_eof(data))
+
+    async def _within_deadline(self, writing: Awaitable[None]) -> None:
         timer = asyncio.get_running_loop().call_later(self._write_timeout_s, self._stall)
         try:
-            await super().write_eof(data)
+            await writing
         except ConnectionResetError as exc:
             self._raise_if_stalled(exc)
             raise

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from codexpool.codex.process import proc_table
 from codexpool.config import Settings, find_codex_bin, load_settings
 from codexpool.security import hash_password
 
@@ -110,22 +111,6 @@ async def api(aiohttp_client: Any, settings: Settings) -> Any:
     from codexpool.app import create_app
 
     return await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
-
-
-def proc_table() -> Iterator[tuple[int, str, str, int, int]]:
-    """Yield (pid, command name, state, parent pid, process group) of every process, read
-    from /proc."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        rparen = stat.rfind(")")
-        fields = stat[rparen + 2 :].split()
-        name = stat[stat.find("(") + 1 : rparen]
-        yield int(entry.name), name, fields[0], int(fields[1]), int(fields[2])
 
 
 def codex_children(pid: int) -> list[int]:

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .process import proc_table
+
 INSIDE_HOME = Path("/codexpool/home")  # the account's CODEX_HOME, as the sandbox sees it
 INSIDE_STATE = Path("/codexpool/state")  # its private SQLite home (state_dir.py)
 INSIDE_WORK = Path("/codexpool/work")  # a chat app-server's scratch folder (its cwd)
@@ -165,17 +167,9 @@ def descendant_named(pid: int, prefix: str) -> int | None:
     `prefix` (codex inside its sandbox), or None; reads /proc (blocking, ~1 ms)."""
     children: dict[int, list[int]] = {}
     names: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        rparen = stat.rfind(")")
-        parent = int(stat[rparen + 2 :].split()[1])
-        names[int(entry.name)] = stat[stat.find("(") + 1 : rparen]
-        children.setdefault(parent, []).append(int(entry.name))
+    for child, name, _state, parent, _group in proc_table():
+        names[child] = name
+        children.setdefault(parent, []).append(child)
     queue = list(children.get(pid, []))
     while queue:
         child = queue.pop(0)  # breadth first: codex before whatever codex started
