@@ -265,7 +265,8 @@ def answer_items(outcome: chat.TurnOutcome) -> tuple[dict[str, Any], ...]:
     """Return the answer as the Responses items a client's next request repeats it with.
 
     Built as openai_compat.conversation_items builds an assistant message, so the digest of
-    the conversation a client sends back matches the one remembered here.
+    the conversation a client sends back matches the one remembered here: function names
+    stay as the model saw them (tool_names.alias), as conversation_items writes them.
     """
     text = "".join(outcome.text)
     calls = outcome.tool_calls.calls if outcome.tool_calls is not None else ()

@@ -15,6 +15,7 @@ from typing import Any
 from . import fastjson
 from .errors import ApiError
 from .ids import unique_hex
+from .tool_names import alias, unalias
 
 # Named reasoning modes (legacy `reasoning_mode` field) and the Codex effort each maps to.
 REASONING_MODES: dict[str, str] = {
@@ -254,7 +255,7 @@ def conversation_items(messages: Any) -> Conversation:
                     {
                         "type": "function_call",
                         "call_id": str(call.get("id") or ""),
-                        "name": str(fn.get("name") or ""),
+                        "name": alias(str(fn.get("name") or "")),
                         "arguments": arguments if isinstance(arguments, str) else "{}",
                     }
                 )
@@ -441,11 +442,17 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
                 "`parameters` must be a JSON schema object", f"tools[{i}].function.parameters"
             )
         require_codex_json(params, f"tools[{i}].function.parameters")
+        if len(alias(name)) > 64:
+            raise _bad(
+                f"the function name {name!r} reaches the model as {alias(name)!r}"
+                " (it reads like one of Codex's own tools), over 64 characters",
+                f"tools[{i}].function.name",
+            )
         names.add(name)
         specs.append(
             {
                 "type": "function",
-                "name": name,
+                "name": alias(name),  # Codex drops one named like its own tools (tool_names)
                 "description": str(fn.get("description") or ""),
                 "inputSchema": params,
             }
@@ -460,7 +467,7 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
         name = choice["function"].get("name")
         if not isinstance(name, str) or name not in names:  # a list name was a TypeError (500)
             raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
-        return tuple(specs), NAMED_TOOL_INSTRUCTION.format(name=name)
+        return tuple(specs), NAMED_TOOL_INSTRUCTION.format(name=alias(name))
     raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")
 
 
@@ -606,12 +613,13 @@ class ChunkFactory:
 
 
 def tool_call_objects(calls: Any) -> list[dict[str, Any]]:
-    """Return OpenAI `tool_calls` for Codex function calls (objects with call_id/name/arguments)."""
+    """Return OpenAI `tool_calls` for Codex function calls (objects with call_id/name/arguments),
+    under the names the client gave its functions."""
     return [
         {
             "id": c.call_id,
             "type": "function",
-            "function": {"name": c.name, "arguments": c.arguments},
+            "function": {"name": unalias(c.name), "arguments": c.arguments},
         }
         for c in calls
     ]

@@ -20,6 +20,7 @@ from .chat import TurnOutcome, _take, turn_error_to_api
 from .codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
 from .errors import ApiError, error_body
 from .openai_compat import ChatRequest, require_codex_json
+from .tool_names import unalias
 
 _ROLE_OK = ("user", "assistant", "system", "developer")
 
@@ -240,7 +241,7 @@ class ResponseBuilder:
                         "type": "function_call",
                         "id": "fc_" + call.call_id,
                         "call_id": call.call_id,
-                        "name": call.name,
+                        "name": unalias(call.name),  # the client's own name
                         "arguments": call.arguments,
                         "status": "completed",
                     }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,3 +36,24 @@ def usage_rows(server: LiveServer, columns: str = "status, error_code, stream") 
         return con.execute(f"SELECT {columns} FROM requests ORDER BY id").fetchall()
     finally:
         con.close()
+
+
+def post_chat(url: str, key: str, body: dict, request_id: str) -> int:
+    """POST a chat body with a bearer key and an x-request-id; read the whole answer (a stream
+    too) and return its status, errors included."""
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "x-request-id": request_id,
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code

@@ -3,17 +3,15 @@ the request log (filter, expand, page) in the admin panel and the portal."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
+from tests.e2e_helpers import post_chat
 from tests.test_browser import browser, shot  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
@@ -22,22 +20,7 @@ pytestmark = pytest.mark.browser
 def chat(server: Any, key: str, request_id: str) -> int:
     """Send one streamed chat completion with the user's key; return the status."""
     body = {"model": "codex", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    req = urllib.request.Request(
-        server.url + "/api/openai/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={
-            "Authorization": f"Bearer {key}",
-            "Content-Type": "application/json",
-            "x-request-id": request_id,
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            resp.read()
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return exc.code
+    return post_chat(server.url + "/api/openai/v1/chat/completions", key, body, request_id)
 
 
 def sign_in_admin(page: Any, url: str) -> None:

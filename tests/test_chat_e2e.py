@@ -1132,3 +1132,137 @@ def test_responses_stream_function_call_events(
         "response.output_item.done",
         "response.completed",
     ]
+
+
+EXEC_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "exec_command",
+        "description": "Run a command on the client's machine",
+        "parameters": {
+            "type": "object",
+            "properties": {"cmd": {"type": "string"}},
+            "required": ["cmd"],
+        },
+    },
+}
+
+
+def _exec_call(call_id: str) -> dict:
+    """The model calls the client's `exec_command` by the alias it was offered."""
+    return {
+        "kind": "function_call",
+        "name": "client_exec_command",
+        "arguments": '{"cmd": "ls"}',
+        "call_id": call_id,
+    }
+
+
+def test_client_function_named_like_a_codex_tool_travels_under_an_alias(
+    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17 item 4: a client function named like one of Codex's own tools reaches the
+    model as `client_<name>` (Codex would drop it), and calls to it come back under the
+    client's name: chat tool_calls and deltas, Responses items and events, the named
+    tool_choice and the injected history all agree."""
+    server, key = linked
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+
+    def upstream() -> dict:
+        return fake_backend.requests("/codex/responses")[-1]["body"]
+
+    # Chat: offered under the alias, called under it, answered under the client's name.
+    fake_backend.script("acct_alice", _exec_call("call_x1"), fake_backend.reply("Two files."))
+    messages: list[dict] = [{"role": "user", "content": "List the files."}]
+    tools = [EXEC_TOOL, WEATHER_TOOL]
+    first = client.chat.completions.create(model="codex", messages=messages, tools=tools)
+    offered = {t["name"]: t.get("description") for t in upstream()["tools"]}
+    assert offered == {
+        "client_exec_command": "Run a command on the client's machine",
+        "get_weather": "Current weather of a city",
+    }
+    assert first.choices[0].finish_reason == "tool_calls"
+    call = first.choices[0].message.tool_calls[0]
+    assert (call.id, call.function.name) == ("call_x1", "exec_command")
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": "call_x1", "content": "a.txt b.txt"})
+    second = client.chat.completions.create(model="codex", messages=messages, tools=tools)
+    assert second.choices[0].message.content == "Two files."
+    outputs = [i for i in upstream()["input"] if i.get("type") == "function_call_output"]
+    assert outputs[-1]["call_id"] == "call_x1" and "a.txt b.txt" in str(outputs[-1])
+
+    # A conversation the gateway does not hold is injected as history: the earlier call
+    # carries the alias too, so the model sees the function it was offered.
+    fake_backend.script("acct_alice", fake_backend.reply("Noted."))
+    history = [
+        {"role": "user", "content": "List the files."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_old",
+                    "type": "function",
+                    "function": {"name": "exec_command", "arguments": '{"cmd": "ls"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_old", "content": "c.txt"},
+    ]
+    client.chat.completions.create(model="codex", messages=history, tools=[EXEC_TOOL])
+    calls = [i for i in upstream()["input"] if i.get("type") == "function_call"]
+    assert [(c["call_id"], c["name"]) for c in calls] == [("call_old", "client_exec_command")]
+
+    # Streamed, with the function named in tool_choice: the instruction names the alias.
+    fake_backend.script("acct_alice", _exec_call("call_x2"))
+    names = [
+        tc.function.name
+        for chunk in client.chat.completions.create(
+            model="codex",
+            messages=[{"role": "user", "content": "List the files."}],
+            tools=[EXEC_TOOL],
+            tool_choice={"type": "function", "function": {"name": "exec_command"}},
+            stream=True,
+        )
+        for choice in chunk.choices
+        for tc in choice.delta.tool_calls or []
+        if tc.function and tc.function.name
+    ]
+    assert names == ["exec_command"]
+    developer = json.dumps([i for i in upstream()["input"] if i.get("role") == "developer"])
+    assert "Every reply must call the function `client_exec_command`" in developer
+
+    # Responses API, plain and streamed.
+    tool = {
+        "type": "function",
+        "name": "exec_command",
+        **{k: EXEC_TOOL["function"][k] for k in ("description", "parameters")},
+    }
+    fake_backend.script("acct_alice", _exec_call("call_r1"), fake_backend.reply("Done."))
+    done = client.responses.create(model="codex", input="List the files.", tools=[tool])
+    items = [i for i in done.output if i.type == "function_call"]
+    assert [(i.call_id, i.name) for i in items] == [("call_r1", "exec_command")]
+    assert [t["name"] for t in upstream()["tools"]] == ["client_exec_command"]
+    after = client.responses.create(
+        model="codex",
+        previous_response_id=done.id,
+        input=[{"type": "function_call_output", "call_id": "call_r1", "output": "d.txt"}],
+        tools=[tool],
+    )
+    assert after.output_text == "Done."
+
+    fake_backend.script("acct_alice", _exec_call("call_s1"))
+    with client.responses.stream(model="codex", input="List.", tools=[tool]) as stream:
+        events = list(stream)
+    named = [
+        getattr(e, "item", None) and e.item.name or getattr(e, "name", None)
+        for e in events
+        if e.type
+        in (
+            "response.output_item.added",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+        )
+    ]
+    assert named == ["exec_command"] * 3

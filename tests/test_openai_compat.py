@@ -11,6 +11,7 @@ from codexpool.openai_compat import (
     completion,
     conversation_items,
     parse_chat_request,
+    parse_tools,
     usage_dict,
 )
 
@@ -324,3 +325,15 @@ def test_chat_catalog_clears_the_agent_harness_and_refuses_non_catalogs() -> Non
     for bad in ([], {"models": {}}, {"models": []}, {"models": ["x"]}, "text"):
         with pytest.raises(ValueError):
             chat_catalog(bad)
+
+
+def test_a_function_whose_alias_would_pass_64_characters_is_refused() -> None:
+    """Names like Codex's own tools gain a `client_` prefix; one that would then exceed the
+    64-character limit gets a 400 naming it, not an upstream failure."""
+    name = "client_" * 8 + "wait"  # 60 characters; the model would see 67
+    tool = {"type": "function", "function": {"name": name}}
+    with pytest.raises(ApiError) as caught:
+        parse_tools([tool], None)
+    assert caught.value.status == 400 and caught.value.param == "tools[0].function.name"
+    specs, _ = parse_tools([{"type": "function", "function": {"name": "wait"}}], None)
+    assert specs[0]["name"] == "client_wait"

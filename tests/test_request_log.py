@@ -14,6 +14,7 @@ from codexpool import accounts
 from codexpool.keys import STORE
 from codexpool.request_log import encode_cursor
 from tests.conftest import ADMIN_PASSWORD
+from tests.e2e_helpers import post_chat
 
 from .accounts_helpers import (
     admin_login,
@@ -252,22 +253,7 @@ def test_real_requests_are_logged_with_their_details(linked: Any, fake_backend: 
             "stream": True,
             "reasoning_effort": "low",
         }
-        req = urllib.request.Request(
-            path,
-            data=json.dumps(body).encode(),
-            headers={
-                "Authorization": f"Bearer {key}",
-                "Content-Type": "application/json",
-                "x-request-id": request_id,
-            },
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                resp.read()
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            exc.read()
-            return exc.code
+        return post_chat(path, key, body, request_id)
 
     assert chat("log-ok-1") == 200
     fake_backend.script("acct_alice", fake_backend.status(500))
