@@ -87,8 +87,10 @@ class TurnOutcome:
         )
 
 
-def turn_request(req: ChatRequest, timeout_cap_ms: int) -> TurnRequest:
-    """Build the engine's request from a validated chat request."""
+def turn_request(
+    req: ChatRequest, timeout_cap_ms: int, history: tuple[dict[str, Any], ...] = ()
+) -> TurnRequest:
+    """Build the engine's request from a validated chat request (and the items before it)."""
     timeout_ms = min(req.timeout_ms or timeout_cap_ms, timeout_cap_ms)
     return TurnRequest(
         prompt=req.prompt,
@@ -99,6 +101,7 @@ def turn_request(req: ChatRequest, timeout_cap_ms: int) -> TurnRequest:
         output_schema=req.output_schema,
         tools=req.tools,
         images=req.images,
+        history=history,
     )
 
 

@@ -37,8 +37,14 @@ Items = tuple[dict[str, Any], ...]
 Release = Callable[[str, str], Awaitable[None]]  # (account key, thread id)
 
 
+# One encoder for every digest: `json.dumps` with options builds a new JSONEncoder per call
+# (a third of its time for one message item). Same output. Not orjson: it writes NaN (which
+# `json.loads` accepts in a body) as null, so two different tool schemas could share a digest.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def prefix_digests(

@@ -87,9 +87,7 @@ async def run_chat(
     items = prior + req.items
     history = items[: len(prior) + req.input_start]
     digests = prefix_digests(scope, req.developer_instructions, req.tools, items)
-    turn = dataclasses.replace(
-        chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms), history=history
-    )
+    turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms, history)
     resume = (
         held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
     )

@@ -441,10 +441,12 @@ class Engine:
         kept = acct.kept.pop(thread_id, None) if acct else None
         if kept is None or not kept.server.alive:
             return
+        # asyncio.timeout, not wait_for: no second task per release. Every one-shot request
+        # evicts an older conversation once the account holds its maximum, so this runs as
+        # often as requests do.
         with contextlib.suppress(TurnError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(
-                kept.server.request("thread/unsubscribe", {"threadId": thread_id}, 5.0), 5.0
-            )
+            async with asyncio.timeout(5.0):
+                await kept.server.request("thread/unsubscribe", {"threadId": thread_id}, 5.0)
 
     def _kept_thread(self, acct: _Account, slot: ThreadSlot | None) -> _KeptThread | None:
         """Return the slot's thread if it is still loaded on the account's current app-server."""
