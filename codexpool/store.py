@@ -7,6 +7,7 @@ connection, the schema and transactions, so schema changes happen in exactly one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -364,13 +365,18 @@ class Store:
         `bookkeeping=True` marks writes no cache depends on (usage rows, last-used times).
         """
         async with self._tx_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
+                await self.db.execute("COMMIT")
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                # Also when cancelled while BEGIN or COMMIT waited: the statement still runs in
+                # aiosqlite's thread, and a transaction left open there would make every later
+                # BEGIN fail ("cannot start a transaction within a transaction"). The ROLLBACK
+                # queues behind it; it finds nothing to undo when BEGIN failed or COMMIT ran.
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
             if not bookkeeping:
                 self._changed()  # after the commit: a cache filled before it is dropped
 

@@ -37,7 +37,7 @@ def test_compare_bench_small_run(tmp_path: Path) -> None:
             "--waves", "2",
             "--steady-seconds", "0.5",
             "--delta-ms", "20",
-            "--cpu-requests", "20",
+            "--cpu-requests", "100",  # >= 60 ms of codexpool CPU: several 10 ms clock ticks
             "--cpu-streams", "2",
             "--real-levels", "1",
             "--real-waves", "1",

@@ -233,3 +233,23 @@ async def test_an_old_database_migrates_keeping_its_data(tmp_path: Path) -> None
         assert erin.id == 5
     finally:
         await store.close()
+
+
+async def test_a_transaction_cancelled_while_it_begins_leaves_none_open(tmp_path: Path) -> None:
+    """A background writer cancelled at shutdown while its BEGIN waited in aiosqlite's thread
+    left that transaction open, so every later write failed with "cannot start a transaction
+    within a transaction" and the last usage rows went to the spool (seen in CI)."""
+    store = await open_store(tmp_path / "db.sqlite3")
+
+    async def write() -> None:
+        async with store.transaction() as db:
+            await db.execute("DELETE FROM audit WHERE 0")
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0)  # the task holds the lock and waits for BEGIN IMMEDIATE
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await write()  # a new transaction begins
+    assert not store.db.in_transaction
+    await store.close()
