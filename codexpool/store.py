@@ -1,6 +1,6 @@
 """SQLite storage: one WAL-mode file, numbered migrations, and small query helpers.
 
-Domain queries live next to their logic (accounts.py, usage.py, ...); this module only owns the
+Domain queries live next to their logic (users.py, usage.py, ...); this module only owns the
 connection, the schema and transactions, so schema changes happen in exactly one place.
 """
 
