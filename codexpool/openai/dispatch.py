@@ -35,9 +35,10 @@ from ..app_keys import (
 from ..codex.engine import ThreadSlot
 from ..codex.events import TurnError
 from ..conversations import ThreadRef, extend, prefix_digests
-from ..errors import REQUEST_ID, ApiError
+from ..errors import ApiError
 from ..key_limits import Ticket
 from ..pool import Account
+from ..request_id import REQUEST_ID
 from ..usage import UsageRow
 from ..users import KeyPrincipal
 from . import chat, driver
