@@ -19,8 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .app_keys import METRICS
-from .request_id import REQUEST_ID
+from .app_keys import METRICS, REQUEST_ID
 from .usage import UsageRow
 
 ACCESS_LOGGER = logging.getLogger("codexpool.access")

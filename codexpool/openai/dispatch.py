@@ -29,6 +29,7 @@ from ..app_keys import (
     IMAGE_FETCHER,
     KEY_QUOTAS,
     POOL,
+    REQUEST_ID,
     SETTINGS,
     USAGE,
 )
@@ -38,7 +39,6 @@ from ..conversations import ThreadRef, extend, prefix_digests
 from ..errors import ApiError
 from ..key_limits import Ticket
 from ..pool import Account
-from ..request_id import REQUEST_ID
 from ..usage import UsageRow
 from ..users import KeyPrincipal
 from . import chat, driver
