@@ -102,6 +102,7 @@ def turn_request(
         tools=req.tools,
         images=req.images,
         history=history,
+        web_search=req.tool_plan.web_search,
     )
 
 

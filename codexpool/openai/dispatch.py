@@ -94,7 +94,10 @@ async def run_chat(
         prior = record.items
     items = prior + req.items
     history = items[: len(prior) + req.input_start]
-    digests = prefix_digests(scope, req.developer_instructions, req.tools, items)
+    tools = req.tools
+    if req.tool_plan.web_search:  # a thread with web search is not one without
+        tools = (*tools, {"type": "web_search", "mode": req.tool_plan.web_search})
+    digests = prefix_digests(scope, req.developer_instructions, tools, items)
     turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms, history)
     resume = (
         held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
@@ -169,7 +172,7 @@ async def run_chat(
                     resp = await shape.stream(request, events, req, outcome)
                 else:
                     body, outcome = await shape.complete(events, req)
-                    resp = web.json_response(body)
+                    resp = web.json_response(body, headers=req.tool_plan.headers())
                 status = outcome.status
                 answered = outcome.error is None
                 return resp

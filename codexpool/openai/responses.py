@@ -19,10 +19,15 @@ from ..codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
 from ..errors import ApiError, error_body
 from . import sse
 from .chat import TurnOutcome, _take, turn_error_to_api
+from .tool_kinds import NO_TOOLS, ToolPlan, custom_arguments, custom_input, output_text, plan_tools
 from .tool_names import unalias
 from .translate import ChatRequest, require_codex_json
 
 _ROLE_OK = ("user", "assistant", "system", "developer")
+# Input items that carry nothing for the model here: reasoning (another model's encrypted
+# state; this gateway sends none) and the record of a hosted web search (its results are in
+# the answer's text that follows).
+SKIPPED_ITEMS = ("reasoning", "web_search_call")
 
 
 def _bad(message: str, param: str) -> ApiError:
@@ -52,8 +57,12 @@ def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
     return parts
 
 
-def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Translate a Responses request body into a chat completions body."""
+def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str, Any]:
+    """Translate a Responses request body into a chat completions body.
+
+    `plan` is what becomes of the body's tools (tool_kinds.plan_tools; by default with web
+    search off): function and custom tools become chat functions, hosted ones are left out.
+    """
     messages: list[dict[str, Any]] = []
     if body.get("instructions") is not None:
         if not isinstance(body["instructions"], str):
@@ -77,7 +86,13 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                         "content": _item_content(item.get("content"), f"input[{i}].content"),
                     }
                 )
-            elif kind == "function_call":
+            elif kind in ("function_call", "custom_tool_call"):
+                # A custom tool's call is the call of the function it was offered as.
+                arguments = (
+                    item.get("arguments", "{}")
+                    if kind == "function_call"
+                    else custom_arguments(str(item.get("input", "")))
+                )
                 messages.append(
                     {
                         "role": "assistant",
@@ -86,23 +101,21 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                             {
                                 "id": item.get("call_id"),
                                 "type": "function",
-                                "function": {
-                                    "name": item.get("name"),
-                                    "arguments": item.get("arguments", "{}"),
-                                },
+                                "function": {"name": item.get("name"), "arguments": arguments},
                             }
                         ],
                     }
                 )
-            elif kind == "function_call_output":
-                output = item.get("output")
+            elif kind in ("function_call_output", "custom_tool_call_output"):
                 messages.append(
                     {
                         "role": "tool",
                         "tool_call_id": item.get("call_id"),
-                        "content": output if isinstance(output, str) else str(output),
+                        "content": output_text(item.get("output")),
                     }
                 )
+            elif kind in SKIPPED_ITEMS:
+                continue
             else:
                 raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
     else:
@@ -112,30 +125,17 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         "messages": messages,
         "stream": body.get("stream", False),
     }
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _bad("`tools` must be an array", "tools")
-        chat["tools"] = []
-        for i, tool in enumerate(tools):
-            if not isinstance(tool, dict) or tool.get("type") != "function":
-                raise _bad("only function tools are supported", f"tools[{i}]")
-            chat["tools"].append(
-                {
-                    "type": "function",
-                    "function": {
-                        k: tool[k] for k in ("name", "description", "parameters") if k in tool
-                    },
-                }
-            )
+    plan = plan_tools(body.get("tools")) if plan is None else plan
+    if body.get("tools") is not None:
+        chat["tools"] = [{"type": "function", "function": fn} for fn in plan.functions]
     for name in ("tool_choice", "reasoning", "timeoutMs"):
         if name in body:
             chat[name] = body[name]
-    if isinstance(body.get("tool_choice"), dict) and "name" in body["tool_choice"]:
-        chat["tool_choice"] = {
-            "type": "function",
-            "function": {"name": body["tool_choice"]["name"]},
-        }
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and "name" in choice:  # a function or a custom tool
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif isinstance(choice, dict):  # a hosted tool (served or dropped): Codex cannot force it
+        chat["tool_choice"] = "auto"
     if body.get("max_output_tokens") is not None:
         chat["max_output_tokens"] = body["max_output_tokens"]
     response_format = text_format(body.get("text"))
@@ -178,10 +178,11 @@ def text_format(text: Any) -> dict[str, Any] | None:
 class ResponseBuilder:
     """Builds the `response` object and its stream events for one answer."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, plan: ToolPlan = NO_TOOLS) -> None:
         self.id = "resp_" + uuid.uuid4().hex[:24]
         self.msg_id = "msg_" + uuid.uuid4().hex[:24]
         self.model = model
+        self.plan = plan
         self.created_at = int(time.time())
         self.seq = 0
 
@@ -214,7 +215,7 @@ class ResponseBuilder:
                 "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
                 "total_tokens": u.input_tokens + u.output_tokens,
             }
-        return {
+        body = {
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -228,20 +229,38 @@ class ResponseBuilder:
             "incomplete_details": None,
             "usage": usage,
         }
+        warnings = self.plan.warnings()
+        if warnings:  # hosted tools the model was not offered (tool_kinds.py)
+            body["warnings"] = warnings
+        return body
 
     def output(self, outcome: TurnOutcome) -> list[dict[str, Any]]:
-        """Return the output items: function calls when the model called tools, else text."""
+        """Return the output items: the text, then a function call or custom tool call for
+        each tool the model called."""
         items: list[dict[str, Any]] = []
         if outcome.text:
             items.append(self.message_item("".join(outcome.text)))
         if outcome.tool_calls is not None:
             for call in outcome.tool_calls.calls:
+                name = unalias(call.name)  # the client's own name
+                if name in self.plan.custom:  # offered as a function of one string
+                    items.append(
+                        {
+                            "type": "custom_tool_call",
+                            "id": "ctc_" + call.call_id,
+                            "call_id": call.call_id,
+                            "name": name,
+                            "input": custom_input(call.arguments),
+                            "status": "completed",
+                        }
+                    )
+                    continue
                 items.append(
                     {
                         "type": "function_call",
                         "id": "fc_" + call.call_id,
                         "call_id": call.call_id,
-                        "name": unalias(call.name),  # the client's own name
+                        "name": name,
                         "arguments": call.arguments,
                         "status": "completed",
                     }
@@ -262,7 +281,7 @@ async def complete(events: Any, req: ChatRequest) -> tuple[dict[str, Any], TurnO
         outcome.error = turn_error_to_api(exc)
         outcome.status = outcome.error.status
         raise outcome.error from exc
-    builder = ResponseBuilder(req.raw_model)
+    builder = ResponseBuilder(req.raw_model, req.tool_plan)
     outcome.response_id = builder.id
     return builder.response("completed", outcome, builder.output(outcome)), outcome
 
@@ -275,7 +294,7 @@ async def stream(
     As in chat.stream, encoded events wait in `pending` until the engine has nothing more
     queued (CaughtUp), so what arrived together leaves in one write.
     """
-    b = ResponseBuilder(req.raw_model)
+    b = ResponseBuilder(req.raw_model, req.tool_plan)
     outcome.response_id = b.id
     resp: web.StreamResponse | None = None
     pending: list[bytes] = []
@@ -283,7 +302,7 @@ async def stream(
 
     async def open_() -> web.StreamResponse:
         pending.append(b.event("response.created", response=b.response("in_progress", None, [])))
-        return await sse.open_stream(request)
+        return await sse.open_stream(request, req.tool_plan.headers())
 
     try:
         async for event in events:
@@ -335,6 +354,9 @@ async def stream(
         if item["type"] == "function_call":
             pending += _function_call_events(b, index, item)
             continue
+        if item["type"] == "custom_tool_call":
+            pending += _custom_tool_call_events(b, index, item)
+            continue
         if started_text:
             done = {"item_id": b.msg_id, "output_index": index, "content_index": 0}
             part = item["content"][0]
@@ -368,5 +390,22 @@ def _function_call_events(b: ResponseBuilder, index: int, item: dict[str, Any]) 
             name=item["name"],
             arguments=item["arguments"],
         ),
+        b.event("response.output_item.done", output_index=index, item=item),
+    ]
+
+
+def _custom_tool_call_events(b: ResponseBuilder, index: int, item: dict[str, Any]) -> list[bytes]:
+    """Return a custom tool call's events as OpenAI streams them: the item added (input
+    empty), its input as one delta (complete, as with function calls), the input done, the
+    item done."""
+    ref = {"item_id": item["id"], "output_index": index}
+    return [
+        b.event(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "input": "", "status": "in_progress"},
+        ),
+        b.event("response.custom_tool_call_input.delta", **ref, delta=item["input"]),
+        b.event("response.custom_tool_call_input.done", **ref, input=item["input"]),
         b.event("response.output_item.done", output_index=index, item=item),
     ]
