@@ -5,7 +5,7 @@
 # CLI a user points at the gateway as its model provider. A failed install (offline) is not
 # fatal: the test then skips with a message.
 set -uo pipefail
-cd "$(dirname "$0")/../tests/clients"
+cd "$(dirname "$0")/../tests/clients" || exit 1
 VERSION="${CODEX_CLIENT_VERSION:-0.171.0}"
 bin=$(find .codex-client/node_modules/@openai -path "*/vendor/*/bin/codex" -type f 2>/dev/null | head -n 1)
 if [ -n "$bin" ] && [ "$("$bin" --version 2>/dev/null | awk '{print $2}')" = "$VERSION" ]; then
