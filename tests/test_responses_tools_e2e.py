@@ -177,8 +177,18 @@ def test_web_search_is_codex_own_when_the_setting_is_on(
     )
     assert raw.headers["x-codexpool-dropped-tools"] == "local_shell"
     assert raw.parse().output_text
-    upstream_types = [t["type"] for t in _upstream(fake_backend)["tools"]]
-    assert "web_search" in upstream_types and "local_shell" not in upstream_types
+    [search] = [t for t in _upstream(fake_backend)["tools"] if t["type"] == "web_search"]
+    assert search["external_web_access"] is True  # live
+    assert "local_shell" not in json.dumps(_upstream(fake_backend)["tools"])
+
+    # The Codex CLI's own `external_web_access: false` asks for the cached search.
+    client.responses.create(
+        model="codex",
+        input="News?",
+        tools=[{"type": "web_search", "external_web_access": False}],  # type: ignore[list-item]
+    )
+    [search] = [t for t in _upstream(fake_backend)["tools"] if t["type"] == "web_search"]
+    assert search["external_web_access"] is False
 
     # Without the tool in the request, the thread has no web search.
     client.responses.create(model="codex", input="Hi")
