@@ -10,7 +10,8 @@ import pytest
 
 from codexpool.errors import ApiError
 from codexpool.openai.models import ModelCatalog
-from codexpool.openai.responses import ResponseBuilder, to_chat_body
+from codexpool.openai.responses import to_chat_body
+from codexpool.openai.responses_writer import ResponsesWriter
 from codexpool.openai.tool_kinds import (
     DROPPED_HEADER,
     custom_arguments,
@@ -178,7 +179,17 @@ def test_a_hosted_tool_choice_leaves_the_choice_to_the_model() -> None:
 
 
 def test_the_response_names_dropped_tools() -> None:
-    plan = plan_tools(CODEX_CLI_TOOLS)
-    body = ResponseBuilder("codex", plan).response("completed", None, [])
-    assert body["warnings"][0]["tools"] == ["tool_search", "web_search"]
-    assert "warnings" not in ResponseBuilder("codex").response("completed", None, [])
+    body = {"model": "codex", "input": "hi", "tools": CODEX_CLI_TOOLS}
+    plan = plan_tools(body["tools"])
+    req = parse_chat_request(to_chat_body(body, plan), CATALOG.resolve)
+    req.tool_plan = plan
+    writer = ResponsesWriter(req)
+    assert writer.response("completed", None, [])["warnings"][0]["tools"] == [
+        "tool_search",
+        "web_search",
+    ]
+    assert writer.headers() == {DROPPED_HEADER: "tool_search,web_search"}
+    plain = ResponsesWriter(
+        parse_chat_request(to_chat_body({**body, "tools": []}), CATALOG.resolve)
+    )
+    assert "warnings" not in plain.response("completed", None, []) and plain.headers() == {}
