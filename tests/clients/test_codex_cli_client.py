@@ -111,25 +111,29 @@ def test_codex_exec_completes_a_tool_round_trip_through_the_gateway(
         "CODEXPOOL_API_KEY": key,
         "RUST_LOG": "error",
     }
-    run = subprocess.run(
-        [
-            binary,
-            "exec",
-            "--json",
-            "--skip-git-repo-check",
-            # The CLI's own sandbox cannot start under pytest's /tmp homes (it refuses its
-            # helper binaries there); the commands are the test's own.
-            "--dangerously-bypass-approvals-and-sandbox",
-            "--cd",
-            str(work),
-            "Create hello.txt saying hi, then show it.",
-        ],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+
+    def codex_exec(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                binary,
+                "exec",
+                *args[:-1],
+                "--json",
+                "--skip-git-repo-check",
+                # The CLI's own sandbox cannot start under pytest's /tmp homes (it refuses its
+                # helper binaries there); the commands are the test's own.
+                "--dangerously-bypass-approvals-and-sandbox",
+                args[-1],
+            ],
+            env=env,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    run = codex_exec("Create hello.txt saying hi, then show it.")
     detail = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr[-4000:]}"
     assert run.returncode == 0, detail
 
@@ -168,3 +172,13 @@ def test_codex_exec_completes_a_tool_round_trip_through_the_gateway(
     }
     assert "hello.txt" in json.dumps(outputs["call_patch"])
     assert "hi from the gateway" in json.dumps(outputs["call_cat"])
+
+    # A later prompt in the same session is a fresh turn: the CLI's whole history, custom
+    # tool call included, reaches the model as items of a new thread.
+    fake_backend.script("acct_alice", fake_backend.reply("Still hi.", chunks=2))
+    again = codex_exec("resume", "--last", "Does it still say hi?")
+    assert again.returncode == 0, f"{again.stdout}\n{again.stderr[-4000:]}"
+    assert '"text":"Still hi."' in again.stdout
+    history = json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])
+    assert "client_apply_patch" in history and "Does it still say hi?" in history
+    assert "hi from the gateway" in history
