@@ -97,7 +97,10 @@ async def run_chat(
         prior = record.items
     items = prior + req.items
     history = items[: len(prior) + req.input_start]
-    digests = prefix_digests(scope, req.developer_instructions, req.tools, items)
+    tools = req.tools
+    if req.tool_plan.web_search:  # a thread with web search is not one without
+        tools = (*tools, {"type": "web_search", "mode": req.tool_plan.web_search})
+    digests = prefix_digests(scope, req.developer_instructions, tools, items)
     turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms, history)
     resume = (
         held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
@@ -172,7 +175,8 @@ async def run_chat(
                 if req.stream:
                     resp = await driver.stream(request, events, writer, outcome)
                 else:
-                    resp = web.json_response(await driver.complete(events, writer, outcome))
+                    body = await driver.complete(events, writer, outcome)
+                    resp = web.json_response(body, headers=writer.headers())
                 status = outcome.status
                 answered = outcome.error is None
                 return resp
