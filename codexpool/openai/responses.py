@@ -144,6 +144,29 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
+# Request fields a Responses object repeats, as OpenAI's does (clients read `tools` and
+# `tool_choice` back from it); each defaults to what OpenAI reports when the request left it out.
+_ECHOED: dict[str, Any] = {
+    "instructions": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+    "text": {"format": {"type": "text"}},
+    "reasoning": None,
+    "max_output_tokens": None,
+    "previous_response_id": None,
+    "metadata": {},
+}
+
+
+def echoed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Return the request fields the `response` object repeats (kept in ChatRequest.extras)."""
+    return {
+        name: default if body.get(name) is None else body[name]
+        for name, default in _ECHOED.items()
+    }
+
+
 def text_format(text: Any) -> dict[str, Any] | None:
     """Return chat's `response_format` for a Responses `text` object (its `format`).
 
@@ -178,7 +201,8 @@ def text_format(text: Any) -> dict[str, Any] | None:
 class ResponseBuilder:
     """Builds the `response` object and its stream events for one answer."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, echo: dict[str, Any] | None = None) -> None:
+        self.echo = echo if echo is not None else dict(_ECHOED)
         self.id = "resp_" + uuid.uuid4().hex[:24]
         self.msg_id = "msg_" + uuid.uuid4().hex[:24]
         self.model = model
@@ -221,9 +245,7 @@ class ResponseBuilder:
             "status": status,
             "model": self.model,
             "output": output,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
+            **self.echo,
             "error": None,
             "incomplete_details": None,
             "usage": usage,
@@ -262,7 +284,7 @@ async def complete(events: Any, req: ChatRequest) -> tuple[dict[str, Any], TurnO
         outcome.error = turn_error_to_api(exc)
         outcome.status = outcome.error.status
         raise outcome.error from exc
-    builder = ResponseBuilder(req.raw_model)
+    builder = ResponseBuilder(req.raw_model, req.extras.get("response_echo"))
     outcome.response_id = builder.id
     return builder.response("completed", outcome, builder.output(outcome)), outcome
 
@@ -275,7 +297,7 @@ async def stream(
     As in chat.stream, encoded events wait in `pending` until the engine has nothing more
     queued (CaughtUp), so what arrived together leaves in one write.
     """
-    b = ResponseBuilder(req.raw_model)
+    b = ResponseBuilder(req.raw_model, req.extras.get("response_echo"))
     outcome.response_id = b.id
     resp: web.StreamResponse | None = None
     pending: list[bytes] = []

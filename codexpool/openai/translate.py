@@ -420,6 +420,9 @@ NAMED_TOOL_INSTRUCTION = "Every reply must call the function `{name}`; never ans
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
     if raw is None or raw == []:
+        if choice == "required" or isinstance(choice, dict):
+            # OpenAI refuses this too: a forced call with nothing to call cannot be honoured.
+            raise _bad("`tool_choice` requires `tools`: none were given", "tool_choice")
         return (), None
     if not isinstance(raw, list):
         raise _bad("`tools` must be an array", "tools")

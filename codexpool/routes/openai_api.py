@@ -33,6 +33,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     principal = await require_api_key(request)
     body = await read_json_object(request)
     req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
+    req.extras["response_echo"] = responses_api.echoed_fields(body)
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
         raise ApiError(

@@ -1,0 +1,116 @@
+"""The official openai Python SDK (its own pinned venv) on chat completions and the Responses
+API: plain, streamed, multi-turn, a tool round trip, structured output, reasoning summaries,
+file inputs, and the Responses object's echo of tools and tool_choice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .rig import DRIVERS, ClientRig, ok, pinned_python
+
+WEATHER = {
+    "kind": "function_call",
+    "name": "get_weather",
+    "arguments": '{"city": "Paris"}',
+    "call_id": "call_w1",
+}
+STRUCTURED = '{"city": "Paris", "celsius": 18}'
+
+
+@pytest.fixture(scope="module")
+def rig(client_server: Any, fake_backend: Any) -> Iterator[ClientRig]:
+    python, _ = pinned_python("openai", "openai")
+    with ClientRig(client_server, fake_backend, [python, str(DRIVERS / "py_openai.py")]) as rig:
+        yield rig
+
+
+def test_chat_plain(rig: ClientRig) -> None:
+    r = ok(rig.run("chat.plain", rig.backend.reply("Hello there")))
+    assert r["text"] == "Hello there" and r["finish_reason"] == "stop"
+    assert r["usage"]["prompt_tokens"] == 11
+
+
+def test_chat_stream(rig: ClientRig) -> None:
+    r = ok(rig.run("chat.stream", rig.backend.reply("one two three four", chunks=4)))
+    assert r["text"] == "one two three four" and len(r["pieces"]) >= 2
+    assert r["finish_reasons"] == ["stop"] and r["usage"]["completion_tokens"] == 4
+
+
+def test_chat_multi_turn(rig: ClientRig) -> None:
+    r = ok(rig.run("chat.multi_turn", rig.backend.reply("Hi Ada."), rig.backend.reply("Ada.")))
+    assert r["texts"] == ["Hi Ada.", "Ada."]
+    last = json.dumps(rig.backend_bodies()[-1]["input"])
+    assert "My name is Ada." in last and "What is my name?" in last
+
+
+def test_chat_tool_round_trip(rig: ClientRig) -> None:
+    r = ok(rig.run("chat.tools", WEATHER, rig.backend.reply("It is 18C in Paris.")))
+    assert r["finish_reason"] == "tool_calls"
+    assert r["calls"] == [{"name": "get_weather", "args": {"city": "Paris"}}]
+    assert r["text"] == "It is 18C in Paris."
+    assert "18C in Paris" in json.dumps(rig.backend_bodies()[-1]["input"])
+
+
+def test_chat_structured_output(rig: ClientRig) -> None:
+    mark = len(rig.backend_bodies())
+    r = ok(rig.run("chat.structured", rig.backend.reply(STRUCTURED)))
+    assert r["parsed"] == {"city": "Paris", "celsius": 18}
+    fmt = rig.backend_bodies(mark)[0]["text"]["format"]
+    assert fmt["type"] == "json_schema" and "celsius" in json.dumps(fmt["schema"])
+
+
+def test_responses_plain(rig: ClientRig) -> None:
+    r = ok(rig.run("responses.plain", rig.backend.reply("Hello there")))
+    assert r["text"] == "Hello there" and r["status"] == "completed"
+    assert r["usage"]["input_tokens"] == 11
+
+
+def test_responses_stream(rig: ClientRig) -> None:
+    r = ok(rig.run("responses.stream", rig.backend.reply("one two three four", chunks=4)))
+    types = [e["type"] for e in r["events"]]
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert r["deltas"] >= 2 and r["text"] == "one two three four"
+    # Every event parsed into the SDK's own typed class, none left as a plain object.
+    assert all(e["cls"].startswith("Response") for e in r["events"]), r["events"]
+
+
+def test_responses_multi_turn(rig: ClientRig) -> None:
+    r = ok(rig.run("responses.multi_turn", rig.backend.reply("Hi Ada."), rig.backend.reply("Ada.")))
+    assert r["texts"] == ["Hi Ada.", "Ada."]
+    assert "My name is Ada." in json.dumps(rig.backend_bodies()[-1]["input"])
+
+
+def test_responses_tool_round_trip_echoes_tools_and_tool_choice(rig: ClientRig) -> None:
+    r = ok(rig.run("responses.tools", WEATHER, rig.backend.reply("It is 18C in Paris.")))
+    assert r["calls"] == [{"name": "get_weather", "args": {"city": "Paris"}}]
+    assert r["text"] == "It is 18C in Paris."
+    # The Responses object says which tools and tool_choice it ran with, as OpenAI's does.
+    assert r["echo"]["tool_choice"] == "auto"
+    assert [t["name"] for t in r["echo"]["tools"]] == ["get_weather"]
+    assert r["echo"]["tools"][0]["type"] == "function"
+    assert r["echo"]["tools"][0]["parameters"]["required"] == ["city"]
+
+
+def test_responses_stream_function_call(rig: ClientRig) -> None:
+    r = ok(rig.run("responses.stream_tools", WEATHER))
+    assert r["calls"] == [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    assert "response.function_call_arguments.delta" in r["events"]
+
+
+def test_responses_structured_output(rig: ClientRig) -> None:
+    mark = len(rig.backend_bodies())
+    r = ok(rig.run("responses.structured", rig.backend.reply(STRUCTURED)))
+    assert r["parsed"] == {"city": "Paris", "celsius": 18}
+    assert rig.backend_bodies(mark)[0]["text"]["format"]["type"] == "json_schema"
+
+
+def test_responses_tool_choice_required_without_tools_is_a_400(rig: ClientRig) -> None:
+    mark = len(rig.backend_bodies())
+    r = rig.run("responses.required_without_tools")
+    assert not r["ok"] and r["error_type"] == "BadRequestError" and r["status"] == 400
+    assert r["body"]["param"] == "tool_choice" and "tools" in r["body"]["message"]
+    assert len(rig.backend_bodies()) == mark  # refused before any turn
