@@ -162,8 +162,7 @@ _ECHOED: dict[str, Any] = {
 def echoed_fields(body: dict[str, Any]) -> dict[str, Any]:
     """Return the request fields the `response` object repeats (kept in ChatRequest.extras)."""
     return {
-        name: default if body.get(name) is None else body[name]
-        for name, default in _ECHOED.items()
+        name: default if body.get(name) is None else body[name] for name, default in _ECHOED.items()
     }
 
 
