@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .app_keys import METRICS
-from .errors import REQUEST_ID
+from .request_id import REQUEST_ID
 from .usage import UsageRow
 
 ACCESS_LOGGER = logging.getLogger("codexpool.access")

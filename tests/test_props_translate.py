@@ -5,7 +5,7 @@ a clean 4xx ApiError; on valid conversations every message becomes items of its 
 place (leading system and developer messages the instructions), tool calls and results keep
 their call ids, and the last user message is the turn's input.
 
-Answers: the real `chat.stream` / `chat.complete` driven by generated Codex event sequences
+Answers: the real `driver.stream` / `driver.complete` with the chat writer, driven by generated Codex event sequences
 (served by a real aiohttp server and read back over loopback): the content deltas add up to the
 text, every event is a well-formed `chat.completion.chunk`, exactly one finish_reason, a usage
 chunk only when asked, `[DONE]` last; a failure mid-stream is one error event before `[DONE]`.
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from codexpool.codex.events import Heartbeat, ReasoningDelta, TextDelta, TurnError, Usage
 from codexpool.errors import ApiError
-from codexpool.openai import chat
+from codexpool.openai import chat, driver
 from codexpool.openai.models import ModelCatalog
 from codexpool.openai.responses import to_chat_body
 from codexpool.openai.translate import (
@@ -275,7 +275,8 @@ async def _serve(events: list[Any], fail: bool, include_usage: bool) -> tuple[in
     async def handler(request: web.Request) -> web.StreamResponse:
         req = _req(True, include_usage)
         try:
-            return await chat.stream(request, _events(events, fail), req, chat.TurnOutcome())
+            writer = chat.ChatWriter(req)
+            return await driver.stream(request, _events(events, fail), writer, driver.TurnOutcome())
         except ApiError as exc:
             return exc.response()
 
@@ -365,7 +366,10 @@ def test_stream_chunks_add_up_to_the_text(
 @PROPS
 @given(events=st.lists(EVENT, max_size=8))
 def test_complete_answer_holds_the_whole_text(events: list[Any]) -> None:
-    body, outcome = asyncio.run(chat.complete(_events(events, False), _req(False, False)))
+    req = _req(False, False)
+    body = asyncio.run(
+        driver.complete(_events(events, False), chat.ChatWriter(req), driver.TurnOutcome())
+    )
     (choice,) = body["choices"]
     assert body["object"] == "chat.completion"
     assert choice["message"]["content"] == "".join(

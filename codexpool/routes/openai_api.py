@@ -11,6 +11,7 @@ from ..app_keys import ENGINE, MODELS, POOL
 from ..errors import ApiError, read_json_object
 from ..openai import dispatch
 from ..openai import responses as responses_api
+from ..openai.responses_writer import ResponsesWriter
 from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
 
 PREFIX = "/api/openai/v1"
@@ -48,7 +49,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         endpoint="responses",
         principal=principal,
         started=started,
-        shape=responses_api,
+        shape=ResponsesWriter,
         previous_response_id=previous,
         keep_response=body.get("store") is not False,
     )
