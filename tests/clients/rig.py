@@ -126,3 +126,51 @@ def ok(result: dict[str, Any]) -> dict[str, Any]:
     """Return a driver's result, failing with the client's own error when it raised."""
     assert result.get("ok"), f"client raised: {result.get('error')}\n{result.get('traceback')}"
     return result
+
+
+# What the backend answers in the scenarios every client runs, and what the client must see.
+HELLO = "Hello there"
+COUNT = "one two three four"
+STRUCTURED = '{"city": "Paris", "celsius": 18}'
+PARSED = {"city": "Paris", "celsius": 18}
+FINAL = "It is 18C in Paris."
+
+
+def weather_call(name: str = "get_weather", arguments: str = '{"city": "Paris"}') -> dict[str, Any]:
+    """A backend step: the model calls a client function."""
+    return {"kind": "function_call", "name": name, "arguments": arguments, "call_id": "call_w1"}
+
+
+def check_plain(rig: ClientRig, api: str) -> None:
+    r = ok(rig.run(f"{api}.plain", rig.backend.reply(HELLO)))
+    assert r["text"] == HELLO
+
+
+def check_stream(rig: ClientRig, api: str) -> None:
+    # A pause between the backend's deltas, so that what arrives apart leaves apart.
+    r = ok(rig.run(f"{api}.stream", rig.backend.reply(COUNT, chunks=4, delay_between_ms=30)))
+    assert r["text"] == COUNT and len(r["pieces"]) >= 2, r  # really streamed, not one blob
+
+
+def check_multi_turn(rig: ClientRig, api: str) -> None:
+    r = ok(rig.run(f"{api}.multi_turn", rig.backend.reply("Hi Ada."), rig.backend.reply("Ada.")))
+    assert r["texts"] == ["Hi Ada.", "Ada."]
+    last = json.dumps(rig.backend_bodies()[-1]["input"])
+    assert "My name is Ada." in last and "What is my name?" in last
+
+
+def check_tools(rig: ClientRig, api: str) -> dict[str, Any]:
+    """The model calls get_weather, the client runs it and sends the result, the model answers."""
+    r = ok(rig.run(f"{api}.tools", weather_call(), rig.backend.reply(FINAL)))
+    assert r["text"] == FINAL
+    assert "18C in Paris" in json.dumps(rig.backend_bodies()[-1]["input"])  # the client's result
+    return r
+
+
+def check_structured(rig: ClientRig, api: str, scenario: str = "structured") -> None:
+    """Native structured output: the schema reaches the backend as the turn's text.format."""
+    mark = len(rig.backend_bodies())
+    r = ok(rig.run(f"{api}.{scenario}", rig.backend.reply(STRUCTURED)))
+    assert r["parsed"] == PARSED
+    fmt = rig.backend_bodies(mark)[0]["text"]["format"]
+    assert fmt["type"] == "json_schema" and "celsius" in json.dumps(fmt["schema"])
