@@ -96,6 +96,10 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                         "content": output if isinstance(output, str) else str(output),
                     }
                 )
+            elif kind == "reasoning":
+                # A client replaying an earlier answer sends its reasoning item back; the
+                # summary was Codex's own and the thread keeps the real one: nothing to add.
+                continue
             else:
                 raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
     else:

@@ -48,6 +48,11 @@ class ResponsesWriter:
         self.created_at = int(time.time())
         self.seq = 0
         self.started_text = False  # the message item and its text part were announced
+        self.rs_id = "rs_" + uuid.uuid4().hex[:24]
+        self.reasoning_open = False  # the reasoning item is announced and not closed yet
+        self.reasoning_text: list[str] = []
+        # Reasoning that came after the answer's text began (not streamed, not in output).
+        self.late_reasoning = False
 
     def event(self, kind: str, **fields: Any) -> bytes:
         """Encode one Responses stream event."""
@@ -63,6 +68,16 @@ class ResponsesWriter:
             "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": []}],
         }
+
+    def reasoning_item(self, text: str | None) -> dict[str, Any]:
+        """Return the reasoning output item (its summary empty while it streams)."""
+        summary = [] if text is None else [{"type": "summary_text", "text": text}]
+        return {"type": "reasoning", "id": self.rs_id, "summary": summary}
+
+    @property
+    def msg_index(self) -> int:
+        """The message's output index: after the reasoning item when there is one."""
+        return 1 if self.reasoning_text else 0
 
     def response(
         self, status: str, outcome: TurnOutcome | None, output: list[dict[str, Any]]
@@ -92,8 +107,13 @@ class ResponsesWriter:
         }
 
     def output(self, outcome: TurnOutcome) -> list[dict[str, Any]]:
-        """Return the output items: the text message, then the function calls."""
+        """Return the output items: the reasoning summary, the text message, then the
+        function calls."""
         items: list[dict[str, Any]] = []
+        # Streamed: the summary as streamed; whole: all of it.
+        summary = self.reasoning_text or ([] if self.late_reasoning else outcome.reasoning)
+        if summary:
+            items.append(self.reasoning_item("".join(summary)))
         if outcome.text:
             items.append(self.message_item("".join(outcome.text)))
         if outcome.tool_calls is not None:
@@ -118,7 +138,7 @@ class ResponsesWriter:
 
     def text(self, delta: str) -> bytes:
         """Return a text delta, announcing the message item and its text part first."""
-        ref = {"item_id": self.msg_id, "output_index": 0, "content_index": 0}
+        ref = {"item_id": self.msg_id, "output_index": self.msg_index, "content_index": 0}
         if self.started_text:
             return self.event("response.output_text.delta", **ref, delta=delta)
         self.started_text = True
@@ -127,15 +147,51 @@ class ResponsesWriter:
         part = {"type": "output_text", "text": "", "annotations": []}
         return b"".join(
             [
-                self.event("response.output_item.added", output_index=0, item=item),
+                self._close_reasoning(),
+                self.event(
+                    "response.output_item.added", output_index=ref["output_index"], item=item
+                ),
                 self.event("response.content_part.added", **ref, part=part),
                 self.event("response.output_text.delta", **ref, delta=delta),
             ]
         )
 
     def reasoning(self, delta: str) -> bytes:
-        """Return nothing: the reasoning summary is not streamed on this route (yet)."""
-        return b""
+        """Return a reasoning summary delta, announcing the reasoning item (output 0) and its
+        summary part first, as OpenAI streams them. Codex reasons before it answers; a
+        summary piece arriving once the answer's text began is left out of the stream."""
+        if self.started_text:
+            self.late_reasoning = True
+            return b""
+        self.reasoning_text.append(delta)
+        ref = {"item_id": self.rs_id, "output_index": 0, "summary_index": 0}
+        out: list[bytes] = []
+        if not self.reasoning_open:
+            self.reasoning_open = True
+            part = {"type": "summary_text", "text": ""}
+            item = self.reasoning_item(None)
+            out.append(self.event("response.output_item.added", output_index=0, item=item))
+            out.append(self.event("response.reasoning_summary_part.added", **ref, part=part))
+        out.append(self.event("response.reasoning_summary_text.delta", **ref, delta=delta))
+        return b"".join(out)
+
+    def _close_reasoning(self) -> bytes:
+        """Return the events that close the reasoning item, when one is open."""
+        if not self.reasoning_open:
+            return b""
+        self.reasoning_open = False
+        text = "".join(self.reasoning_text)
+        ref = {"item_id": self.rs_id, "output_index": 0, "summary_index": 0}
+        part = {"type": "summary_text", "text": text}
+        return b"".join(
+            [
+                self.event("response.reasoning_summary_text.done", **ref, text=text),
+                self.event("response.reasoning_summary_part.done", **ref, part=part),
+                self.event(
+                    "response.output_item.done", output_index=0, item=self.reasoning_item(text)
+                ),
+            ]
+        )
 
     def tool_calls(self, calls: ToolCalls) -> bytes:
         """Return nothing yet: function calls are output items after the message, so `finish`
@@ -151,8 +207,10 @@ class ResponsesWriter:
     def finish(self, outcome: TurnOutcome) -> bytes:
         """Return each output item's closing events, then `response.completed`."""
         items = self.output(outcome)
-        out: list[bytes] = []
+        out: list[bytes] = [self._close_reasoning()]
         for index, item in enumerate(items):
+            if item["type"] == "reasoning":
+                continue  # closed before the message began, or just above
             if item["type"] == "function_call":
                 out += _function_call_events(self, index, item)
                 continue

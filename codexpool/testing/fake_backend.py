@@ -314,16 +314,8 @@ class FakeBackendApp:
             else:
                 text = str(step.get("text", DEFAULT_REPLY))
                 between = float(step.get("delay_between_ms", delay)) / 1000
-                for reasoning in step.get("reasoning", []):
-                    await resp.write(
-                        _sse(
-                            {
-                                "type": "response.reasoning_summary_text.delta",
-                                "delta": reasoning,
-                                "summary_index": 0,
-                            }
-                        )
-                    )
+                if step.get("reasoning"):  # a reasoning item with one summary part first
+                    await self._reasoning(resp, list(step["reasoning"]))
                 msg_id = "msg_" + secrets.token_hex(4)
                 await resp.write(
                     _sse(
@@ -392,6 +384,38 @@ class FakeBackendApp:
                 self.state.closed_streams += 1
             raise
         return resp
+
+    async def _reasoning(self, resp: web.StreamResponse, pieces: list[str]) -> None:
+        """Stream a reasoning item as the Responses API does: added, a summary part, its
+        text deltas, done (codex announces the item to its clients from these)."""
+        rs_id = "rs_" + secrets.token_hex(4)
+        ref = {"item_id": rs_id, "output_index": 0, "summary_index": 0}
+        text = "".join(pieces)
+        events: list[dict[str, Any]] = [
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {"type": "reasoning", "id": rs_id, "summary": []},
+            },
+            {
+                "type": "response.reasoning_summary_part.added",
+                **ref,
+                "part": {"type": "summary_text", "text": ""},
+            },
+            *({"type": "response.reasoning_summary_text.delta", **ref, "delta": p} for p in pieces),
+            {"type": "response.reasoning_summary_text.done", **ref, "text": text},
+            {
+                "type": "response.output_item.done",
+                "output_index": 0,
+                "item": {
+                    "type": "reasoning",
+                    "id": rs_id,
+                    "summary": [{"type": "summary_text", "text": text}],
+                },
+            },
+        ]
+        for event in events:
+            await resp.write(_sse(event))
 
     async def models(self, request: web.Request) -> web.Response:
         self._record(request)

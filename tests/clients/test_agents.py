@@ -17,6 +17,7 @@ from .rig import (
     check_stream,
     check_structured,
     check_tools,
+    ok,
     pinned_python,
 )
 
@@ -54,3 +55,11 @@ def test_tool_round_trip(rig: ClientRig, api: str) -> None:
 @pytest.mark.parametrize("api", APIS)
 def test_structured_output(rig: ClientRig, api: str) -> None:
     check_structured(rig, api)
+
+
+def test_multi_turn_sends_back_the_reasoning_item(rig: ClientRig) -> None:
+    """The Responses model replays the whole first answer, its reasoning item included: the
+    gateway takes it (the summary is Codex's own, not the client's to inject) instead of a 400."""
+    first = rig.backend.reply("Hi Ada.", reasoning=["Greeting."])
+    r = ok(rig.run("responses.multi_turn", first, rig.backend.reply("Ada.")))
+    assert r["texts"] == ["Hi Ada.", "Ada."]

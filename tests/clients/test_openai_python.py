@@ -114,3 +114,48 @@ def test_responses_tool_choice_required_without_tools_is_a_400(rig: ClientRig) -
     assert not r["ok"] and r["error_type"] == "BadRequestError" and r["status"] == 400
     assert r["body"]["param"] == "tool_choice" and "tools" in r["body"]["message"]
     assert len(rig.backend_bodies()) == mark  # refused before any turn
+
+
+REASONING_SEQUENCE = [
+    ("response.created", "ResponseCreatedEvent"),
+    ("response.output_item.added", "ResponseOutputItemAddedEvent"),
+    ("response.reasoning_summary_part.added", "ResponseReasoningSummaryPartAddedEvent"),
+    ("response.reasoning_summary_text.delta", "ResponseReasoningSummaryTextDeltaEvent"),
+    ("response.reasoning_summary_text.delta", "ResponseReasoningSummaryTextDeltaEvent"),
+    ("response.reasoning_summary_text.done", "ResponseReasoningSummaryTextDoneEvent"),
+    ("response.reasoning_summary_part.done", "ResponseReasoningSummaryPartDoneEvent"),
+    ("response.output_item.done", "ResponseOutputItemDoneEvent"),
+    ("response.output_item.added", "ResponseOutputItemAddedEvent"),
+    ("response.content_part.added", "ResponseContentPartAddedEvent"),
+]
+
+
+def test_responses_stream_reasoning_summary_events(rig: ClientRig) -> None:
+    """The reasoning summary streams as OpenAI's typed events, in OpenAI's order: its own
+    output item (index 0) opened, a summary part, text deltas, closed; then the message."""
+    step = rig.backend.reply("Answer.", chunks=1, reasoning=["Thinking ", "hard."])
+    r = ok(rig.run("responses.reasoning", step))
+    events = r["events"]
+    assert [(e["type"], e["cls"]) for e in events[: len(REASONING_SEQUENCE)]] == REASONING_SEQUENCE
+    added, part_added, d1, d2, text_done, part_done, item_done = events[1:8]
+    item_id = added["item"]["id"]
+    assert added["item"]["type"] == "reasoning" and added["output_index"] == 0
+    for e in (part_added, d1, d2, text_done, part_done):
+        assert (e["item_id"], e["output_index"], e["summary_index"]) == (item_id, 0, 0)
+    assert (d1["delta"], d2["delta"]) == ("Thinking ", "hard.")
+    assert text_done["text"] == "Thinking hard." and part_done["part"]["text"] == "Thinking hard."
+    assert item_done["item"]["summary"] == [{"type": "summary_text", "text": "Thinking hard."}]
+    message_added = events[8]
+    assert message_added["output_index"] == 1 and message_added["item"]["type"] == "message"
+    numbers = [e["sequence_number"] for e in events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert [o["type"] for o in r["output"]] == ["reasoning", "message"]
+    assert r["text"] == "Answer."
+
+
+def test_responses_reasoning_summary_in_the_response_object(rig: ClientRig) -> None:
+    step = rig.backend.reply("Answer.", chunks=1, reasoning=["Thinking ", "hard."])
+    r = ok(rig.run("responses.reasoning_plain", step))
+    assert [o["type"] for o in r["output"]] == ["reasoning", "message"]
+    assert r["output"][0]["summary"] == [{"type": "summary_text", "text": "Thinking hard."}]
+    assert r["text"] == "Answer."
