@@ -159,3 +159,20 @@ def test_responses_reasoning_summary_in_the_response_object(rig: ClientRig) -> N
     assert [o["type"] for o in r["output"]] == ["reasoning", "message"]
     assert r["output"][0]["summary"] == [{"type": "summary_text", "text": "Thinking hard."}]
     assert r["text"] == "Answer."
+
+
+def test_responses_input_file_text_is_inlined(rig: ClientRig) -> None:
+    mark = len(rig.backend_bodies())
+    r = ok(rig.run("responses.input_file", rig.backend.reply("4242.")))
+    assert r["text"] == "4242."
+    sent = json.dumps(rig.backend_bodies(mark)[0]["input"])
+    assert "notes.txt" in sent and "The launch code is 4242." in sent
+
+
+def test_responses_input_file_pdf_is_a_400_naming_the_part(rig: ClientRig) -> None:
+    mark = len(rig.backend_bodies())
+    r = rig.run("responses.input_pdf")
+    assert not r["ok"] and r["status"] == 400, r
+    assert r["body"]["param"] == "input[0].content[0]"
+    assert "input_file" in r["body"]["message"] and "application/pdf" in r["body"]["message"]
+    assert len(rig.backend_bodies()) == mark
