@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import jsoncheck
-from .request_id import REQUEST_ID
+from .app_keys import REQUEST_ID
 
 _LOGGER = logging.getLogger(__name__)
 

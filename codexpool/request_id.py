@@ -10,10 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .app_keys import REQUEST_ID
 from .ids import unique_hex
 
 REQUEST_ID_HEADER = "x-request-id"
-REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware

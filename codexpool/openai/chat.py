@@ -28,6 +28,7 @@ def turn_request(
         tools=req.tools,
         images=req.images,
         history=history,
+        web_search=req.tool_plan.web_search,
     )
 
 
@@ -40,6 +41,10 @@ class ChatWriter:
     def __init__(self, req: ChatRequest) -> None:
         self._req = req
         self._chunks = ChunkFactory(req.raw_model)
+
+    def headers(self) -> dict[str, str]:
+        """Return no headers of its own."""
+        return {}
 
     def open(self) -> bytes:
         """Return the role chunk that opens every answer."""

@@ -29,6 +29,7 @@ from ..app_keys import (
     IMAGE_FETCHER,
     KEY_QUOTAS,
     POOL,
+    REQUEST_ID,
     SETTINGS,
     USAGE,
 )
@@ -38,7 +39,6 @@ from ..conversations import ThreadRef, extend, prefix_digests
 from ..errors import ApiError
 from ..key_limits import Ticket
 from ..pool import Account
-from ..request_id import REQUEST_ID
 from ..usage import UsageRow
 from ..users import KeyPrincipal
 from . import chat, driver
@@ -97,7 +97,10 @@ async def run_chat(
         prior = record.items
     items = prior + req.items
     history = items[: len(prior) + req.input_start]
-    digests = prefix_digests(scope, req.developer_instructions, req.tools, items)
+    tools = req.tools
+    if req.tool_plan.web_search:  # a thread with web search is not one without
+        tools = (*tools, {"type": "web_search", "mode": req.tool_plan.web_search})
+    digests = prefix_digests(scope, req.developer_instructions, tools, items)
     turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms, history)
     resume = (
         held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
@@ -172,7 +175,8 @@ async def run_chat(
                 if req.stream:
                     resp = await driver.stream(request, events, writer, outcome)
                 else:
-                    resp = web.json_response(await driver.complete(events, writer, outcome))
+                    body = await driver.complete(events, writer, outcome)
+                    resp = web.json_response(body, headers=writer.headers())
                 status = outcome.status
                 answered = outcome.error is None
                 return resp

@@ -110,6 +110,10 @@ class AnswerWriter(Protocol):
 
     response_id: str | None  # the answer's id when its shape can continue from it
 
+    def headers(self) -> dict[str, str]:
+        """Return response headers of the shape's own (streamed or whole answers alike)."""
+        ...
+
     def open(self) -> bytes:
         """Return the events that open the stream (queued as its headers go out)."""
         ...
@@ -184,7 +188,7 @@ async def stream(
 
     async def open_() -> web.StreamResponse:
         pending.append(writer.open())
-        return await sse.open_stream(request)
+        return await sse.open_stream(request, writer.headers())
 
     try:
         async for event in events:

@@ -14,9 +14,14 @@ from typing import Any
 from ..errors import ApiError
 from .input_files import file_part_text
 from .responses_writer import ECHO_DEFAULTS
+from .tool_kinds import ToolPlan, custom_arguments, output_text, plan_tools
 from .translate import require_codex_json
 
 _ROLE_OK = ("user", "assistant", "system", "developer")
+# Input items that carry nothing for the model here: reasoning (another model's encrypted
+# state; this gateway sends none) and the record of a hosted web search (its results are in
+# the answer's text that follows).
+SKIPPED_ITEMS = ("reasoning", "web_search_call")
 
 
 def _bad(message: str, param: str) -> ApiError:
@@ -52,8 +57,12 @@ def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
     return parts
 
 
-def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Translate a Responses request body into a chat completions body."""
+def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str, Any]:
+    """Translate a Responses request body into a chat completions body.
+
+    `plan` is what becomes of the body's tools (tool_kinds.plan_tools; by default with web
+    search off): function and custom tools become chat functions, hosted ones are left out.
+    """
     messages: list[dict[str, Any]] = []
     if body.get("instructions") is not None:
         if not isinstance(body["instructions"], str):
@@ -77,7 +86,13 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                         "content": _item_content(item.get("content"), f"input[{i}].content"),
                     }
                 )
-            elif kind == "function_call":
+            elif kind in ("function_call", "custom_tool_call"):
+                # A custom tool's call is the call of the function it was offered as.
+                arguments = (
+                    item.get("arguments", "{}")
+                    if kind == "function_call"
+                    else custom_arguments(str(item.get("input", "")))
+                )
                 messages.append(
                     {
                         "role": "assistant",
@@ -86,26 +101,20 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                             {
                                 "id": item.get("call_id"),
                                 "type": "function",
-                                "function": {
-                                    "name": item.get("name"),
-                                    "arguments": item.get("arguments", "{}"),
-                                },
+                                "function": {"name": item.get("name"), "arguments": arguments},
                             }
                         ],
                     }
                 )
-            elif kind == "function_call_output":
-                output = item.get("output")
+            elif kind in ("function_call_output", "custom_tool_call_output"):
                 messages.append(
                     {
                         "role": "tool",
                         "tool_call_id": item.get("call_id"),
-                        "content": output if isinstance(output, str) else str(output),
+                        "content": output_text(item.get("output")),
                     }
                 )
-            elif kind == "reasoning":
-                # A client replaying an earlier answer sends its reasoning item back; the
-                # summary was Codex's own and the thread keeps the real one: nothing to add.
+            elif kind in SKIPPED_ITEMS:
                 continue
             else:
                 raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
@@ -116,30 +125,17 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         "messages": messages,
         "stream": body.get("stream", False),
     }
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _bad("`tools` must be an array", "tools")
-        chat["tools"] = []
-        for i, tool in enumerate(tools):
-            if not isinstance(tool, dict) or tool.get("type") != "function":
-                raise _bad("only function tools are supported", f"tools[{i}]")
-            chat["tools"].append(
-                {
-                    "type": "function",
-                    "function": {
-                        k: tool[k] for k in ("name", "description", "parameters") if k in tool
-                    },
-                }
-            )
+    plan = plan_tools(body.get("tools")) if plan is None else plan
+    if body.get("tools") is not None:
+        chat["tools"] = [{"type": "function", "function": fn} for fn in plan.functions]
     for name in ("tool_choice", "reasoning", "timeoutMs"):
         if name in body:
             chat[name] = body[name]
-    if isinstance(body.get("tool_choice"), dict) and "name" in body["tool_choice"]:
-        chat["tool_choice"] = {
-            "type": "function",
-            "function": {"name": body["tool_choice"]["name"]},
-        }
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and "name" in choice:  # a function or a custom tool
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif isinstance(choice, dict):  # a hosted tool (served or dropped): Codex cannot force it
+        chat["tool_choice"] = "auto"
     if body.get("max_output_tokens") is not None:
         chat["max_output_tokens"] = body["max_output_tokens"]
     response_format = text_format(body.get("text"))

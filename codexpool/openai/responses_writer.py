@@ -16,6 +16,7 @@ from ..codex.events import ToolCalls
 from ..errors import ApiError, error_body
 from . import sse
 from .driver import TurnOutcome
+from .tool_kinds import custom_input
 from .tool_names import unalias
 from .translate import ChatRequest
 
@@ -45,6 +46,7 @@ class ResponsesWriter:
         # What the request said, repeated in the response (responses.echoed_fields).
         self.echo: dict[str, Any] = req.extras.get("response_echo") or dict(ECHO_DEFAULTS)
         self.model = req.raw_model
+        self.plan = req.tool_plan  # custom tools' names, dropped hosted tools (tool_kinds.py)
         self.created_at = int(time.time())
         self.seq = 0
         self.started_text = False  # the message item and its text part were announced
@@ -93,7 +95,7 @@ class ResponsesWriter:
                 "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
                 "total_tokens": u.input_tokens + u.output_tokens,
             }
-        return {
+        body = {
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -105,10 +107,14 @@ class ResponsesWriter:
             "incomplete_details": None,
             "usage": usage,
         }
+        warnings = self.plan.warnings()
+        if warnings:  # hosted tools the model was not offered (tool_kinds.py)
+            body["warnings"] = warnings
+        return body
 
     def output(self, outcome: TurnOutcome) -> list[dict[str, Any]]:
-        """Return the output items: the reasoning summary, the text message, then the
-        function calls."""
+        """Return the output items: the reasoning summary, the text message, then a function
+        call or a custom tool call for each tool the model called."""
         items: list[dict[str, Any]] = []
         # Streamed: the summary as streamed; whole: all of it.
         summary = self.reasoning_text or ([] if self.late_reasoning else outcome.reasoning)
@@ -118,12 +124,25 @@ class ResponsesWriter:
             items.append(self.message_item("".join(outcome.text)))
         if outcome.tool_calls is not None:
             for call in outcome.tool_calls.calls:
+                name = unalias(call.name)  # the client's own name
+                if name in self.plan.custom:  # offered as a function of one string
+                    items.append(
+                        {
+                            "type": "custom_tool_call",
+                            "id": "ctc_" + call.call_id,
+                            "call_id": call.call_id,
+                            "name": name,
+                            "input": custom_input(call.arguments),
+                            "status": "completed",
+                        }
+                    )
+                    continue
                 items.append(
                     {
                         "type": "function_call",
                         "id": "fc_" + call.call_id,
                         "call_id": call.call_id,
-                        "name": unalias(call.name),  # the client's own name
+                        "name": name,
                         "arguments": call.arguments,
                         "status": "completed",
                     }
@@ -131,6 +150,10 @@ class ResponsesWriter:
         return items
 
     # --- driver.AnswerWriter ------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        """Return the header naming the hosted tools the model was not offered, if any."""
+        return self.plan.headers()
 
     def open(self) -> bytes:
         """Return `response.created` with the response in progress."""
@@ -214,6 +237,9 @@ class ResponsesWriter:
             if item["type"] == "function_call":
                 out += _function_call_events(self, index, item)
                 continue
+            if item["type"] == "custom_tool_call":
+                out += _custom_tool_call_events(self, index, item)
+                continue
             if self.started_text:
                 done = {"item_id": self.msg_id, "output_index": index, "content_index": 0}
                 part = item["content"][0]
@@ -252,5 +278,22 @@ def _function_call_events(b: ResponsesWriter, index: int, item: dict[str, Any]) 
             name=item["name"],
             arguments=item["arguments"],
         ),
+        b.event("response.output_item.done", output_index=index, item=item),
+    ]
+
+
+def _custom_tool_call_events(b: ResponsesWriter, index: int, item: dict[str, Any]) -> list[bytes]:
+    """Return a custom tool call's events as OpenAI streams them: the item added (input
+    empty), its input as one delta (complete, as with function calls), the input done, the
+    item done."""
+    ref = {"item_id": item["id"], "output_index": index}
+    return [
+        b.event(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "input": "", "status": "in_progress"},
+        ),
+        b.event("response.custom_tool_call_input.delta", **ref, delta=item["input"]),
+        b.event("response.custom_tool_call_input.done", **ref, input=item["input"]),
         b.event("response.output_item.done", output_index=index, item=item),
     ]
