@@ -117,9 +117,9 @@ class ResponsesWriter:
         call or a custom tool call for each tool the model called."""
         items: list[dict[str, Any]] = []
         # Streamed: the summary as streamed; whole: all of it.
-        summary = self.reasoning_text or ([] if self.late_reasoning else outcome.reasoning)
+        summary = "".join(self.reasoning_text or ([] if self.late_reasoning else outcome.reasoning))
         if summary:
-            items.append(self.reasoning_item("".join(summary)))
+            items.append(self.reasoning_item(summary))
         if outcome.text:
             items.append(self.message_item("".join(outcome.text)))
         if outcome.tool_calls is not None:
