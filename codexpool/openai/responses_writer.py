@@ -35,6 +35,19 @@ ECHO_DEFAULTS: dict[str, Any] = {
 }
 
 
+def summary_parts(outcome: TurnOutcome) -> list[str]:
+    """Return the turn's reasoning summary as its parts' texts (Codex's summaryIndex)."""
+    parts: list[str] = []
+    last: int | None = None
+    for text, index in zip(outcome.reasoning, outcome.reasoning_parts, strict=True):
+        if text:
+            if index != last:
+                parts.append("")
+                last = index
+            parts[-1] += text
+    return parts
+
+
 class ResponsesWriter:
     """Writes an answer as the Responses API: `response.*` events, or one `response` object
     (the driver.AnswerWriter of /v1/responses)."""
@@ -52,7 +65,9 @@ class ResponsesWriter:
         self.started_text = False  # the message item and its text part were announced
         self.rs_id = "rs_" + uuid.uuid4().hex[:24]
         self.reasoning_open = False  # the reasoning item is announced and not closed yet
-        self.reasoning_text: list[str] = []
+        # The streamed summary: its parts' texts, and Codex's summaryIndex of the last part.
+        self.summary: list[str] = []
+        self.part_index = 0
         # Reasoning that came after the answer's text began (not streamed, not in output).
         self.late_reasoning = False
 
@@ -71,15 +86,15 @@ class ResponsesWriter:
             "content": [{"type": "output_text", "text": text, "annotations": []}],
         }
 
-    def reasoning_item(self, text: str | None) -> dict[str, Any]:
-        """Return the reasoning output item (its summary empty while it streams)."""
-        summary = [] if text is None else [{"type": "summary_text", "text": text}]
+    def reasoning_item(self, parts: list[str]) -> dict[str, Any]:
+        """Return the reasoning output item with these summary parts (none while it streams)."""
+        summary = [{"type": "summary_text", "text": text} for text in parts]
         return {"type": "reasoning", "id": self.rs_id, "summary": summary}
 
     @property
     def msg_index(self) -> int:
         """The message's output index: after the reasoning item when there is one."""
-        return 1 if self.reasoning_text else 0
+        return 1 if self.summary else 0
 
     def response(
         self, status: str, outcome: TurnOutcome | None, output: list[dict[str, Any]]
@@ -117,7 +132,8 @@ class ResponsesWriter:
         call or a custom tool call for each tool the model called."""
         items: list[dict[str, Any]] = []
         # Streamed: the summary as streamed; whole: all of it.
-        summary = "".join(self.reasoning_text or ([] if self.late_reasoning else outcome.reasoning))
+        # Streamed: the summary as streamed; whole: all of it, part by part.
+        summary = self.summary or ([] if self.late_reasoning else summary_parts(outcome))
         if summary:
             items.append(self.reasoning_item(summary))
         if outcome.text:
@@ -179,42 +195,56 @@ class ResponsesWriter:
             ]
         )
 
-    def reasoning(self, delta: str) -> bytes:
-        """Return a reasoning summary delta, announcing the reasoning item (output 0) and its
-        summary part first, as OpenAI streams them. Codex reasons before it answers; a
-        summary piece arriving once the answer's text began is left out of the stream."""
+    def reasoning(self, delta: str, summary_index: int = 0) -> bytes:
+        """Return a reasoning summary delta, announcing the reasoning item (output 0) and a
+        summary part first, as OpenAI streams them; a new `summary_index` closes the part
+        and opens the next. Codex reasons before it answers; a summary piece arriving once
+        the answer's text began is left out of the stream."""
         if self.started_text:
             self.late_reasoning = True
             return b""
-        self.reasoning_text.append(delta)
-        ref = {"item_id": self.rs_id, "output_index": 0, "summary_index": 0}
         out: list[bytes] = []
         if not self.reasoning_open:
             self.reasoning_open = True
-            part = {"type": "summary_text", "text": ""}
-            item = self.reasoning_item(None)
+            item = self.reasoning_item([])
             out.append(self.event("response.output_item.added", output_index=0, item=item))
-            out.append(self.event("response.reasoning_summary_part.added", **ref, part=part))
-        out.append(self.event("response.reasoning_summary_text.delta", **ref, delta=delta))
+        if not self.summary or summary_index != self.part_index:
+            out.append(self._close_part())
+            self.summary.append("")
+            self.part_index = summary_index
+            part = {"type": "summary_text", "text": ""}
+            out.append(
+                self.event("response.reasoning_summary_part.added", **self._ref(), part=part)
+            )
+        self.summary[-1] += delta
+        out.append(self.event("response.reasoning_summary_text.delta", **self._ref(), delta=delta))
         return b"".join(out)
+
+    def _ref(self) -> dict[str, Any]:
+        """Return where the summary part being streamed is (numbered 0, 1, ... as streamed)."""
+        return {"item_id": self.rs_id, "output_index": 0, "summary_index": len(self.summary) - 1}
+
+    def _close_part(self) -> bytes:
+        """Return the events that close the summary part being streamed, when there is one."""
+        if not self.summary:
+            return b""
+        text = self.summary[-1]
+        part = {"type": "summary_text", "text": text}
+        return b"".join(
+            [
+                self.event("response.reasoning_summary_text.done", **self._ref(), text=text),
+                self.event("response.reasoning_summary_part.done", **self._ref(), part=part),
+            ]
+        )
 
     def _close_reasoning(self) -> bytes:
         """Return the events that close the reasoning item, when one is open."""
         if not self.reasoning_open:
             return b""
         self.reasoning_open = False
-        text = "".join(self.reasoning_text)
-        ref = {"item_id": self.rs_id, "output_index": 0, "summary_index": 0}
-        part = {"type": "summary_text", "text": text}
-        return b"".join(
-            [
-                self.event("response.reasoning_summary_text.done", **ref, text=text),
-                self.event("response.reasoning_summary_part.done", **ref, part=part),
-                self.event(
-                    "response.output_item.done", output_index=0, item=self.reasoning_item(text)
-                ),
-            ]
-        )
+        closed = self._close_part()
+        item = self.reasoning_item(self.summary)
+        return closed + self.event("response.output_item.done", output_index=0, item=item)
 
     def tool_calls(self, calls: ToolCalls) -> bytes:
         """Return nothing yet: function calls are output items after the message, so `finish`

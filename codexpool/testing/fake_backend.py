@@ -385,35 +385,46 @@ class FakeBackendApp:
             raise
         return resp
 
-    async def _reasoning(self, resp: web.StreamResponse, pieces: list[str]) -> None:
+    async def _reasoning(self, resp: web.StreamResponse, pieces: list[Any]) -> None:
         """Stream a reasoning item as the Responses API does: added, a summary part, its
         text deltas, done (codex announces the item to its clients from these)."""
         rs_id = "rs_" + secrets.token_hex(4)
-        ref = {"item_id": rs_id, "output_index": 0, "summary_index": 0}
-        text = "".join(pieces)
+        # A list of strings is one summary part; a list of lists, one part per list.
+        parts = [p if isinstance(p, list) else [p] for p in pieces]
+        if all(isinstance(p, str) for p in pieces):
+            parts = [list(pieces)]
         events: list[dict[str, Any]] = [
             {
                 "type": "response.output_item.added",
                 "output_index": 0,
                 "item": {"type": "reasoning", "id": rs_id, "summary": []},
-            },
-            {
-                "type": "response.reasoning_summary_part.added",
-                **ref,
-                "part": {"type": "summary_text", "text": ""},
-            },
-            *({"type": "response.reasoning_summary_text.delta", **ref, "delta": p} for p in pieces),
-            {"type": "response.reasoning_summary_text.done", **ref, "text": text},
+            }
+        ]
+        summary = []
+        for index, part in enumerate(parts):
+            ref = {"item_id": rs_id, "output_index": 0, "summary_index": index}
+            text = "".join(part)
+            summary.append({"type": "summary_text", "text": text})
+            events += [
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    **ref,
+                    "part": {"type": "summary_text", "text": ""},
+                },
+                *(
+                    {"type": "response.reasoning_summary_text.delta", **ref, "delta": d}
+                    for d in part
+                ),
+                {"type": "response.reasoning_summary_text.done", **ref, "text": text},
+                {"type": "response.reasoning_summary_part.done", **ref, "part": summary[-1]},
+            ]
+        events.append(
             {
                 "type": "response.output_item.done",
                 "output_index": 0,
-                "item": {
-                    "type": "reasoning",
-                    "id": rs_id,
-                    "summary": [{"type": "summary_text", "text": text}],
-                },
-            },
-        ]
+                "item": {"type": "reasoning", "id": rs_id, "summary": summary},
+            }
+        )
         for event in events:
             await resp.write(_sse(event))
 

@@ -176,3 +176,32 @@ def test_responses_input_file_pdf_is_a_400_naming_the_part(rig: ClientRig) -> No
     assert r["body"]["param"] == "input[0].content[0]"
     assert "input_file" in r["body"]["message"] and "application/pdf" in r["body"]["message"]
     assert len(rig.backend_bodies()) == mark
+
+
+def test_responses_stream_reasoning_summary_in_two_parts(rig: ClientRig) -> None:
+    """A summary of two parts (Codex's summaryIndex) streams as two summary parts of the one
+    reasoning item, each opened, filled and closed in turn, as OpenAI streams them."""
+    step = rig.backend.reply("Answer.", chunks=1, reasoning=[["One ", "two."], ["Three."]])
+    r = ok(rig.run("responses.reasoning", step))
+    summary_events = [
+        (e["type"].removeprefix("response.reasoning_summary_"), e["summary_index"])
+        for e in r["events"]
+        if e["type"].startswith("response.reasoning_summary_")
+    ]
+    assert summary_events == [
+        ("part.added", 0),
+        ("text.delta", 0),
+        ("text.delta", 0),
+        ("text.done", 0),
+        ("part.done", 0),
+        ("part.added", 1),
+        ("text.delta", 1),
+        ("text.done", 1),
+        ("part.done", 1),
+    ]
+    done = [e for e in r["events"] if e["type"] == "response.reasoning_summary_text.done"]
+    assert [e["text"] for e in done] == ["One two.", "Three."]
+    assert r["output"][0]["summary"] == [
+        {"type": "summary_text", "text": "One two."},
+        {"type": "summary_text", "text": "Three."},
+    ]
