@@ -300,6 +300,8 @@ class FakeBackendApp:
             rid = "resp_" + secrets.token_hex(6)
             await resp.write(_sse({"type": "response.created", "response": {"id": rid}}))
             if kind == "function_call":
+                if step.get("reasoning"):  # the model reasoned, then called
+                    await self._reasoning(resp, list(step["reasoning"]))
                 # One call, or several parallel calls in one response (`calls`).
                 for call in step.get("calls") or [step]:
                     item = {

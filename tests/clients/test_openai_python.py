@@ -205,3 +205,23 @@ def test_responses_stream_reasoning_summary_in_two_parts(rig: ClientRig) -> None
         {"type": "summary_text", "text": "One two."},
         {"type": "summary_text", "text": "Three."},
     ]
+
+
+def test_responses_stream_reasoning_then_a_function_call(rig: ClientRig) -> None:
+    """Reasoning before a function call: the reasoning item (output 0) is closed before the
+    call's item (output 1) is added."""
+    r = ok(rig.run("responses.reasoning_tools", {**WEATHER, "reasoning": ["Need the weather."]}))
+    items = [
+        (e["type"], e["output_index"], e["item"]["type"])
+        for e in r["events"]
+        if e["type"].startswith("response.output_item.")
+    ]
+    assert items == [
+        ("response.output_item.added", 0, "reasoning"),
+        ("response.output_item.done", 0, "reasoning"),
+        ("response.output_item.added", 1, "function_call"),
+        ("response.output_item.done", 1, "function_call"),
+    ]
+    args = [e for e in r["events"] if e["type"] == "response.function_call_arguments.done"]
+    assert args[0]["output_index"] == 1 and args[0]["arguments"] == '{"city": "Paris"}'
+    assert [o["type"] for o in r["output"]] == ["reasoning", "function_call"]

@@ -212,6 +212,17 @@ def responses_reasoning(url: str, key: str) -> dict:
     }
 
 
+def responses_reasoning_tools(url: str, key: str) -> dict:
+    events = []
+    with client(url, key).responses.stream(
+        model=MODEL, input="Weather in Paris?", tools=RESPONSES_TOOLS, reasoning={"summary": "auto"}
+    ) as stream:
+        for event in stream:
+            events.append(event.model_dump(exclude={"response"}) | {"cls": type(event).__name__})
+        final = stream.get_final_response()
+    return {"events": events, "output": [i.model_dump() for i in final.output]}
+
+
 def responses_reasoning_plain(url: str, key: str) -> dict:
     r = client(url, key).responses.create(
         model=MODEL, input="Think, then answer", reasoning={"effort": "low", "summary": "auto"}
@@ -279,6 +290,7 @@ main(
         "responses.stream_tools": responses_stream_tools,
         "responses.structured": responses_structured,
         "responses.reasoning": responses_reasoning,
+        "responses.reasoning_tools": responses_reasoning_tools,
         "responses.reasoning_plain": responses_reasoning_plain,
         "responses.input_file": responses_input_file,
         "responses.input_pdf": responses_input_pdf,
