@@ -380,10 +380,18 @@ RESPONSES_REQUEST: Schema = _obj(
                                                     "output_text",
                                                     "text",
                                                     "input_image",
+                                                    "input_file",
                                                 ]
                                             },
                                             text=STR,
                                             image_url=STR,
+                                            filename=STR,
+                                            file_data={
+                                                **STR,
+                                                "description": "input_file: a text file as a "
+                                                "base64 data URL (or base64), inlined into the "
+                                                "prompt; other files get a 400",
+                                            },
                                         ),
                                     },
                                 ]
