@@ -65,3 +65,22 @@ def test_other_files_are_a_400_naming_the_part(part: dict, words: str) -> None:
         to_chat_body(body({"type": "input_file", **part}))
     assert info.value.status == 400 and words in info.value.message
     assert info.value.param == "input[0].content[1]"
+
+
+def test_chat_file_parts_take_the_same_path() -> None:
+    """Chat completions' `file` parts (the SDKs' shape for files) are inlined the same way."""
+    from codexpool.openai.translate import parse_chat_request
+
+    text = {"filename": "n.txt", "file_data": data_url(b"launch code 4242", "text/plain")}
+    content = [{"type": "text", "text": "Read."}, {"type": "file", "file": text}]
+    req = parse_chat_request(
+        {"model": "gpt-5.5", "messages": [{"role": "user", "content": content}]}, lambda m: m
+    )
+    assert "<file name='n.txt'>\nlaunch code 4242\n</file>" in req.prompt
+    pdf = {"filename": "p.pdf", "file_data": data_url(b"%PDF", "application/pdf")}
+    content[1] = {"type": "file", "file": pdf}
+    with pytest.raises(ApiError) as info:
+        parse_chat_request(
+            {"model": "gpt-5.5", "messages": [{"role": "user", "content": content}]}, lambda m: m
+        )
+    assert info.value.param == "messages[0].content[1]" and "application/pdf" in info.value.message
