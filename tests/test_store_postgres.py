@@ -167,3 +167,57 @@ async def test_a_database_outage_is_a_503_and_recovers_by_itself(
     await asyncio.wait_for(recorder.close(), 30)
     row = await client.app[STORE].fetchone("SELECT COUNT(*) FROM requests")
     assert row[0] == 1
+
+
+@pytest.mark.e2e
+def test_the_real_server_serves_on_postgresql(
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Any,
+    pg_url: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The real `codexpool serve`, the CLI that links and keys a user, the real codex binary
+    and the official SDK, with every row in PostgreSQL instead of the SQLite file."""
+    import openai
+
+    from codexpool.testing.fake_backend import codex_overrides
+
+    from .e2e_helpers import link_user
+
+    server = live_server_factory(
+        start=False, codexConfigOverrides=codex_overrides(fake_backend.url), databaseUrl=pg_url
+    )
+    key = link_user(server, tmp_path, "pgalice", "acct_pgalice")
+    server.start()
+    fake_backend.script("acct_pgalice", fake_backend.reply("Stored in PostgreSQL"))
+    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    request.addfinalizer(client.close)
+    answer = client.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "Where?"}]
+    )
+    assert answer.choices[0].message.content == "Stored in PostgreSQL"
+    assert not server.settings.db_path.exists()  # nothing went to a SQLite file
+
+    async def usage_rows() -> list[Any]:
+        store = postgres_store(pg_url)
+        await store.open()
+        try:
+            return await store.fetchall(
+                "SELECT r.status, u.username FROM requests r "
+                "JOIN users u ON u.id = r.account_user_id"
+            )
+        finally:
+            await store.close()
+
+    async def settled() -> list[Any]:
+        deadline = time.monotonic() + 20
+        rows = await usage_rows()
+        while not rows and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            rows = await usage_rows()
+        return rows
+
+    rows = asyncio.run(settled())
+    assert [(r["status"], r["username"]) for r in rows] == [(200, "pgalice")]
