@@ -16,15 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import conversations, sessions, shutdown, tool_turns
-from .codex.engine import Engine, EngineConfig
-from .codex.isolation import Isolation, gateway_isolation
-from .config import Settings, find_codex_bin
-from .errors import error_middleware, request_id_header, request_id_middleware
-from .image_fetch import FetchLimits, ImageFetcher
-from .key_cache import KeyCache
-from .key_limits import KeyQuotas
-from .keys import (
+from . import conversations, sessions, shutdown
+from .account_limits import LimitCache
+from .app_keys import (
     CIPHER,
     CODEX_BIN,
     ENGINE,
@@ -41,8 +35,15 @@ from .keys import (
     STORE,
     USAGE,
 )
-from .limits import LimitCache
-from .models import ModelCatalog
+from .codex.engine import Engine, EngineConfig
+from .codex.isolation import Isolation, gateway_isolation
+from .config import Settings, find_codex_bin
+from .errors import error_middleware, request_id_header, request_id_middleware
+from .key_cache import KeyCache
+from .key_limits import KeyQuotas
+from .openai import tool_turns
+from .openai.image_fetch import FetchLimits, ImageFetcher
+from .openai.models import ModelCatalog
 from .pool import Pool
 from .quota_history import QuotaHistory
 from .routes import (
