@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
-from .openai.translate import json_int
 from .store import Store
+from .validate import json_int
 
 SECONDS_PER_DAY = 86_400
 MAX_LIMIT_VALUE = 1_000_000_000_000

@@ -17,7 +17,9 @@ from aiohttp import web
 
 from ..codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
 from ..errors import ApiError, error_body
+from ..validate import decode
 from . import sse
+from .bodies import ResponsesBody
 from .chat import TurnOutcome, _take, turn_error_to_api
 from .tool_names import unalias
 from .translate import ChatRequest, require_codex_json
@@ -53,19 +55,21 @@ def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
 
 
 def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Translate a Responses request body into a chat completions body."""
+    """Translate a Responses request body into a chat completions body.
+
+    The body is first checked against its declaration (bodies.ResponsesBody: types and
+    bounds); the translation below keeps the raw JSON members, so a tool type or part type
+    decides here, in plain code, whether it is served.
+    """
+    decode(body, ResponsesBody)
     messages: list[dict[str, Any]] = []
     if body.get("instructions") is not None:
-        if not isinstance(body["instructions"], str):
-            raise _bad("`instructions` must be a string", "instructions")
         messages.append({"role": "system", "content": body["instructions"]})
-    raw = body.get("input")
+    raw = body["input"]
     if isinstance(raw, str):
         messages.append({"role": "user", "content": raw})
-    elif isinstance(raw, list):
+    else:
         for i, item in enumerate(raw):
-            if not isinstance(item, dict):
-                raise _bad("each input item must be an object", f"input[{i}]")
             kind = item.get("type", "message")
             if kind == "message":
                 role = item.get("role")
@@ -105,8 +109,6 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
                 )
             else:
                 raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
-    else:
-        raise _bad("`input` must be a string or an array of items", "input")
     chat: dict[str, Any] = {
         "model": body.get("model"),
         "messages": messages,
@@ -114,11 +116,9 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     }
     tools = body.get("tools")
     if tools is not None:
-        if not isinstance(tools, list):
-            raise _bad("`tools` must be an array", "tools")
         chat["tools"] = []
         for i, tool in enumerate(tools):
-            if not isinstance(tool, dict) or tool.get("type") != "function":
+            if tool["type"] != "function":
                 raise _bad("only function tools are supported", f"tools[{i}]")
             chat["tools"].append(
                 {
@@ -153,13 +153,9 @@ def text_format(text: Any) -> dict[str, Any] | None:
     """
     if text is None:
         return None
-    if not isinstance(text, dict):
-        raise _bad("`text` must be an object", "text")
-    fmt = text.get("format")
+    fmt = text.get("format")  # types checked by bodies.TextOptions
     if fmt is None:
         return None
-    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
-        raise _bad("`text.format` must be an object with a `type`", "text.format")
     kind = fmt["type"]
     if kind in ("text", "json_object"):
         return {"type": kind}
@@ -168,7 +164,7 @@ def text_format(text: Any) -> dict[str, Any] | None:
             f"text.format type {kind!r} is not supported (text, json_object, json_schema)",
             "text.format.type",
         )
-    if not isinstance(fmt.get("schema"), dict):
+    if fmt.get("schema") is None:
         raise _bad("`text.format.schema` must be a JSON schema object", "text.format.schema")
     require_codex_json(fmt["schema"], "text.format.schema")
     spec = {k: fmt[k] for k in ("name", "description", "schema", "strict") if k in fmt}

@@ -20,8 +20,9 @@ from ..app_keys import (
     THROTTLE,
     USAGE,
 )
-from ..errors import ApiError, read_json_object, whole_number
-from .common import ip_of, ok, read_credentials, read_optional_object
+from ..errors import ApiError
+from ..validate import read_json_object, read_optional_object, whole_number
+from .common import ip_of, ok, read_credentials
 
 ADMIN_SCOPE = "admin"
 

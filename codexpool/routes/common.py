@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from ..app_keys import SETTINGS
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError
 from ..netinfo import client_ip
+from ..validate import read_json_object
 
 
 def ip_of(request: web.Request) -> str:
@@ -29,16 +30,6 @@ def metrics_token_sent(request: web.Request) -> bool | None:
 def ok(**extra: Any) -> web.Response:
     """Return `{"ok": true, ...}`."""
     return web.json_response({"ok": True, **extra})
-
-
-async def read_optional_object(request: web.Request) -> dict[str, Any]:
-    """Parse a JSON object body, treating an empty body as `{}` (for optional fields)."""
-    if not request.body_exists or request.content_length == 0:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    return await read_json_object(request)
 
 
 async def read_credentials(request: web.Request) -> tuple[str, str]:

@@ -16,11 +16,12 @@ from .. import shutdown
 from ..api_auth import require_api_key
 from ..app_keys import CODEX_BIN, EXECUTIONS, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
 from ..codex.events import TurnError
-from ..errors import REQUEST_ID, ApiError, read_json_object
+from ..errors import REQUEST_ID, ApiError
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..openai import sse
 from ..usage import UsageRow
+from ..validate import read_json_object
 from .openai_api import PREFIX
 
 

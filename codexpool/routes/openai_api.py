@@ -8,10 +8,11 @@ from aiohttp import web
 
 from ..api_auth import require_api_key
 from ..app_keys import ENGINE, MODELS, POOL
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError
 from ..openai import dispatch
 from ..openai import responses as responses_api
 from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
+from ..validate import read_json_object
 
 PREFIX = "/api/openai/v1"
 
@@ -33,14 +34,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     principal = await require_api_key(request)
     body = await read_json_object(request)
     req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
-    previous = body.get("previous_response_id")
-    if previous is not None and not isinstance(previous, str):
-        raise ApiError(
-            400,
-            "`previous_response_id` must be a string",
-            "invalid_request",
-            param="previous_response_id",
-        )
+    previous = body.get("previous_response_id")  # a string: to_chat_body decoded the body
     return await dispatch.run_chat(
         request,
         req,

@@ -9,9 +9,10 @@ from aiohttp import web
 
 from .. import admin_users, audit, linking, sessions, usage_report, users
 from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError
 from ..security import hash_password, verify_password
-from .common import ip_of, ok, read_credentials, read_optional_object
+from ..validate import read_json_object, read_optional_object
+from .common import ip_of, ok, read_credentials
 
 PORTAL_SCOPE = "portal"
 

@@ -16,13 +16,14 @@ from aiohttp import web
 from .. import sessions
 from ..api_auth import extract_key, require_api_key
 from ..app_keys import MODELS, POOL, RUN_GATE, STORE
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError
 from ..linking import is_linked
 from ..openai import dispatch
 from ..openai.models import DEFAULT_ALIAS
-from ..openai.translate import ChatRequest, json_int
+from ..openai.translate import ChatRequest
 from ..pool import Account
 from ..users import KeyPrincipal, User, live_key_row
+from ..validate import json_int, read_json_object
 
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_TIMEOUT_MS = 120_000

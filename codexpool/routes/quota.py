@@ -6,7 +6,8 @@ from aiohttp import web
 
 from .. import quota_history, sessions
 from ..app_keys import LIMITS, SETTINGS, STORE
-from ..errors import ApiError, whole_number
+from ..errors import ApiError
+from ..validate import whole_number
 
 MAX_HOURS_CAP = 24 * 366
 

@@ -1,0 +1,193 @@
+"""Reading request bodies: JSON parsing, the checks every body shares, and decoding into the
+msgspec types that declare each route's body once (for validation and the OpenAPI document).
+
+Every body goes the same way: `read_json_object` parses it (a 400/413/415 saying why when it is
+no JSON object) and `jsoncheck` refuses depth, huge integers and lone surrogates; then `decode`
+turns the object into the route's declared type, strictly (`"true"` stays a string and is
+refused where a boolean is declared), and a mismatch becomes OpenAI's 400 error whose `param`
+names the field (`messages[1].role`). What a type cannot say (one field's rule depending on
+another, content part semantics) stays in small plain functions after decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from . import jsoncheck
+from .errors import ApiError
+
+T = TypeVar("T")
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse raw bytes as a JSON object passing the shared checks, or raise a 400 saying why."""
+    if not raw.strip():
+        raise ApiError(400, "Request body is empty; send a JSON object.", "invalid_json")
+    try:
+        # Not orjson nor msgspec's decoder: integers past 64 bits must stay exact integers
+        # (jsoncheck names the over-long ones; require_codex_json refuses them in schemas).
+        data = json.loads(raw, parse_int=jsoncheck.parse_int)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}", "invalid_json") from exc
+    except RecursionError as exc:  # e.g. 5,000 nested arrays: the decoder gives up (was a 500)
+        raise ApiError(400, "Request body is nested too deeply.", "invalid_json") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "Request body must be a JSON object.", "invalid_json")
+    # The one place every route's body passes: depth, integer size and valid Unicode.
+    problem = jsoncheck.find_problem(data)
+    if problem is not None:
+        raise ApiError(400, problem.message, "invalid_json", param=problem.param)
+    return data
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """Parse the request body as a JSON object or raise a 400/415 ApiError saying why."""
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/octet-stream", "text/plain", ""):
+        raise ApiError(
+            415, f"Content-Type must be application/json, got {ctype}", "unsupported_media_type"
+        )
+    raw = await request.read()  # client_max_size turns an oversized body into a 413 here
+    return parse_json_object(raw)
+
+
+async def read_optional_object(request: web.Request) -> dict[str, Any]:
+    """Parse a JSON object body, treating an empty body as `{}` (for optional fields)."""
+    if not request.body_exists or request.content_length == 0:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    return await read_json_object(request)
+
+
+async def read_body(request: web.Request, kind: type[T], codes: dict[str, str] | None = None) -> T:
+    """Read the request's JSON object and decode it into the route's declared body type."""
+    return decode(await read_json_object(request), kind, codes=codes)
+
+
+async def read_optional_body(request: web.Request, kind: type[T]) -> T:
+    """Like read_body, an empty body counting as `{}` (every field of `kind` optional)."""
+    return decode(await read_optional_object(request), kind)
+
+
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """Parse a query parameter of ASCII digits within [low, high] or raise a 400 naming it.
+
+    `str.isdigit()` alone is not enough: it accepts characters such as "²" that `int()` then
+    rejects with a ValueError (a 500), and other scripts' digits the docs do not promise.
+    """
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ApiError(
+            400, f"{name} must be a whole number {low}-{high}", "invalid_request", param=name
+        )
+    return int(raw)
+
+
+# --- declared types ---------------------------------------------------------------------------
+
+
+def json_int(value: Any) -> int | None:
+    """Return `value` as an int if JSON-wise it is a whole number (`528` or `528.0`), else None.
+
+    JSON Schema counts 528.0 as an integer and some encoders write whole numbers that way;
+    booleans, fractions, NaN and infinities are not integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+class WholeNumber(int):
+    """Base of the bounded integer field types (`whole(low, high)`): JSON Schema's integer,
+    so `528.0` counts as 528, unlike msgspec's own `int`; booleans and fractions do not."""
+
+    low: ClassVar[int] = 0
+    high: ClassVar[int | None] = None
+
+
+def whole(low: int, high: int | None = None, name: str = "WholeNumber") -> type[int]:
+    """Return an integer field type bounded to [low, high] that accepts whole floats."""
+    return type(name, (WholeNumber,), {"low": low, "high": high})
+
+
+class NonBlank(str):
+    """A string field with some non-whitespace text (`{"type": "string", "pattern": "\\S"}`)."""
+
+
+_NON_BLANK_PATTERN = r"\S"
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if issubclass(kind, WholeNumber):
+        number = json_int(value)
+        high = kind.high
+        if number is None or number < kind.low or (high is not None and number > high):
+            upper = f" to {high}" if high is not None else " or more"
+            raise ValueError(f"Expected an integer from {kind.low}{upper}")
+        return kind(number)
+    if issubclass(kind, NonBlank):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("Expected a non-empty string")
+        return kind(value)
+    raise NotImplementedError(kind)
+
+
+def schema_hook(kind: type) -> dict[str, Any]:
+    """JSON Schema of the custom field types, for msgspec's schema generation."""
+    if issubclass(kind, WholeNumber):
+        schema: dict[str, Any] = {"type": "integer", "minimum": kind.low}
+        if kind.high is not None:
+            schema["maximum"] = kind.high
+        return schema
+    if issubclass(kind, NonBlank):
+        return {"type": "string", "pattern": _NON_BLANK_PATTERN}
+    raise NotImplementedError(kind)
+
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"(?:missing required|unknown) field `(?P<name>[^`]*)`")
+
+
+def _param(error: msgspec.ValidationError) -> tuple[str, str | None]:
+    """Split msgspec's message into (what is wrong, the field path OpenAI-style)."""
+    text = str(error)
+    path = ""
+    found = _AT.search(text)
+    if found is not None:
+        path = found["path"]
+        text = text[: found.start()]
+    field = _FIELD.search(text)
+    if field is not None:  # the path is the object's; the field is the one it names
+        path += "." + field["name"]
+    param = path.removeprefix(".")[: jsoncheck.MAX_PARAM_LEN]
+    return text, param or None
+
+
+def decode(data: Any, kind: type[T], *, codes: dict[str, str] | None = None, prefix: str = "") -> T:
+    """Decode parsed JSON into `kind`, or raise a 400 naming the field in `param`.
+
+    `codes` maps a top-level field to the error code its failures carry (routes that had one
+    code per field keep them); otherwise the code is `invalid_request`. `prefix` is the
+    field path `data` hangs under when it is a part of a body.
+    """
+    try:
+        return msgspec.convert(data, kind, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        text, param = _param(exc)
+        if prefix:
+            param = prefix + ("" if param is None or param.startswith("[") else ".") + (param or "")
+        code = "invalid_request"
+        if codes and param:
+            code = codes.get(re.split(r"[.\[]", param, maxsplit=1)[0], code)
+        where = f"`{param}`" if param else "the body"
+        raise ApiError(400, f"Invalid {where}: {text}", code, param=param) from None
