@@ -120,11 +120,8 @@ def whole(low: int, high: int | None = None, name: str = "WholeNumber") -> type[
     return type(name, (WholeNumber,), {"low": low, "high": high})
 
 
-class NonBlank(str):
-    """A string field with some non-whitespace text (`{"type": "string", "pattern": "\\S"}`)."""
-
-
-_NON_BLANK_PATTERN = r"\S"
+# A string with some non-whitespace text (JSON Schema's `pattern` is searched, not matched).
+NON_BLANK = r"\S"
 
 
 def _dec_hook(kind: type, value: Any) -> Any:
@@ -135,10 +132,6 @@ def _dec_hook(kind: type, value: Any) -> Any:
             upper = f" to {high}" if high is not None else " or more"
             raise ValueError(f"Expected an integer from {kind.low}{upper}")
         return kind(number)
-    if issubclass(kind, NonBlank):
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("Expected a non-empty string")
-        return kind(value)
     raise NotImplementedError(kind)
 
 
@@ -149,8 +142,6 @@ def schema_hook(kind: type) -> dict[str, Any]:
         if kind.high is not None:
             schema["maximum"] = kind.high
         return schema
-    if issubclass(kind, NonBlank):
-        return {"type": "string", "pattern": _NON_BLANK_PATTERN}
     raise NotImplementedError(kind)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from ..validate import NonBlank, whole
+from ..validate import NON_BLANK, whole
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
@@ -30,7 +30,7 @@ ToolName = Annotated[
     str, Meta(pattern=TOOL_NAME_PATTERN, description="OpenAI's (and Codex's) function name rule.")
 ]
 JsonSchema = Annotated[dict[str, Any], Meta(description="A JSON Schema object.")]
-ModelName = Annotated[NonBlank, Meta(examples=["codex"])]
+ModelName = Annotated[str, Meta(pattern=NON_BLANK, examples=["codex"])]
 
 IMAGE_URL_DESCRIPTION = (
     "A base64 data URL of a PNG, JPEG, GIF or WebP image (10 MiB), or an https URL the gateway "

@@ -20,8 +20,9 @@ from ..app_keys import (
     THROTTLE,
     USAGE,
 )
+from ..bodies import USER_REF_CODES, KeyLabel, KeyLimitsChange, UserRef
 from ..errors import ApiError
-from ..validate import read_json_object, read_optional_object, whole_number
+from ..validate import read_body, read_optional_body, whole_number
 from .common import ip_of, ok, read_credentials
 
 ADMIN_SCOPE = "admin"
@@ -79,9 +80,9 @@ async def list_users(request: web.Request) -> web.Response:
 async def reveal_key(request: web.Request) -> web.Response:
     """Return a user's live endpoint key in plain text (audited)."""
     await sessions.require_admin(request)
-    body = await read_json_object(request)
+    body = await read_body(request, UserRef, codes=USER_REF_CODES)
     store = request.app[STORE]
-    user = await admin_users.find_user(store, body.get("username"))
+    user = await admin_users.find_user(store, body.username)
     row = await users.live_key_row(store, user_id=user.id, kind="user")
     if row is None:
         raise ApiError(404, f"User {user.username!r} has no endpoint key.", "key_not_found")
@@ -108,9 +109,9 @@ async def reveal_key(request: web.Request) -> web.Response:
 async def delete_user(request: web.Request) -> web.Response:
     """Delete a user with their sessions, keys, limits, device flow, app-server and home."""
     await sessions.require_admin(request)
-    body = await read_json_object(request)
+    body = await read_body(request, UserRef, codes=USER_REF_CODES)
     store = request.app[STORE]
-    user = await admin_users.find_user(store, body.get("username"))
+    user = await admin_users.find_user(store, body.username)
     await admin_users.delete_user(store, request.app[SETTINGS], request.app[DEVICE_LOGINS], user)
     request.app[POOL].invalidate()
     request.app[LIMITS].forget(user.id)
@@ -123,8 +124,7 @@ async def delete_user(request: web.Request) -> web.Response:
 async def rotate_master_key(request: web.Request) -> web.Response:
     """Mint a new master key, revoke the old one at once, and return the new key once."""
     await sessions.require_admin(request)
-    body = await read_optional_object(request)
-    label = users.validate_label(body.get("label")) or "master"
+    label = users.validate_label((await read_optional_body(request, KeyLabel)).label) or "master"
     settings = request.app[SETTINGS]
     store = request.app[STORE]
     key = await users.rotate_key(
@@ -145,17 +145,13 @@ async def rotate_master_key(request: web.Request) -> web.Response:
 async def set_key_limits(request: web.Request) -> web.Response:
     """Replace the limits of a user's key (`username`) or of the master key (`master: true`)."""
     await sessions.require_admin(request)
-    body = await read_json_object(request)
-    unknown = set(body) - {"username", "master", *(name for name, _ in key_limits.FIELDS)}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ApiError(400, f"Unknown field {name!r}.", "invalid_request", param=name)
+    body = await read_body(request, KeyLimitsChange)  # refuses unknown fields
     store = request.app[STORE]
-    if body.get("master") is True and body.get("username") is None:
+    if body.master is True and body.username is None:
         owner: key_limits.Owner = ("master", None)
         target = "master"
-    elif body.get("master") in (None, False):
-        user = await admin_users.find_user(store, body.get("username"))
+    elif not body.master:
+        user = await admin_users.find_user(store, body.username)
         owner, target = ("user", user.id), user.username
     else:
         raise ApiError(

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from ..app_keys import SETTINGS
-from ..errors import ApiError
+from ..bodies import Credentials
 from ..netinfo import client_ip
-from ..validate import read_json_object
+from ..validate import read_body
 
 
 def ip_of(request: web.Request) -> str:
@@ -34,17 +34,5 @@ def ok(**extra: Any) -> web.Response:
 
 async def read_credentials(request: web.Request) -> tuple[str, str]:
     """Return (username, password) from a JSON body, or raise a 400 naming the bad field."""
-    body = await read_json_object(request)
-    username = body.get("username")
-    password = body.get("password")
-    if not isinstance(username, str) or not username.strip():
-        raise ApiError(
-            400, "username is required and must be a string", "invalid_request", param="username"
-        )
-    if not isinstance(password, str) or not password:
-        raise ApiError(
-            400, "password is required and must be a string", "invalid_request", param="password"
-        )
-    if len(username) > 256 or len(password) > 1024:
-        raise ApiError(400, "username or password is too long", "invalid_request")
-    return username.strip(), password
+    body = await read_body(request, Credentials)
+    return body.username.strip(), body.password

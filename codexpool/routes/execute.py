@@ -15,13 +15,14 @@ from aiohttp import web
 from .. import shutdown
 from ..api_auth import require_api_key
 from ..app_keys import CODEX_BIN, EXECUTIONS, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
+from ..bodies import EXECUTE_CODES, ExecuteRun
 from ..codex.events import TurnError
 from ..errors import REQUEST_ID, ApiError
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..openai import sse
 from ..usage import UsageRow
-from ..validate import read_json_object
+from ..validate import read_body
 from .openai_api import PREFIX
 
 
@@ -47,7 +48,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
             "The execute endpoint is disabled on this server (setting executeEnabled).",
             "execute_disabled",
         )
-    body = await read_json_object(request)
+    body = await read_body(request, ExecuteRun, codes=EXECUTE_CODES)
     req = parse_execute_request(body, settings)
     codex_bin = request.app[CODEX_BIN]
     if not codex_bin:

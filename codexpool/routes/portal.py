@@ -9,9 +9,10 @@ from aiohttp import web
 
 from .. import admin_users, audit, linking, sessions, usage_report, users
 from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
+from ..bodies import REGISTRATION_CODES, KeyLabel, PoolOptIn, Registration
 from ..errors import ApiError
 from ..security import hash_password, verify_password
-from ..validate import read_json_object, read_optional_object
+from ..validate import read_body, read_optional_body
 from .common import ip_of, ok, read_credentials
 
 PORTAL_SCOPE = "portal"
@@ -19,9 +20,9 @@ PORTAL_SCOPE = "portal"
 
 async def register(request: web.Request) -> web.Response:
     """Create a portal user and sign them in."""
-    body = await read_json_object(request)
-    username = users.normalize_username(body.get("username"))
-    password = users.validate_password(body.get("password"))
+    body = await read_body(request, Registration, codes=REGISTRATION_CODES)
+    username = users.normalize_username(body.username)
+    password = body.password
     ip = ip_of(request)
     request.app[THROTTLE].registrations.take(ip)
     store = request.app[STORE]
@@ -102,8 +103,7 @@ async def me(request: web.Request) -> web.Response:
 async def rotate_key(request: web.Request) -> web.Response:
     """Mint the user's new endpoint key, revoke the old one at once, return the key once."""
     user = await sessions.require_portal_user(request)
-    body = await read_optional_object(request)
-    label = users.validate_label(body.get("label"))
+    label = users.validate_label((await read_optional_body(request, KeyLabel)).label)
     app = request.app
     store = app[STORE]
     key = await users.rotate_key(
@@ -128,10 +128,7 @@ async def rotate_key(request: web.Request) -> web.Response:
 async def pool_opt_in(request: web.Request) -> web.Response:
     """Let the user say whether their account may serve master-key (pool) requests."""
     user = await sessions.require_portal_user(request)
-    body = await read_json_object(request)
-    opt_in = body.get("optIn")
-    if not isinstance(opt_in, bool):
-        raise ApiError(400, "optIn must be true or false", "invalid_request", param="optIn")
+    opt_in = (await read_body(request, PoolOptIn)).optIn
     store = request.app[STORE]
     await users.set_pool_opt_in(store, user.id, opt_in)
     request.app[POOL].invalidate()

@@ -16,6 +16,7 @@ from aiohttp import web
 from .. import sessions
 from ..api_auth import extract_key, require_api_key
 from ..app_keys import MODELS, POOL, RUN_GATE, STORE
+from ..bodies import QuickTest
 from ..errors import ApiError
 from ..linking import is_linked
 from ..openai import dispatch
@@ -23,37 +24,23 @@ from ..openai.models import DEFAULT_ALIAS
 from ..openai.translate import ChatRequest
 from ..pool import Account
 from ..users import KeyPrincipal, User, live_key_row
-from ..validate import json_int, read_json_object
-
-MAX_PROMPT_CHARS = 32_000
-DEFAULT_TIMEOUT_MS = 120_000
+from ..validate import decode, read_body
 
 
-def parse_quick_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
+def parse_quick_request(body: dict[str, Any] | QuickTest, resolve_model: Any) -> ChatRequest:
     """Validate `{"prompt", "stream"?, "model"?, "timeoutMs"?}` into a chat request."""
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ApiError(400, "prompt is required and must be a non-empty string", param="prompt")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ApiError(400, f"prompt is longer than {MAX_PROMPT_CHARS} characters", param="prompt")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ApiError(400, "stream must be true or false", param="stream")
-    model = body.get("model") or DEFAULT_ALIAS
-    if not isinstance(model, str):
-        raise ApiError(400, "model must be a string", param="model")
-    timeout_ms = json_int(body.get("timeoutMs", DEFAULT_TIMEOUT_MS))
-    if timeout_ms is None or timeout_ms <= 0:
-        raise ApiError(400, "timeoutMs must be a positive whole number", param="timeoutMs")
+    if not isinstance(body, QuickTest):
+        body = decode(body, QuickTest)
+    model = body.model or DEFAULT_ALIAS
     return ChatRequest(
         model=resolve_model(model.strip()),
         raw_model=model.strip(),
-        prompt=prompt,
+        prompt=body.prompt,
         developer_instructions=None,
         effort=None,
-        stream=stream,
+        stream=body.stream,
         include_usage=False,
-        timeout_ms=timeout_ms,
+        timeout_ms=int(body.timeoutMs),
         max_tokens=None,
     )
 
@@ -96,7 +83,7 @@ async def execute_session(request: web.Request) -> web.StreamResponse:
     """Run one quick turn and answer as a chat completion (or a chunk stream)."""
     started = time.monotonic()
     account, principal = await _caller(request)
-    body = await read_json_object(request)
+    body = await read_body(request, QuickTest)
     req = parse_quick_request(body, request.app[MODELS].resolve)
     # The execute gate's one-run-per-key rule (a cookie counts as its user's key slot); a
     # quick test starts no process, so it takes none of the gateway's execute run places.
