@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from .. import admin_users, audit, key_limits, sessions, usage_report, users
+from .. import admin_users, answers, audit, key_limits, sessions, usage_report, users
 from ..app_keys import (
     ADMIN_AUTH,
     CIPHER,
@@ -20,10 +20,11 @@ from ..app_keys import (
     THROTTLE,
     USAGE,
 )
-from ..bodies import USER_REF_CODES, KeyLabel, KeyLimitsChange, UserRef
+from ..bodies import USER_REF_CODES, Credentials, KeyLabel, KeyLimitsChange, UserRef
 from ..errors import ApiError
 from ..validate import read_body, read_optional_body, whole_number
 from .common import ip_of, ok, read_credentials
+from .table import ADMIN, NONE, Route, add_routes, answer, int_query
 
 ADMIN_SCOPE = "admin"
 
@@ -185,16 +186,108 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(await usage_report.admin_usage(request.app[STORE], days))
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/auth/login",
+        login,
+        NONE,
+        "Sign the admin in (sets the session cookie)",
+        "admin",
+        answer(answers.OkUser),
+        body=Credentials,
+    ),
+    Route(
+        "POST",
+        "/api/auth/logout",
+        logout,
+        ("", *ADMIN),
+        "Sign the admin out everywhere (always 200)",
+        "admin",
+        answer(answers.Ok),
+    ),
+    Route(
+        "GET", "/api/auth/me", me, ADMIN, "The signed-in admin", "admin", answer(answers.AdminMe)
+    ),
+    Route(
+        "GET",
+        "/api/admin/openai-users",
+        list_users,
+        ADMIN,
+        "The portal user table, totals and master key summary",
+        "admin",
+        answer(answers.UserTable),
+    ),
+    Route(
+        "POST",
+        "/api/admin/openai-users/reveal-key",
+        reveal_key,
+        ADMIN,
+        "A user's live endpoint key in plain text (audited)",
+        "admin",
+        answer(answers.RevealedKey),
+        body=UserRef,
+    ),
+    Route(
+        "POST",
+        "/api/admin/openai-users/delete",
+        delete_user,
+        ADMIN,
+        "Delete a user with their sessions, keys, limits and Codex home",
+        "admin",
+        answer(answers.UserDeleted),
+        body=UserRef,
+    ),
+    *(
+        Route(
+            "POST",
+            f"/api/admin/openai-users/{name}",
+            rotate_master_key,
+            ADMIN,
+            "Mint a new master key (the old one stops working); shown once",
+            "admin",
+            answer(answers.IssuedKey),
+            body=KeyLabel,
+            body_required=False,
+            description=None if name == "rotate-master-key" else "Alias of `rotate-master-key`.",
+        )
+        for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key")
+    ),
+    Route(
+        "POST",
+        "/api/admin/openai-users/key-limits",
+        set_key_limits,
+        ADMIN,
+        "Replace the limits of a user's key or of the master key",
+        "admin",
+        answer(answers.KeyLimitsSet),
+        body=KeyLimitsChange,
+        description="400 for an unknown field, a bad value, or both/neither target; "
+        "404 `user_not_found` / `key_not_found`.",
+    ),
+    Route(
+        "GET",
+        "/api/admin/audit",
+        audit_log,
+        ADMIN,
+        "The newest audit rows",
+        "admin",
+        answer(answers.AuditLog),
+        params=(int_query("limit", 1, audit.MAX_LIMIT, audit.DEFAULT_LIMIT),),
+    ),
+    Route(
+        "GET",
+        "/api/admin/usage",
+        usage,
+        ADMIN,
+        "Usage per UTC day, per serving account and per key",
+        "admin",
+        answer(answers.AdminUsage),
+        params=(int_query("days", 1, usage_report.MAX_DAYS, usage_report.DEFAULT_DAYS),),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the admin routes (after sessions.setup)."""
-    app.router.add_post("/api/auth/login", login)
-    app.router.add_post("/api/auth/logout", logout)
-    app.router.add_get("/api/auth/me", me)
-    app.router.add_get("/api/admin/openai-users", list_users)
-    app.router.add_post("/api/admin/openai-users/reveal-key", reveal_key)
-    app.router.add_post("/api/admin/openai-users/delete", delete_user)
-    app.router.add_post("/api/admin/openai-users/key-limits", set_key_limits)
-    for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key"):
-        app.router.add_post(f"/api/admin/openai-users/{name}", rotate_master_key)
-    app.router.add_get("/api/admin/audit", audit_log)
-    app.router.add_get("/api/admin/usage", usage)
+    add_routes(app, ROUTES)

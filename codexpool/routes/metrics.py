@@ -30,6 +30,7 @@ from ..errors import ApiError
 from ..observe import Metrics, access_middleware_factory
 from ..sessions import require_admin
 from .common import metrics_token_sent
+from .table import METRICS_TOKEN, Reply, Route, add_routes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,6 +146,19 @@ async def _usage_hook_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/metrics",
+        metrics_handler,
+        METRICS_TOKEN,
+        "Prometheus metrics",
+        "ops",
+        {"200": Reply(media={"text/plain": {"type": "string"}}, description="Prometheus text")},
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register /metrics, the access-log middleware (outermost) and the usage hook.
 
@@ -157,4 +171,4 @@ def setup(app: web.Application) -> None:
     # and the latency of the whole request, streams included.
     app.middlewares.insert(0, access_middleware_factory(lambda r: r.get(PRINCIPAL)))
     app.cleanup_ctx.append(_usage_hook_ctx)
-    app.router.add_get("/metrics", metrics_handler)
+    add_routes(app, ROUTES)

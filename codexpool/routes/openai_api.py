@@ -6,13 +6,16 @@ import time
 
 from aiohttp import web
 
+from .. import answers
 from ..api_auth import require_api_key
 from ..app_keys import ENGINE, MODELS, POOL
 from ..errors import ApiError
 from ..openai import dispatch
 from ..openai import responses as responses_api
+from ..openai.bodies import ChatBody, ResponsesBody
 from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
 from ..validate import read_json_object
+from .table import API_KEY, Route, add_routes, answer
 
 PREFIX = "/api/openai/v1"
 
@@ -76,9 +79,58 @@ async def list_modes(request: web.Request) -> web.Response:
     )
 
 
+ROUTES = (
+    Route(
+        "POST",
+        f"{PREFIX}/chat/completions",
+        chat_completions,
+        API_KEY,
+        "OpenAI chat completion (streamed or not) from one Codex turn",
+        "openai",
+        answer(
+            answers.ChatCompletion,
+            stream=True,
+            description="A chat completion, or `chat.completion.chunk` events",
+        ),
+        body=ChatBody,
+        description="503 `no_linked_accounts` / `limits_unavailable` when the master key has "
+        "no usable account; 429 when the account or pool is spent.",
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/responses",
+        responses,
+        API_KEY,
+        "OpenAI Responses API over the chat path",
+        "openai",
+        answer(
+            answers.ResponseObject,
+            stream=True,
+            description="A `response` object, or `response.*` events",
+        ),
+        body=ResponsesBody,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/models",
+        list_models,
+        API_KEY,
+        "The models clients may ask for",
+        "openai",
+        answer(answers.ModelList),
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/modes",
+        list_modes,
+        API_KEY,
+        "The named reasoning modes and the Codex effort of each",
+        "openai",
+        answer(answers.ModeList),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the OpenAI-compatible routes."""
-    app.router.add_post(f"{PREFIX}/chat/completions", chat_completions)
-    app.router.add_post(f"{PREFIX}/responses", responses)
-    app.router.add_get(f"{PREFIX}/models", list_models)
-    app.router.add_get(f"{PREFIX}/modes", list_modes)
+    add_routes(app, ROUTES)

@@ -7,13 +7,14 @@ import time
 
 from aiohttp import web
 
-from .. import admin_users, audit, linking, sessions, usage_report, users
+from .. import admin_users, answers, audit, linking, sessions, usage_report, users
 from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
-from ..bodies import REGISTRATION_CODES, KeyLabel, PoolOptIn, Registration
+from ..bodies import REGISTRATION_CODES, Credentials, KeyLabel, PoolOptIn, Registration
 from ..errors import ApiError
 from ..security import hash_password, verify_password
 from ..validate import read_body, read_optional_body
 from .common import ip_of, ok, read_credentials
+from .table import NONE, PORTAL, Reply, Route, add_routes, answer, int_query
 
 PORTAL_SCOPE = "portal"
 
@@ -151,12 +152,79 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(await usage_report.user_usage(request.app[STORE], user.id, days))
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/openai/auth/register",
+        register,
+        NONE,
+        "Create a portal user and sign them in",
+        "portal",
+        {"201": Reply(answers.OkUser)},
+        body=Registration,
+    ),
+    Route(
+        "POST",
+        "/api/openai/auth/login",
+        login,
+        NONE,
+        "Sign a portal user in (sets the session cookie)",
+        "portal",
+        answer(answers.OkUser),
+        body=Credentials,
+    ),
+    Route(
+        "POST",
+        "/api/openai/auth/logout",
+        logout,
+        ("", *PORTAL),
+        "Sign out: every portal session of this user ends (always 200)",
+        "portal",
+        answer(answers.Ok),
+    ),
+    Route(
+        "GET",
+        "/api/openai/auth/me",
+        me,
+        PORTAL,
+        "The signed-in user's account, key summary, limits and device-login state",
+        "portal",
+        answer(answers.PortalMe),
+    ),
+    Route(
+        "POST",
+        "/api/openai/keys/rotate",
+        rotate_key,
+        PORTAL,
+        "Mint the user's new endpoint key (the old one stops working); shown once",
+        "portal",
+        answer(answers.IssuedKey),
+        body=KeyLabel,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/api/openai/pool/opt-in",
+        pool_opt_in,
+        PORTAL,
+        "Whether this user's account may serve master-key requests",
+        "portal",
+        answer(answers.OptedIn),
+        body=PoolOptIn,
+    ),
+    Route(
+        "GET",
+        "/api/openai/usage",
+        usage,
+        PORTAL,
+        "The signed-in user's own usage per UTC day",
+        "portal",
+        answer(answers.UserUsage),
+        params=(int_query("days", 1, usage_report.MAX_DAYS, usage_report.DEFAULT_DAYS),),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the portal account routes (after sessions.setup)."""
-    app.router.add_post("/api/openai/auth/register", register)
-    app.router.add_post("/api/openai/auth/login", login)
-    app.router.add_post("/api/openai/auth/logout", logout)
-    app.router.add_get("/api/openai/auth/me", me)
-    app.router.add_post("/api/openai/keys/rotate", rotate_key)
-    app.router.add_post("/api/openai/pool/opt-in", pool_opt_in)
-    app.router.add_get("/api/openai/usage", usage)
+    add_routes(app, ROUTES)

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import sessions
+from .. import answers, sessions
 from ..api_auth import extract_key, require_api_key
 from ..app_keys import MODELS, POOL, RUN_GATE, STORE
 from ..bodies import QuickTest
@@ -25,6 +25,7 @@ from ..openai.translate import ChatRequest
 from ..pool import Account
 from ..users import KeyPrincipal, User, live_key_row
 from ..validate import decode, read_body
+from .table import API_KEY, PORTAL, Route, add_routes, answer
 
 
 def parse_quick_request(body: dict[str, Any] | QuickTest, resolve_model: Any) -> ChatRequest:
@@ -106,6 +107,25 @@ async def execute_session(request: web.Request) -> web.StreamResponse:
         run_pass.release()
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/openai/codex/execute-session",
+        execute_session,
+        (*PORTAL, *API_KEY),
+        "The portal's quick test: one short chat turn on the caller's account",
+        "portal",
+        answer(
+            answers.ChatCompletion,
+            stream=True,
+            description="A chat completion, or its chunk stream",
+        ),
+        body=QuickTest,
+        description="When an API key header is sent only the key counts.",
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the quick-test route (after sessions.setup)."""
-    app.router.add_post("/api/openai/codex/execute-session", execute_session)
+    add_routes(app, ROUTES)
