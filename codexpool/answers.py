@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
 # --- shared -----------------------------------------------------------------------------------
@@ -66,6 +67,30 @@ class KeyUsage(Struct, kw_only=True):
     inFlight: int  # noqa: N815
 
 
+class KeySummary(Struct, kw_only=True):
+    """What the panels show of a live key, never the key (users.key_summary)."""
+
+    exists: bool
+    label: str | None
+    hint: str | None
+    createdAt: float | None  # noqa: N815
+    lastUsedAt: float | None  # noqa: N815
+    limits: KeyLimits | None
+    usageToday: KeyUsage | None  # noqa: N815
+
+
+class KeyFields(Struct, kw_only=True):
+    """A KeySummary as members of a user object (users.key_fields)."""
+
+    hasKey: bool  # noqa: N815
+    keyLabel: str | None  # noqa: N815
+    keyHint: str | None  # noqa: N815
+    keyCreatedAt: float | None  # noqa: N815
+    keyLastUsedAt: float | None  # noqa: N815
+    keyLimits: KeyLimits | None  # noqa: N815
+    keyUsageToday: KeyUsage | None  # noqa: N815
+
+
 class IssuedKey(Struct, kw_only=True):
     """A new key, shown this once."""
 
@@ -113,19 +138,11 @@ class AdminMe(Struct, kw_only=True):
     username: str
 
 
-class AdminUserRow(AccountLimits, kw_only=True):
-    """One portal user of the admin table."""
-
+class _AdminUserOwn(Struct, kw_only=True):
     id: int
     username: str
     createdAt: float  # noqa: N815
     linked: bool
-    hasKey: bool  # noqa: N815
-    keyLabel: str | None  # noqa: N815
-    keyHint: str | None  # noqa: N815
-    keyCreatedAt: float | None  # noqa: N815
-    keyLimits: KeyLimits | None  # noqa: N815
-    keyUsageToday: KeyUsage | None  # noqa: N815
     lastUsedAt: float | None  # noqa: N815
     requestsServed: int  # noqa: N815
     poolOptIn: bool  # noqa: N815
@@ -135,6 +152,19 @@ class AdminUserRow(AccountLimits, kw_only=True):
     coolingDownUntil: float | None  # noqa: N815
     coolingDownReason: str | None  # noqa: N815
     instructionsFallbackAt: float | None  # noqa: N815
+
+
+def _merged(name: str, doc: str, *parts: type[Struct]) -> Any:
+    """A struct with the fields of every part (msgspec structs take one base with fields)."""
+    fields = [(f.name, f.type) for part in parts for f in msgspec.structs.fields(part)]
+    kind = msgspec.defstruct(name, fields, kw_only=True, module=__name__)
+    kind.__doc__ = doc
+    return kind
+
+
+AdminUserRow = _merged(
+    "AdminUserRow", "One portal user of the admin table.", _AdminUserOwn, KeyFields, AccountLimits
+)
 
 
 class UserTotals(Struct, kw_only=True):
@@ -147,22 +177,12 @@ class UserTotals(Struct, kw_only=True):
     nextResetAt: float | None  # noqa: N815
 
 
-class MasterKeySummary(Struct, kw_only=True):
-    exists: bool
-    label: str | None
-    hint: str | None
-    createdAt: float | None  # noqa: N815
-    lastUsedAt: float | None  # noqa: N815
-    limits: KeyLimits | None
-    usageToday: KeyUsage | None  # noqa: N815
-
-
 class UserTable(Struct, kw_only=True):
     """The portal user table, totals and the master key summary."""
 
     users: list[AdminUserRow]
     totals: UserTotals
-    masterKey: MasterKeySummary  # noqa: N815
+    masterKey: KeySummary  # noqa: N815
 
 
 class RevealedKey(Struct, kw_only=True):
@@ -384,20 +404,13 @@ class UsageSeries(Struct, kw_only=True):
 # --- portal -----------------------------------------------------------------------------------
 
 
-class PortalMe(Struct, kw_only=True):
+class PortalMe(KeyFields, kw_only=True):
     """The signed-in user's account, key summary, limits and device-login state."""
 
     authenticated: Literal[True]
     username: str
     createdAt: float  # noqa: N815
     linked: bool
-    hasKey: bool  # noqa: N815
-    keyHint: str | None  # noqa: N815
-    keyLabel: str | None  # noqa: N815
-    keyCreatedAt: float | None  # noqa: N815
-    keyLastUsedAt: float | None  # noqa: N815
-    keyLimits: KeyLimits | None  # noqa: N815
-    keyUsageToday: KeyUsage  # noqa: N815
     poolOptIn: bool  # noqa: N815
     limits: AccountLimits
     poolEligible: bool  # noqa: N815
