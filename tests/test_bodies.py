@@ -260,3 +260,23 @@ def test_blank_prompts_are_refused_and_others_kept(text: str) -> None:
     else:
         with pytest.raises(ApiError):
             parse_quick_request(body, CATALOG.resolve)
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "web_search", "search_context_size": "low", "user_location": {"city": "Oslo"}},
+        {"type": "custom", "name": "sh", "description": "d", "format": {"type": "grammar"}},
+        {"type": "local_shell"},
+        {"type": "tool_search", "anything": [1, {"x": None}]},
+    ],
+)
+def test_hosted_and_custom_tools_decode_and_reach_the_translation(tool: dict[str, Any]) -> None:
+    """Tool types other than `function` pass the declaration; whether they are served is the
+    translation's decision (today: refused there, naming the tool)."""
+    body = {"model": "codex", "input": "hi", "tools": [tool], "tool_choice": {"type": tool["type"]}}
+    decode(body, ResponsesBody)
+    with pytest.raises(ApiError) as info:
+        to_chat_body(body)
+    assert (info.value.status, info.value.param) == (400, "tools[0]")
+    assert "only function tools" in info.value.message

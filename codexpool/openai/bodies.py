@@ -66,6 +66,12 @@ class ContentPart(Struct, kw_only=True):
     text: str | None = None
     refusal: str | None = None
     image_url: str | ImageRef | None = None
+    file: (
+        Annotated[
+            dict[str, Any], Meta(description="A `file` part's file (`file_id`, `file_data`, ...).")
+        ]
+        | None
+    ) = None
 
 
 class FunctionCall(Struct, kw_only=True):
@@ -249,10 +255,11 @@ class ResponsesTool(Struct, kw_only=True):
 
 
 class ResponsesToolChoice(Struct, kw_only=True):
-    """`{"type": "function", "name": ...}`: call this function."""
+    """`{"type": "function", "name": ...}`: call this function (`type` defaults to
+    `function`); other types name a hosted tool, decided on after decoding (responses.py)."""
 
-    name: str
     type: str | None = None
+    name: str | None = None
 
 
 class ResponsesBody(Struct, kw_only=True):

@@ -131,7 +131,10 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     for name in ("tool_choice", "reasoning", "timeoutMs"):
         if name in body:
             chat[name] = body[name]
-    if isinstance(body.get("tool_choice"), dict) and "name" in body["tool_choice"]:
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type", "function") == "function":
+        if choice.get("name") is None:
+            raise _bad("a function `tool_choice` needs the function's `name`", "tool_choice.name")
         chat["tool_choice"] = {
             "type": "function",
             "function": {"name": body["tool_choice"]["name"]},
