@@ -24,7 +24,9 @@ from .errors import ApiError
 T = TypeVar("T")
 
 
-_DIGITS = b"0123456789"
+# Every digit to "0", every other byte to " ": a long number shows as a long run of "0".
+_DIGIT_RUNS = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+_LONG_NUMBER = b"0" * (jsoncheck.MAX_INT_DIGITS + 1)
 _HUGE = 10**jsoncheck.MAX_INT_DIGITS  # the smallest integer of more than MAX_INT_DIGITS digits
 
 
@@ -35,7 +37,7 @@ def _parse_fast(raw: bytes) -> dict[str, Any] | None:
     msgspec's decoder refuses lone surrogates, invalid UTF-8, NaN and integers past 4,300
     digits by itself (any refusal: None); what it accepts and jsoncheck would not is a body
     nested deeper than MAX_DEPTH or an integer of more than MAX_INT_DIGITS digits, looked for
-    only when the bytes hold enough brackets or digits for one.
+    only when the bytes hold enough brackets, or a long enough run of digits, for one.
     """
     try:
         data = msgspec.json.decode(raw)
@@ -45,7 +47,7 @@ def _parse_fast(raw: bytes) -> dict[str, Any] | None:
         return None
     if raw.count(b"{") + raw.count(b"[") > jsoncheck.MAX_DEPTH and _too_deep(data):
         return None
-    if len(raw) - len(raw.translate(None, _DIGITS)) > jsoncheck.MAX_INT_DIGITS and _huge_int(data):
+    if _LONG_NUMBER in raw.translate(_DIGIT_RUNS) and _huge_int(data):
         return None
     return data
 
