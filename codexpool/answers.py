@@ -9,7 +9,7 @@ must tolerate new members.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -162,9 +162,19 @@ def _merged(name: str, doc: str, *parts: type[Struct]) -> Any:
     return kind
 
 
-AdminUserRow = _merged(
-    "AdminUserRow", "One portal user of the admin table.", _AdminUserOwn, KeyFields, AccountLimits
-)
+if TYPE_CHECKING:
+
+    class AdminUserRow(_AdminUserOwn, kw_only=True):
+        """One portal user of the admin table (its own, key and limit fields)."""
+
+else:
+    AdminUserRow = _merged(
+        "AdminUserRow",
+        "One portal user of the admin table.",
+        _AdminUserOwn,
+        KeyFields,
+        AccountLimits,
+    )
 
 
 class UserTotals(Struct, kw_only=True):

@@ -67,7 +67,7 @@ class QuickTest(Struct, kw_only=True):
     prompt: Annotated[str, Meta(pattern=NON_BLANK, max_length=MAX_QUICK_PROMPT_CHARS)]
     stream: bool = False
     model: str | None = None
-    timeoutMs: TimeoutMs = DEFAULT_QUICK_TIMEOUT_MS  # type: ignore[valid-type]  # noqa: N815
+    timeoutMs: TimeoutMs = DEFAULT_QUICK_TIMEOUT_MS  # type: ignore[assignment]  # noqa: N815
 
 
 class ExecuteRun(Struct, kw_only=True):
@@ -84,7 +84,7 @@ class ExecuteRun(Struct, kw_only=True):
     model: Annotated[str, Meta(pattern="^(?!-)\\s*\\S")] | None = None
     timeoutMs: (  # noqa: N815
         Annotated[
-            TimeoutMs,  # type: ignore[valid-type]
+            TimeoutMs,
             Meta(description="Capped by the openaiCodexTimeoutMs setting."),
         ]
         | None

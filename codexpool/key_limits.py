@@ -20,7 +20,7 @@ from msgspec import Meta, Struct
 
 from .errors import ApiError
 from .store import Store
-from .validate import decode, whole
+from .validate import WholeNumber, decode
 
 SECONDS_PER_DAY = 86_400
 MAX_LIMIT_VALUE = 1_000_000_000_000
@@ -92,7 +92,8 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, "invalid_request", param=param)
 
 
-LimitValue = whole(0, MAX_LIMIT_VALUE, "LimitValue")
+class LimitValue(WholeNumber):
+    low, high = 0, MAX_LIMIT_VALUE
 
 
 class KeyLimitsChange(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -101,9 +102,9 @@ class KeyLimitsChange(Struct, kw_only=True, forbid_unknown_fields=True):
 
     username: str | None = None
     master: bool | None = None
-    requestsPerDay: LimitValue | None = None  # type: ignore[valid-type]  # noqa: N815
-    tokensPerDay: LimitValue | None = None  # type: ignore[valid-type]  # noqa: N815
-    concurrentRequests: LimitValue | None = None  # type: ignore[valid-type]  # noqa: N815
+    requestsPerDay: LimitValue | None = None  # noqa: N815
+    tokensPerDay: LimitValue | None = None  # noqa: N815
+    concurrentRequests: LimitValue | None = None  # noqa: N815
     allowedModels: (  # noqa: N815
         Annotated[
             list[Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_NAME)]],

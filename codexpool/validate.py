@@ -165,16 +165,12 @@ def json_int(value: Any) -> int | None:
 
 
 class WholeNumber(int):
-    """Base of the bounded integer field types (`whole(low, high)`): JSON Schema's integer,
-    so `528.0` counts as 528, unlike msgspec's own `int`; booleans and fractions do not."""
+    """Base of the bounded integer field types (a subclass sets `low` and `high`): JSON
+    Schema's integer, so `528.0` counts as 528, unlike msgspec's own `int`; booleans and
+    fractions do not."""
 
     low: ClassVar[int] = 0
     high: ClassVar[int | None] = None
-
-
-def whole(low: int, high: int | None = None, name: str = "WholeNumber") -> type[int]:
-    """Return an integer field type bounded to [low, high] that accepts whole floats."""
-    return type(name, (WholeNumber,), {"low": low, "high": high})
 
 
 # A string with some non-whitespace text (JSON Schema's `pattern` is searched, not matched).

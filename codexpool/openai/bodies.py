@@ -10,22 +10,29 @@ part types and tool types are supported, image URL rules, cross-field rules such
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct
 
-from ..validate import NON_BLANK, whole
-
-ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
-MAX_MESSAGES = 2_000
-TOOL_NAME_PATTERN = "^[a-zA-Z0-9_-]{1,64}$"
+from ..validate import NON_BLANK, WholeNumber
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra"]
-TokenLimit = whole(1, 10_000_000, "TokenLimit")
-TimeoutMs = whole(1, 86_400_000, "TimeoutMs")
+ROLES: tuple[str, ...] = get_args(Role)
+REASONING_EFFORTS: tuple[str, ...] = get_args(Effort)
+MAX_MESSAGES = 2_000
+TOOL_NAME_PATTERN = "^[a-zA-Z0-9_-]{1,64}$"
+
+
+class TokenLimit(WholeNumber):
+    low, high = 1, 10_000_000
+
+
+class TimeoutMs(WholeNumber):
+    low, high = 1, 86_400_000
+
+
 ToolName = Annotated[
     str, Meta(pattern=TOOL_NAME_PATTERN, description="OpenAI's (and Codex's) function name rule.")
 ]
@@ -177,10 +184,10 @@ class ChatBody(Struct, kw_only=True):
         | None
     ) = None
     response_format: ResponseFormat | None = None
-    max_tokens: TokenLimit | None = None  # type: ignore[valid-type]
-    max_completion_tokens: TokenLimit | None = None  # type: ignore[valid-type]
-    max_output_tokens: TokenLimit | None = None  # type: ignore[valid-type]
-    timeoutMs: TimeoutMs | None = None  # type: ignore[valid-type]  # noqa: N815
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
+    max_output_tokens: TokenLimit | None = None
+    timeoutMs: TimeoutMs | None = None  # noqa: N815
     reasoning_effort: Effort | None = None
     reasoning: Reasoning | None = None
     reasoning_mode: (
@@ -289,6 +296,6 @@ class ResponsesBody(Struct, kw_only=True):
         | None
     ) = None
     reasoning: Reasoning | None = None
-    timeoutMs: TimeoutMs | None = None  # type: ignore[valid-type]  # noqa: N815
-    max_output_tokens: TokenLimit | None = None  # type: ignore[valid-type]
+    timeoutMs: TimeoutMs | None = None  # noqa: N815
+    max_output_tokens: TokenLimit | None = None
     text: TextOptions | None = None
