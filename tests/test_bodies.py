@@ -26,6 +26,7 @@ from codexpool.execute import parse_execute_request
 from codexpool.openai.bodies import ChatBody, ResponsesBody
 from codexpool.openai.models import ModelCatalog
 from codexpool.openai.responses import to_chat_body
+from codexpool.openai.tool_kinds import plan_tools
 from codexpool.openai.translate import parse_chat_request
 from codexpool.openapi import openapi_document, route_table
 from codexpool.routes.quicktest import parse_quick_request
@@ -272,11 +273,13 @@ def test_blank_prompts_are_refused_and_others_kept(text: str) -> None:
     ],
 )
 def test_hosted_and_custom_tools_decode_and_reach_the_translation(tool: dict[str, Any]) -> None:
-    """Tool types other than `function` pass the declaration; whether they are served is the
-    translation's decision (today: refused there, naming the tool)."""
+    """Tool types other than `function` pass the declaration with their own members; what
+    becomes of them is the translation's decision (tool_kinds.plan_tools)."""
     body = {"model": "codex", "input": "hi", "tools": [tool], "tool_choice": {"type": tool["type"]}}
     decode(body, ResponsesBody)
-    with pytest.raises(ApiError) as info:
-        to_chat_body(body)
-    assert (info.value.status, info.value.param) == (400, "tools[0]")
-    assert "only function tools" in info.value.message
+    plan = plan_tools(body["tools"])
+    chat = to_chat_body(body, plan)
+    if tool["type"] == "custom":
+        assert plan.custom == {"sh"} and chat["tools"][0]["function"]["name"] == "sh"
+    else:
+        assert plan.dropped == (tool["type"],) and chat["tools"] == []

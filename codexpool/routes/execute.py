@@ -14,10 +14,20 @@ from aiohttp import web
 
 from .. import answers, shutdown
 from ..api_auth import require_api_key
-from ..app_keys import CODEX_BIN, EXECUTIONS, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
+from ..app_keys import (
+    CODEX_BIN,
+    EXECUTIONS,
+    ISOLATION,
+    KEY_QUOTAS,
+    POOL,
+    REQUEST_ID,
+    RUN_GATE,
+    SETTINGS,
+    USAGE,
+)
 from ..bodies import EXECUTE_CODES, ExecuteRun
 from ..codex.events import TurnError
-from ..errors import REQUEST_ID, ApiError
+from ..errors import ApiError
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..openai import sse

@@ -8,11 +8,13 @@ from aiohttp import web
 
 from .. import answers
 from ..api_auth import require_api_key
-from ..app_keys import ENGINE, MODELS, POOL
+from ..app_keys import ENGINE, MODELS, POOL, SETTINGS
 from ..errors import ApiError
 from ..openai import dispatch
 from ..openai import responses as responses_api
 from ..openai.bodies import ChatBody, ResponsesBody
+from ..openai.responses_writer import ResponsesWriter
+from ..openai.tool_kinds import plan_tools
 from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
 from ..validate import read_json_object
 from .table import API_KEY, Route, add_routes, answer
@@ -36,15 +38,19 @@ async def responses(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     principal = await require_api_key(request)
     body = await read_json_object(request)
-    req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
-    previous = body.get("previous_response_id")  # a string: to_chat_body decoded the body
+    responses_api.check_body(body)  # the declared body first: types, bounds
+    plan = plan_tools(body.get("tools"), web_search=request.app[SETTINGS].web_search)
+    chat = responses_api.to_chat_body(body, plan, checked=True)
+    req = parse_chat_request(chat, request.app[MODELS].resolve)
+    req.tool_plan = plan
+    previous = body.get("previous_response_id")  # a string or None (check_body)
     return await dispatch.run_chat(
         request,
         req,
         endpoint="responses",
         principal=principal,
         started=started,
-        shape=responses_api,
+        shape=ResponsesWriter,
         previous_response_id=previous,
         keep_response=body.get("store") is not False,
     )
@@ -109,6 +115,10 @@ ROUTES = (
             description="A `response` object, or `response.*` events",
         ),
         body=ResponsesBody,
+        description="Function and `custom` tools reach the model (custom tools as functions of "
+        "one string, called back as `custom_tool_call` items); `web_search` is served when the "
+        "`webSearch` setting is on; other hosted tools are dropped, named in the "
+        "`x-codexpool-dropped-tools` header and a `warnings` entry.",
     ),
     Route(
         "GET",
