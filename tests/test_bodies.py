@@ -283,3 +283,14 @@ def test_hosted_and_custom_tools_decode_and_reach_the_translation(tool: dict[str
         assert plan.custom == {"sh"} and chat["tools"][0]["function"]["name"] == "sh"
     else:
         assert plan.dropped == (tool["type"],) and chat["tools"] == []
+
+
+@pytest.mark.parametrize("kind", ["", "web search", "x\n", "tool\u00e9", "a" * 65])
+def test_a_tool_type_is_a_name(kind: str) -> None:
+    """Found by fuzzing the declared body: a hosted tool of type "\\u001b..." was dropped and
+    named in the x-codexpool-dropped-tools header, which cannot carry it, and the server
+    closed the connection without an answer."""
+    body = {"model": "codex", "input": "hi", "tools": [{"type": kind}]}
+    with pytest.raises(ApiError) as info:
+        to_chat_body(body)
+    assert (info.value.status, info.value.param) == (400, "tools[0].type")

@@ -248,12 +248,17 @@ class TextOptions(Struct, kw_only=True):
     ) = None
 
 
+# A tool type is a name (`web_search_preview_2025_03_11`); dropped ones are named in a header.
+# `(?![\s\S])` ends the text in both Python's and JSON Schema's regexes (`$` lets "x\n" by).
+ToolType = Annotated[str, Meta(pattern="^[A-Za-z0-9_.-]{1,64}(?![\\s\\S])")]
+
+
 class ResponsesTool(Struct, kw_only=True):
     """A tool: `function` (flat: `name`, `description`, `parameters`), `custom` (`name`,
     `description`, `format`) or a hosted tool type (`web_search`, `local_shell`, ...) with its
-    own members. Which types are served is decided after decoding (responses.py)."""
+    own members. Which types are served is decided after decoding (openai/tool_kinds.py)."""
 
-    type: str
+    type: ToolType
     name: str | None = None
     description: str | None = None
     parameters: JsonSchema | None = None
