@@ -66,8 +66,8 @@ class ImageRef(Struct, kw_only=True):
 
 class ContentPart(Struct, kw_only=True):
     """One part of a message's content. Supported types: `text`, `input_text`, `output_text`
-    (with `text`), `refusal`, `image_url` and `input_image` (with `image_url`); other types
-    are refused after decoding."""
+    (with `text`), `refusal`, `image_url` and `input_image` (with `image_url`), `file` (with
+    `file`); other types are refused after decoding."""
 
     type: str
     text: str | None = None
@@ -75,7 +75,11 @@ class ContentPart(Struct, kw_only=True):
     image_url: str | ImageRef | None = None
     file: (
         Annotated[
-            dict[str, Any], Meta(description="A `file` part's file (`file_id`, `file_data`, ...).")
+            dict[str, Any],
+            Meta(
+                description="A text file as a base64 data URL (or base64) in `file_data`, with its "
+                "`filename`, inlined into the prompt; other files and `file_id` get a 400."
+            ),
         ]
         | None
     ) = None
@@ -205,11 +209,15 @@ class ChatBody(Struct, kw_only=True):
 
 class InputPart(Struct, kw_only=True):
     """A part of an input message's content: `input_text`, `output_text`, `text` (with
-    `text`) or `input_image` (with `image_url`); other types are refused after decoding."""
+    `text`), `input_image` (with `image_url`) or `input_file` (a text file in `file_data`,
+    inlined into the prompt under its `filename`; other files get a 400); other types are
+    refused after decoding."""
 
     type: str
     text: str | None = None
     image_url: str | None = None
+    filename: str | None = None
+    file_data: str | None = None
 
 
 class InputItem(Struct, kw_only=True):

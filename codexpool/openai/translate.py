@@ -26,8 +26,10 @@ from .bodies import (
     ImageRef,
     Message,
     Messages,
+    NamedToolChoice,
     ResponseFormat,
 )
+from .input_files import file_part_text
 from .tool_kinds import NO_TOOLS, ToolPlan
 from .tool_names import alias, unalias
 
@@ -108,6 +110,10 @@ def _content_text(content: str | list[str | ContentPart] | None, index: int) -> 
             texts.append(part.refusal or "")
         elif ptype in ("image_url", "input_image"):
             continue  # images are items of their own (conversation_items)
+        elif ptype == "file":  # a text file is inlined, anything else refused (input_files)
+            if part.file is None:
+                raise _bad("a file content part needs a `file` object", f"{param}[{j}].file")
+            texts.append(file_part_text(part.file, f"{param}[{j}]"))
         else:
             raise _bad(
                 f"content part type {ptype!r} is not supported by this gateway yet",
@@ -375,6 +381,9 @@ NAMED_TOOL_INSTRUCTION = "Every reply must call the function `{name}`; never ans
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
     if not raw:
+        if choice == "required" or isinstance(choice, NamedToolChoice | dict):
+            # OpenAI refuses this too: a forced call with nothing to call cannot be honoured.
+            raise _bad("`tool_choice` requires `tools`: none were given", "tool_choice")
         return (), None
     if not isinstance(raw[0], ChatTool):
         raw = decode(raw, list[ChatTool], prefix="tools")

@@ -43,6 +43,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     chat = responses_api.to_chat_body(body, plan, checked=True)
     req = parse_chat_request(chat, request.app[MODELS].resolve)
     req.tool_plan = plan
+    req.extras["response_echo"] = responses_api.echoed_fields(body)
     previous = body.get("previous_response_id")  # a string or None (check_body)
     return await dispatch.run_chat(
         request,
