@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import whole_number
 from .store import Store
+from .validate import whole_number
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366

@@ -13,8 +13,9 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from .errors import ApiError, whole_number
+from .errors import ApiError
 from .store import Store
+from .validate import whole_number
 
 BUCKETS = {"hour": 3600, "day": 86_400}
 MAX_SPAN = {"hour": 7 * 24, "day": 366}  # buckets per answer

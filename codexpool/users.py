@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ApiError
 from .key_limits import COLUMNS as KEY_LIMIT_COLUMNS
-from .key_limits import NO_LIMITS, KeyLimits, Owner
+from .key_limits import NO_LIMITS, KeyLimits, Owner, OwnerUse
 from .security import KeyCipher, key_digest, key_hint, mint_key
 from .store import Store
 
@@ -263,6 +264,31 @@ async def live_key_row(store: Store, *, user_id: int | None, kind: KeyKind) -> d
         "ciphertext": row["ciphertext"],
         "limits": KeyLimits.from_row(row),
     }
+
+
+def key_summary(key: Mapping[str, Any] | None, use: OwnerUse | None) -> dict[str, Any]:
+    """Return what the panels show of a live key (never the key): the master key's summary on
+    the admin page, and, `key`-prefixed (key_fields), each user's in the admin table and on
+    the portal. `key` holds live_key_row's fields (label, hint, created_at, last_used_at,
+    limits), None without a live key; `use` is the key slot's use today."""
+    return {
+        "exists": key is not None,
+        "label": key["label"] if key else None,
+        "hint": key["hint"] if key else None,
+        "createdAt": key["created_at"] if key else None,
+        "lastUsedAt": key["last_used_at"] if key else None,
+        "limits": key["limits"].as_json() if key else None,
+        "usageToday": use.as_json() if use is not None else None,
+    }
+
+
+def key_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return a key_summary as the flat members of a user object (`hasKey`, `keyHint`, ...)."""
+    fields = {"hasKey": summary["exists"]}
+    for name, value in summary.items():
+        if name != "exists":
+            fields["key" + name[0].upper() + name[1:]] = value
+    return fields
 
 
 async def reveal_key(store: Store, cipher: KeyCipher, user_id: int) -> str | None:

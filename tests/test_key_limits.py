@@ -164,9 +164,9 @@ async def test_rotation_keeps_limits(store: Store) -> None:
         ({"concurrentRequests": "2"}, "concurrentRequests"),
         ({"tokensPerDay": 10**13}, "tokensPerDay"),
         ({"allowedModels": "gpt-5.5"}, "allowedModels"),
-        ({"allowedModels": [""]}, "allowedModels"),
+        ({"allowedModels": [""]}, "allowedModels[0]"),
         ({"allowedModels": ["a", "a"]}, "allowedModels"),
-        ({"allowedModels": [3]}, "allowedModels"),
+        ({"allowedModels": [3]}, "allowedModels[0]"),  # the entry itself
         ({"allowedModels": ["m"] * 101}, "allowedModels"),
     ],
 )
