@@ -14,11 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta, Struct
 
 from .errors import ApiError
-from .openai.translate import json_int
 from .store import Store
+from .validate import WholeNumber, decode
 
 SECONDS_PER_DAY = 86_400
 MAX_LIMIT_VALUE = 1_000_000_000_000
@@ -90,25 +92,40 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, "invalid_request", param=param)
 
 
-def parse_limits(body: dict[str, Any]) -> KeyLimits:
+class LimitValue(WholeNumber):
+    low, high = 0, MAX_LIMIT_VALUE
+
+
+class KeyLimitsChange(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The target (`username`, or `master: true`) and the new limits; a missing or null limit
+    means no cap."""
+
+    username: str | None = None
+    master: bool | None = None
+    requestsPerDay: LimitValue | None = None  # noqa: N815
+    tokensPerDay: LimitValue | None = None  # noqa: N815
+    concurrentRequests: LimitValue | None = None  # noqa: N815
+    allowedModels: (  # noqa: N815
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_NAME)]],
+            Meta(
+                max_length=MAX_ALLOWED_MODELS,
+                description="Distinct model ids (no line breaks); `[]` allows none, null any.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+def parse_limits(body: dict[str, Any] | KeyLimitsChange) -> KeyLimits:
     """Validate the limit fields of an admin request; a missing or null field means no cap."""
-    values: list[Any] = []
-    for name, _ in FIELDS[:3]:
-        raw = body.get(name)
-        value = json_int(raw)  # 500.0 is a whole number too, as JSON Schema says
-        if raw is not None and (value is None or not 0 <= value <= MAX_LIMIT_VALUE):
-            raise _bad(f"{name} must be null or a whole number 0-{MAX_LIMIT_VALUE}", name)
-        values.append(value)
-    models = body.get("allowedModels")
-    if models is not None:
-        if not isinstance(models, list) or len(models) > MAX_ALLOWED_MODELS:
-            raise _bad(
-                f"allowedModels must be null or a list of at most {MAX_ALLOWED_MODELS} model ids",
-                "allowedModels",
-            )
+    if not isinstance(body, KeyLimitsChange):
+        body = decode(body, KeyLimitsChange)
+    models: tuple[str, ...] | None = None
+    if body.allowedModels is not None:
         cleaned: list[str] = []
-        for m in models:
-            if not isinstance(m, str) or not m.strip() or len(m) > MAX_MODEL_NAME:
+        for m in body.allowedModels:
+            if not m.strip():
                 raise _bad(
                     f"each allowedModels entry must be a model id of 1-{MAX_MODEL_NAME} characters",
                     "allowedModels",
@@ -117,7 +134,16 @@ def parse_limits(body: dict[str, Any]) -> KeyLimits:
                 raise _bad(f"allowedModels entry {m!r} is repeated or malformed", "allowedModels")
             cleaned.append(m.strip())
         models = tuple(cleaned)
-    return KeyLimits(values[0], values[1], values[2], models)
+
+    def number(value: int | None) -> int | None:
+        return None if value is None else int(value)
+
+    return KeyLimits(
+        number(body.requestsPerDay),
+        number(body.tokensPerDay),
+        number(body.concurrentRequests),
+        models,
+    )
 
 
 def utc_day(ts: float) -> int:

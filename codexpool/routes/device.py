@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import audit, sessions, stale_users
+from .. import answers, audit, sessions, stale_users
 from ..app_keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from ..device_login import DeviceLogins
 from .common import ip_of
+from .table import PORTAL, Route, add_routes, answer
 
 
 async def device_start(request: web.Request) -> web.Response:
@@ -72,10 +73,47 @@ async def _device_logins_ctx(app: web.Application) -> AsyncIterator[None]:
     await logins.close()
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/openai/codex/device/start",
+        device_start,
+        PORTAL,
+        "Start `codex login --device-auth` for this user",
+        "device",
+        answer(answers.DeviceStatus),
+    ),
+    Route(
+        "GET",
+        "/api/openai/codex/device/status",
+        device_status,
+        PORTAL,
+        "The user's device-login state",
+        "device",
+        answer(answers.DeviceStatus),
+    ),
+    Route(
+        "POST",
+        "/api/openai/codex/device/cancel",
+        device_cancel,
+        PORTAL,
+        "Cancel the user's running device login",
+        "device",
+        answer(answers.DeviceStatus),
+    ),
+    Route(
+        "POST",
+        "/api/openai/codex/unlink",
+        unlink,
+        PORTAL,
+        "Log the user's account out of Codex and remove its login",
+        "device",
+        answer(answers.Unlinked),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the device-linking routes and the flows' lifetime (after the engine's)."""
     app.cleanup_ctx.append(_device_logins_ctx)
-    app.router.add_post("/api/openai/codex/device/start", device_start)
-    app.router.add_get("/api/openai/codex/device/status", device_status)
-    app.router.add_post("/api/openai/codex/device/cancel", device_cancel)
-    app.router.add_post("/api/openai/codex/unlink", unlink)
+    add_routes(app, ROUTES)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, answers
 from ..app_keys import CODEX_BIN, ENGINE, POOL, STORE
 from ..errors import ApiError
 from ..sessions import require_admin
 from .common import metrics_token_sent
+from .table import NONE, Reply, Route, add_routes
 
 
 async def is_operator(request: web.Request) -> bool:
@@ -54,6 +55,25 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=status)
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/api/health",
+        health,
+        NONE,
+        "Liveness and readiness (503 with the same body when not ready); the details "
+        "(version, codex, accounts) only for the metrics token or an admin session",
+        "ops",
+        {
+            "200": Reply(answers.Health),
+            "503": Reply(
+                answers.Health, description="Not ready (database or codex binary missing)"
+            ),
+        },
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the health route."""
-    app.router.add_get("/api/health", health)
+    add_routes(app, ROUTES)
