@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import aiohttp
 from aiohttp import web
 
 from .accounts import KeyPrincipal
 from .admin_auth import AdminAuth
 from .alerts import Alerts
+from .cluster.node import ClusterNode
 from .codex.engine import Engine
 from .codex.isolation import Isolation
 from .config import Settings
@@ -47,5 +49,9 @@ ALERTS = web.AppKey("alerts", Alerts)
 # The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
 # execute off).
 ISOLATION = web.AppKey("isolation", Isolation)
+# This node's cluster membership and the client session of forwarded requests; absent on a
+# single node (no clusterSecret).
+CLUSTER = web.AppKey("cluster", ClusterNode)
+CLUSTER_SESSION = web.AppKey("cluster_session", aiohttp.ClientSession)
 
 PRINCIPAL = web.RequestKey("principal", KeyPrincipal)

@@ -217,6 +217,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX quota_history_user ON quota_history(user_id, ts);
     CREATE INDEX quota_history_ts ON quota_history(ts);
     """,
+    # 6: several nodes on one database (issue 18, cluster/): the nodes that run, each linked
+    # account's auth.json (Fernet ciphertext, the source of truth in cluster mode) and which
+    # node owns each account until when. Written portably (SQLite and PostgreSQL).
+    """
+    CREATE TABLE cluster_nodes (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE account_logins (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        ciphertext TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    CREATE TABLE account_leases (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        acquired_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX account_leases_node ON account_leases(node_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,10 +7,12 @@ import json
 from aiohttp import web
 
 from .. import accounts, admin_users, audit, key_limits, sessions, usage_report
+from ..cluster import links
 from ..errors import ApiError, read_json_object, whole_number
 from ..keys import (
     ADMIN_AUTH,
     CIPHER,
+    CLUSTER,
     DEVICE_LOGINS,
     ENGINE,
     KEY_QUOTAS,
@@ -71,7 +73,10 @@ async def list_users(request: web.Request) -> web.Response:
         app[POOL],
         app[KEY_QUOTAS],
         app[ENGINE].instructions.fallbacks(),
+        linked_check=(lambda uid: links.is_linked(app, uid)) if CLUSTER in app else None,
     )
+    if CLUSTER in app:
+        table["cluster"] = app[CLUSTER].describe()
     return web.json_response(table)
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .. import shutdown, sse
 from ..api_auth import require_api_key
+from ..cluster.routing import route
 from ..codex.events import TurnError
 from ..errors import REQUEST_ID, ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
@@ -47,6 +48,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
             "The execute endpoint is disabled on this server (setting executeEnabled).",
             "execute_disabled",
         )
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded  # the account lives on another node (cluster)
     body = await read_json_object(request)
     req = parse_execute_request(body, settings)
     codex_bin = request.app[CODEX_BIN]

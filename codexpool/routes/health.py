@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import ApiError
-from ..keys import CODEX_BIN, ENGINE, POOL, STORE
+from ..keys import CLUSTER, CODEX_BIN, ENGINE, POOL, STORE
 from ..sessions import require_admin
 from .common import metrics_token_sent
 
@@ -36,6 +36,9 @@ async def health(request: web.Request) -> web.Response:
     """
     app = request.app
     db_ok = await app[STORE].ping()
+    cluster = app.get(CLUSTER)
+    if cluster is not None:  # a node that cannot renew its leases takes no new work
+        db_ok = db_ok and cluster.available()
     codex_bin = app[CODEX_BIN]
     ready = db_ok and bool(codex_bin)
     status = 200 if ready else 503
@@ -51,6 +54,8 @@ async def health(request: web.Request) -> web.Response:
         "accounts": {"linked": len(linked), "eligible": eligible},
         "codexProcesses": app[ENGINE].live_processes(),
     }
+    if cluster is not None:  # the nodes, which accounts each owns, lease ages
+        body["cluster"] = cluster.describe()
     return web.json_response(body, status=status)
 
 

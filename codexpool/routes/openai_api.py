@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .. import dispatch, responses_api
 from ..api_auth import require_api_key
+from ..cluster.routing import route
 from ..errors import ApiError, read_json_object
 from ..keys import ENGINE, MODELS, POOL
 from ..openai_compat import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
@@ -19,6 +20,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Answer an OpenAI chat completion (streamed or not) from a Codex turn."""
     started = time.monotonic()
     principal = await require_api_key(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded  # the account lives on another node (cluster)
     body = await read_json_object(request)
     req = parse_chat_request(body, request.app[MODELS].resolve)
     return await dispatch.run_chat(
@@ -30,6 +33,8 @@ async def responses(request: web.Request) -> web.StreamResponse:
     """Answer `POST /v1/responses` through the chat path, shaped as the Responses API."""
     started = time.monotonic()
     principal = await require_api_key(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded
     body = await read_json_object(request)
     req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
     previous = body.get("previous_response_id")

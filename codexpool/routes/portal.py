@@ -7,7 +7,8 @@ import time
 
 from aiohttp import web
 
-from .. import accounts, admin_users, audit, linking, sessions, usage_report
+from .. import accounts, admin_users, audit, sessions, usage_report
+from ..cluster import links
 from ..errors import ApiError, read_json_object
 from ..keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..security import hash_password, verify_password
@@ -81,7 +82,7 @@ async def me(request: web.Request) -> web.Response:
             "authenticated": True,
             "username": user.username,
             "createdAt": user.created_at,
-            "linked": linking.is_linked(linking.codex_home(app[SETTINGS], user.id)),
+            "linked": links.is_linked(app, user.id),
             "hasKey": key is not None,
             "keyHint": key["hint"] if key else None,
             "keyLabel": key["label"] if key else None,

@@ -1,0 +1,181 @@
+"""Several gateway nodes on one database (issue 18): real `codexpool serve` processes with the
+real codex binary against the fake backend; accounts leased one node at a time, requests
+forwarded to the owner, takeover after a SIGKILL, logins written back after a token refresh."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from codexpool.security import KeyCipher
+from tests.cluster_helpers import balanced, make_nodes, owners, runs, served_by, wait_until
+from tests.e2e_helpers import link_user
+
+pytestmark = pytest.mark.e2e
+
+USERS = ("alice", "bobby", "carol", "dave")
+
+
+def _client(node: Any, key: str, request: pytest.FixtureRequest) -> openai.OpenAI:
+    client = openai.OpenAI(base_url=node.api, api_key=key, max_retries=0, timeout=60)
+    request.addfinalizer(client.close)
+    return client
+
+
+def _chat(client: openai.OpenAI, text: str = "hi") -> str:
+    out = client.chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": text}]
+    )
+    return out.choices[0].message.content or ""
+
+
+def test_two_nodes_split_the_accounts_and_forward_to_the_owner(
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    fake_backend.clear()
+    nodes, master = make_nodes(live_server_factory, fake_backend.url, 2)
+    keys = {name: link_user(nodes[0], tmp_path, name, f"acct_{name}") for name in USERS}
+    for node in nodes:
+        node.start()
+    owner = wait_until(balanced(nodes, len(USERS)), what="two nodes sharing four accounts")
+    assert owners(nodes[1]) == owner  # both nodes see one picture
+    # Only the owner holds a login file; the database holds every login, encrypted.
+    for uid, node_id in owner.items():
+        for node in nodes:
+            home = node.settings.codex_homes / str(uid) / "auth.json"
+            assert home.exists() == (node.settings.node_id == node_id), (uid, node_id)
+    con = sqlite3.connect(nodes[0].settings.db_path)
+    stored = con.execute("SELECT ciphertext FROM account_logins").fetchall()
+    con.close()
+    assert len(stored) == len(USERS) and not any("refresh_token" in c for (c,) in stored)
+
+    # Every user key answers through either node; the owner's codex does the work.
+    for key in keys.values():
+        for node in nodes:
+            assert _chat(_client(node, key, request)) == "Hello from the fake backend."
+    by_account = served_by(fake_backend.requests())
+    uid_of = {name: i + 1 for i, name in enumerate(USERS)}
+    for name in USERS:
+        assert runs(by_account[f"acct_{name}"]) == [owner[uid_of[name]]], by_account
+
+    # The master key prefers the receiving node's accounts: through each node, its own two.
+    served: dict[str, set[str]] = {}
+    for node in nodes:
+        before = len(fake_backend.requests("/responses"))
+        client = _client(node, master, request)
+        for _ in range(4):
+            assert _chat(client) == "Hello from the fake backend."
+        calls = fake_backend.requests("/responses")[before:]
+        served[node.settings.node_id] = {c["account_id"] for c in calls}
+        assert {c["node"] for c in calls} == {node.settings.node_id}
+    assert all(len(accts) == 2 for accts in served.values()), served
+    assert not served["node-a"] & served["node-b"]  # spread over both nodes' accounts
+
+    # A user key streamed through a node that does not own its account: the SSE stream
+    # arrives whole, chunk by chunk, as the owner wrote it.
+    name = next(n for n in USERS if owner[uid_of[n]] == "node-a")
+    stream = _client(nodes[1], keys[name], request).chat.completions.create(
+        model="codex", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "Hello from the fake backend."
+    # Errors come back unchanged (status, OpenAI body, code) through the non-owner.
+    with pytest.raises(openai.BadRequestError) as info:
+        _client(nodes[1], keys[name], request).chat.completions.create(
+            model="codex", messages=[{"role": "nobody", "content": "hi"}]
+        )
+    with pytest.raises(openai.BadRequestError) as direct:
+        _client(nodes[0], keys[name], request).chat.completions.create(
+            model="codex", messages=[{"role": "nobody", "content": "hi"}]
+        )
+    assert info.value.body == direct.value.body
+
+    # One usage row per answered request, written by the node that ran it (never by the
+    # forwarding node as well); refused bodies write none, on one node as on several.
+    def statuses() -> list[int]:
+        con = sqlite3.connect(nodes[0].settings.db_path)
+        try:
+            return sorted(s for (s,) in con.execute("SELECT status FROM requests"))
+        finally:
+            con.close()
+
+    wait_until(lambda: len(statuses()) >= 17, what="usage rows")
+    time.sleep(1.5)  # a duplicate row would land within the recorder's flush interval
+    assert statuses() == [200] * 17
+
+
+def _stored_refresh_token(node: Any, user_id: int) -> str:
+    con = sqlite3.connect(node.settings.db_path)
+    try:
+        (ciphertext,) = con.execute(
+            "SELECT ciphertext FROM account_logins WHERE user_id = ?", (user_id,)
+        ).fetchone()
+    finally:
+        con.close()
+    plain = KeyCipher(node.settings.openai_key_encryption_secret).decrypt(ciphertext)
+    return json.loads(plain or "{}")["tokens"]["refresh_token"]
+
+
+def test_a_killed_nodes_accounts_move_with_their_refreshed_logins(
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    fake_backend.clear()
+    lease_s = 3
+    nodes, _ = make_nodes(live_server_factory, fake_backend.url, 3, lease_s=lease_s)
+    keys = {n: link_user(nodes[0], tmp_path, n, f"acct_{n}") for n in ("alice", "bobby", "carol")}
+    for node in nodes:
+        node.start()
+    owner = wait_until(balanced(nodes, 3), what="three nodes, one account each")
+    victim = next(n for n in nodes if n.settings.node_id == owner[1])  # alice's owner
+    entry = next(n for n in nodes if n is not victim)
+
+    # Two 401s in a row make codex refresh alice's tokens (the first only rereads auth.json);
+    # the owner writes the rotated login back to the database within a second.
+    fake_backend.script("acct_alice", {"kind": "unauthorized"}, {"kind": "unauthorized"})
+    for key in keys.values():
+        assert _chat(_client(entry, key, request)) == "Hello from the fake backend."
+    rotations = wait_until(fake_backend.rotations, what="codex refreshing alice's tokens")
+    assert len(rotations) == 1 and rotations[0][0].startswith("rt_fake_acct_alice_")
+    issued = rotations[0][1]
+    wait_until(lambda: _stored_refresh_token(entry, 1) == issued, what="login written back")
+
+    # SIGKILL: no lease released, no login written back on the way out.
+    assert victim.proc is not None
+    killed_at = time.monotonic()
+    victim.proc.kill()
+    victim.proc.wait()
+    moved = wait_until(
+        lambda: (o := owners(entry)).get(1) not in (None, victim.settings.node_id) and o,
+        timeout=10 * lease_s,
+        what="another node taking alice's account",
+    )
+    took = time.monotonic() - killed_at
+    assert took < lease_s * 1.5 + 2 * lease_s, took  # lease + margin + a tick or two of slack
+    new_owner = next(n for n in nodes if n.settings.node_id == moved[1])
+    home = new_owner.settings.codex_homes / "1" / "auth.json"
+    assert json.loads(home.read_text())["tokens"]["refresh_token"] == issued
+    # Alice's key answers again, through either surviving node, on the new owner.
+    for node in nodes:
+        if node is not victim:
+            assert _chat(_client(node, keys["alice"], request)) == "Hello from the fake backend."
+    # Nobody refreshed with a spent token; each account was served by one node at a time:
+    # alice by her first owner, then (after the kill) by the new one; the others by one node.
+    assert not [r for r in fake_backend.requests("/oauth/token") if r["body"]["reused"]]
+    by_account = served_by(fake_backend.requests())
+    assert runs(by_account["acct_alice"]) == [victim.settings.node_id, moved[1]]
+    for n, uid in (("bobby", 2), ("carol", 3)):
+        assert runs(by_account[f"acct_{n}"]) == [owner[uid]]
