@@ -566,6 +566,29 @@ ADMIN_USER_ROW: Schema = _closed(
     instructionsFallbackAt=N_NUM,
 )
 
+# Cluster mode only (clusterSecret): the nodes on the database, the accounts each owns and the
+# ages of their leases, as this node read them at its last tick.
+CLUSTER_STATE: Schema = _closed(
+    nodeId=STR,
+    leaseSeconds=NUM,
+    database={"enum": ["ok", "unavailable"]},
+    nodes={
+        "type": "array",
+        "items": _closed(
+            id=STR,
+            url=STR,
+            self=BOOL,
+            live=BOOL,
+            heartbeatAgeS=NUM,
+            startedAt=NUM,
+            accounts={
+                "type": "array",
+                "items": _closed(userId=INT, heldForS=NUM, expiresInS=NUM),
+            },
+        ),
+    },
+)
+
 # Anonymous callers get status and ready only; the rest needs the metrics token or the admin.
 HEALTH: Schema = _closed(
     ("status", "ready"),
@@ -576,6 +599,7 @@ HEALTH: Schema = _closed(
     codex=_closed(found=BOOL, path=N_STR),
     accounts=_closed(linked=INT, eligible=INT),
     codexProcesses=INT,
+    cluster=CLUSTER_STATE,
 )
 
 ERROR: Schema = _closed(
@@ -746,6 +770,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                 {
                     "200": _json(
                         _closed(
+                            ("users", "totals", "masterKey"),
                             users={"type": "array", "items": ADMIN_USER_ROW},
                             totals=_closed(
                                 hourlyRemaining=NUM,
@@ -765,6 +790,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                                 limits=_nullable(_ref("KeyLimits")),
                                 usageToday=_nullable(_ref("KeyUsage")),
                             ),
+                            cluster=CLUSTER_STATE,  # cluster mode only
                         )
                     )
                 },

@@ -4,6 +4,7 @@ forwarded to the owner, takeover after a SIGKILL, logins written back after a to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -14,8 +15,17 @@ import openai
 import pytest
 
 from codexpool.security import KeyCipher
-from tests.cluster_helpers import balanced, make_nodes, owners, runs, served_by, wait_until
+from tests.cluster_helpers import (
+    balanced,
+    db_path,
+    make_nodes,
+    owners,
+    runs,
+    served_by,
+    wait_until,
+)
 from tests.e2e_helpers import link_user
+from tests.test_pool_e2e import admin_session
 
 pytestmark = pytest.mark.e2e
 
@@ -179,3 +189,86 @@ def test_a_killed_nodes_accounts_move_with_their_refreshed_logins(
     assert runs(by_account["acct_alice"]) == [victim.settings.node_id, moved[1]]
     for n, uid in (("bobby", 2), ("carol", 3)):
         assert runs(by_account[f"acct_{n}"]) == [owner[uid]]
+
+
+async def test_a_key_cap_and_a_lost_database_across_two_nodes(
+    live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path
+) -> None:
+    """A key's concurrency cap holds whichever node a request enters (both run on its owner);
+    a node whose database is locked away refuses new work with 503 database_unavailable while
+    a stream it already runs goes on, and takes work again by itself once the lock goes."""
+    fake_backend.clear()
+    nodes, _ = make_nodes(live_server_factory, fake_backend.url, 2, lease_s=12)
+    for node in nodes:  # a write waits 300 ms for the lock, then the tick counts as failed
+        settings = json.loads(node.settings_path.read_text())
+        node.settings_path.write_text(json.dumps({**settings, "databaseBusyTimeoutMs": 300}))
+    key = link_user(nodes[0], tmp_path, "kim", "acct_kim")
+    for node in nodes:
+        node.start()
+    owner_id = wait_until(lambda: owners(nodes[1]).get(1), what="kim's account owned")
+    owner = next(n for n in nodes if n.settings.node_id == owner_id)
+    other = next(n for n in nodes if n is not owner)
+    hi = [{"role": "user", "content": "hi"}]
+    admin = await admin_session(other)
+    through_owner = openai.AsyncOpenAI(base_url=owner.api, api_key=key, max_retries=0)
+    through_other = openai.AsyncOpenAI(base_url=other.api, api_key=key, max_retries=0)
+    async with admin, through_owner, through_other:
+        resp = await admin.post(
+            "/api/admin/openai-users/key-limits", json={"username": "kim", "concurrentRequests": 1}
+        )
+        assert resp.status == 200, await resp.text()
+        await asyncio.sleep(0.2)  # the key cache notices the change (marker file)
+        fake_backend.script("acct_kim", fake_backend.reply("slow one", delay_first_ms=1500))
+        slow = asyncio.create_task(
+            through_owner.chat.completions.create(model="codex", messages=hi)
+        )
+        await asyncio.to_thread(wait_until, lambda: fake_backend.responses_count("acct_kim"))
+        with pytest.raises(openai.RateLimitError) as info:
+            await through_other.chat.completions.create(model="codex", messages=hi)
+        assert info.value.body["code"] == "key_concurrency_exceeded"
+        assert (await slow).choices[0].message.content == "slow one"
+
+        # The database goes away (another process holds its write lock) while a stream runs.
+        words = " ".join(f"w{i}" for i in range(25))
+        fake_backend.script("acct_kim", fake_backend.reply(words, chunks=25, delay_between_ms=300))
+        stream = await through_other.chat.completions.create(
+            model="codex", messages=hi, stream=True
+        )
+        pieces: list[str] = []
+
+        async def read_stream() -> None:
+            async for chunk in stream:
+                if chunk.choices:
+                    pieces.append(chunk.choices[0].delta.content or "")
+
+        reader = asyncio.create_task(read_stream())
+        await asyncio.to_thread(wait_until, lambda: pieces, 10, "the stream's first words")
+        lock = sqlite3.connect(db_path(owner), timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            refused = None
+            for _ in range(100):
+                try:
+                    await through_owner.chat.completions.create(model="codex", messages=hi)
+                except openai.APIStatusError as exc:
+                    if exc.body and exc.body.get("code") == "database_unavailable":
+                        refused = exc
+                        break
+                await asyncio.sleep(0.1)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert refused is not None and refused.status_code == 503
+        assert refused.response.headers["retry-after"]
+        assert not reader.done()  # the stream outlived the outage
+        await reader
+        assert "".join(pieces) == words
+        # Back by itself: new work is taken again within moments.
+        for _ in range(100):
+            try:
+                done = await through_owner.chat.completions.create(model="codex", messages=hi)
+                break
+            except openai.APIStatusError as exc:
+                assert exc.body["code"] == "database_unavailable"
+                await asyncio.sleep(0.1)
+        assert done.choices[0].message.content == "Hello from the fake backend."

@@ -16,7 +16,8 @@ A second loop watches the owned homes' auth.json every `SYNC_INTERVAL_S` and wri
 token refreshes back to the database.
 
 Requests read this node's in-memory picture (`owner_of`, `available`): the hot path does no
-database work for routing.
+database work for routing. A node whose database stopped answering refuses new work after
+`REFUSE_FRACTION` of a lease; streams already running go on until the account must stop.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from . import leases, logins
 _LOGGER = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 0.25  # how often owned auth.json files are checked for codex's changes
+REFUSE_FRACTION = 0.45  # take no new work when the database answered longer ago than this
 STOP_FRACTION = 0.6  # stop an account when its last renewal is older than this part of a lease
 MARGIN_FRACTION = 0.5  # an expired lease is taken only this part of a lease after expiry
 DEAD_NODE_LEASES = 20  # registry rows of nodes silent for this many leases are removed
@@ -150,7 +152,7 @@ class ClusterNode:
     # --- what requests read ----------------------------------------------------------------
     def available(self) -> bool:
         """Tell whether the database answered recently enough to take new work."""
-        return time.monotonic() - self.db_ok_at < self.lease_s * STOP_FRACTION
+        return time.monotonic() - self.db_ok_at < self.lease_s * REFUSE_FRACTION
 
     def owns(self, user_id: int) -> bool:
         """Tell whether this node holds the account (its login is in the local home)."""
@@ -219,7 +221,8 @@ class ClusterNode:
     # --- the tick ------------------------------------------------------------------------------
     async def _run_ticks(self) -> None:
         while True:
-            await asyncio.sleep(self.tick_s)
+            # While the database is away, retry four times as often: back within moments.
+            await asyncio.sleep(self.tick_s if self.db_error is None else self.tick_s / 4)
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -228,7 +231,6 @@ class ClusterNode:
                 if self.db_error is None:
                     _LOGGER.error("Cluster node %s lost the database: %s", self.node_id, exc)
                 self.db_error = str(exc) or type(exc).__name__
-                await self._stop_unrenewed()
 
     async def tick(self) -> None:
         """Heartbeat, renew, read the picture, then reconcile what this node holds."""
@@ -257,21 +259,19 @@ class ClusterNode:
     async def _reconcile(self, picture: Picture, now: float) -> None:
         for user_id in list(self.owned):
             lease = picture.leases.get(user_id)
+            owned = self.owned.get(user_id)
+            if owned is None:
+                continue  # stopped meanwhile (its lease could not be renewed in time)
             if lease is None or lease.node_id != self.node_id:
                 _LOGGER.warning("Account %s is no longer leased to this node", user_id)
                 await self.drop(user_id, release=False)
             elif user_id not in picture.logins:
                 await self.drop(user_id, release=True)  # unlinked on another node
-            elif picture.logins[user_id] != self.owned[user_id].digest:
+            elif picture.logins[user_id] != owned.digest:
                 await self._refresh_from_db(user_id)  # relinked on another node
         live = [n for n in picture.nodes.values() if now - n.heartbeat_at < self.lease_s] or [None]
         share = math.ceil(len(picture.logins) / len(live))
-        free = [
-            uid
-            for uid in picture.logins
-            if uid not in self.owned
-            and (uid not in picture.leases or picture.leases[uid].expires_at < now - self.margin_s)
-        ]
+        free = [uid for uid in picture.logins if uid not in self.owned and self._free(uid, now)]
         free.sort(key=lambda uid: spread_order(self.node_id, uid))
         for user_id in free[: max(0, share - len(self.owned))]:
             await self._take(user_id, now)
@@ -280,6 +280,15 @@ class ClusterNode:
             if idle:  # one per tick: a joining node fills up gradually, no burst of restarts
                 _LOGGER.info("Handing account %s over (fair share %s)", idle[-1], share)
                 await self.drop(idle[-1], release=True)
+
+    def _free(self, user_id: int, now: float) -> bool:
+        """Tell whether this node may take the account: nobody holds it, its lease expired
+        longer than the margin ago, or the row is this node's own from before a restart
+        (node ids are unique: the default is host name and port)."""
+        lease = self.picture.leases.get(user_id)
+        return (
+            lease is None or lease.expires_at < now - self.margin_s or lease.node_id == self.node_id
+        )
 
     async def acquire_now(self, user_id: int) -> bool:
         """Take a free account at once (a request for it arrived and nobody owns it)."""
@@ -326,34 +335,52 @@ class ClusterNode:
 
     async def drop(self, user_id: int, *, release: bool) -> None:
         """Stop the account's codex processes, write its login back, remove it from the home,
-        and (when asked) release the lease so another node may take it at once."""
+        and (when asked) release the lease so another node may take it at once.
+
+        The local copy goes whatever the database says: a node never keeps serving an
+        account it let go of. A write-back or release that fails leaves the lease to expire.
+        """
         owned = self.owned.pop(user_id, None)
         await self._stop_account(str(user_id))
         home = linking.codex_home(self.settings, user_id)
-        if owned is not None and release:
-            await self._write_back(user_id, owned)
-        with contextlib.suppress(OSError):
-            (home / "auth.json").unlink()
-        linking.forget(home)
-        self._on_change()
+        try:
+            if owned is not None and release:
+                await self._write_back(user_id, owned)
+        finally:
+            with contextlib.suppress(OSError):
+                (home / "auth.json").unlink()
+            linking.forget(home)
+            self._on_change()
         if release:
             await leases.release(self.store, user_id, self.node_id)
         _LOGGER.info("Node %s gave account %s up", self.node_id, user_id)
 
     async def _stop_unrenewed(self) -> None:
         """Stop accounts whose lease this node could not renew for too long (the database is
-        unreachable): another node may take them once the lease expires."""
+        unreachable or hangs): another node may take them once the lease expires.
+
+        It takes no lock and touches no database, so a tick stuck in a database call cannot
+        delay it: the account leaves `owned` first, then its processes stop and its login
+        file goes (the database already holds it: changes are written back within a second).
+        """
         deadline = time.monotonic() - self.lease_s * STOP_FRACTION
-        async with self.lock:
-            for user_id, owned in list(self.owned.items()):
-                if owned.renewed_at < deadline:
-                    _LOGGER.error("Stopping account %s: its lease could not be renewed", user_id)
-                    await self.drop(user_id, release=False)
+        for user_id, owned in list(self.owned.items()):
+            if owned.renewed_at >= deadline or self.owned.get(user_id) is not owned:
+                continue
+            _LOGGER.error("Stopping account %s: its lease could not be renewed", user_id)
+            del self.owned[user_id]
+            await self._stop_account(str(user_id))
+            home = linking.codex_home(self.settings, user_id)
+            with contextlib.suppress(OSError):
+                (home / "auth.json").unlink()
+            linking.forget(home)
+            self._on_change()
 
     # --- login write-back --------------------------------------------------------------------
     async def _run_sync(self) -> None:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_S)
+            await self._stop_unrenewed()  # also while a tick hangs in the database
             for user_id, owned in list(self.owned.items()):
                 try:
                     await self._write_back(user_id, owned)
