@@ -41,12 +41,16 @@ def node_overrides(fake_url: str, node_id: str, lease_s: int) -> dict[str, Any]:
 
 
 def make_nodes(
-    factory: Callable[..., LiveServer], fake_url: str, count: int, lease_s: int = 3
+    factory: Callable[..., LiveServer],
+    fake_url: str,
+    count: int,
+    lease_s: int = 3,
+    **settings: Any,
 ) -> tuple[list[LiveServer], str]:
     """Create `count` stopped nodes sharing the first one's database (created here with a
-    master key); return them and the master key."""
+    master key); return them and the master key. Extra keyword arguments are settings."""
     nodes = [
-        factory(start=False, **node_overrides(fake_url, f"node-{chr(97 + i)}", lease_s))
+        factory(start=False, **node_overrides(fake_url, f"node-{chr(97 + i)}", lease_s), **settings)
         for i in range(count)
     ]
     first = nodes[0]

@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
+from yarl import URL
 
 from codexpool.security import KeyCipher
+from codexpool.sessions import COOKIE_NAME
 from tests.cluster_helpers import (
     balanced,
     db_path,
@@ -272,3 +275,60 @@ async def test_a_key_cap_and_a_lost_database_across_two_nodes(
                 assert exc.body["code"] == "database_unavailable"
                 await asyncio.sleep(0.1)
         assert done.choices[0].message.content == "Hello from the fake backend."
+
+
+async def test_link_unlink_through_different_nodes(
+    live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path
+) -> None:
+    """A device login run on one node lands in the database and on the account's owner only;
+    unlinking through the other node stops the account everywhere."""
+    fake_backend.clear()
+    fake_backend.set_device_account("acct_dana", "dana@example.com")
+    nodes, _ = make_nodes(
+        live_server_factory, fake_backend.url, 2, testingLoginIssuer=fake_backend.url
+    )
+    for node in nodes:
+        node.start()
+    hi = [{"role": "user", "content": "hi"}]
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(nodes[1].url, cookie_jar=jar) as portal:
+        resp = await portal.post(
+            "/api/openai/auth/register", json={"username": "dana", "password": "long-password"}
+        )
+        assert resp.status == 201, await resp.text()
+        cookie = {
+            "Cookie": f"{COOKIE_NAME}={jar.filter_cookies(URL(nodes[1].url))[COOKIE_NAME].value}"
+        }
+        started = await (await portal.post("/api/openai/codex/device/start")).json()
+        assert fake_backend.approve_device(started["userCode"])
+        for _ in range(150):
+            status = await (await portal.get("/api/openai/codex/device/status")).json()
+            if status["state"] != "awaiting_user":
+                break
+            await asyncio.sleep(0.2)
+        assert status["state"] == "linked", status
+        key = (await (await portal.post("/api/openai/keys/rotate")).json())["key"]
+
+        owner_id = await asyncio.to_thread(
+            wait_until, lambda: owners(nodes[0]).get(1), 20, "dana's account owned"
+        )
+        for node in nodes:
+            home = node.settings.codex_homes / "1" / "auth.json"
+            assert home.exists() == (node.settings.node_id == owner_id)
+            async with openai.AsyncOpenAI(base_url=node.api, api_key=key, max_retries=0) as c:
+                done = await c.chat.completions.create(model="codex", messages=hi)
+                assert done.choices[0].message.content == "Hello from the fake backend."
+        async with aiohttp.ClientSession(nodes[0].url) as other:
+            me = await (await other.get("/api/openai/auth/me", headers=cookie)).json()
+            assert me["linked"] is True
+            resp = await other.post("/api/openai/codex/unlink", headers=cookie)
+            assert (await resp.json())["wasLinked"] is True
+        await asyncio.to_thread(
+            wait_until, lambda: not owners(nodes[0]) and not owners(nodes[1]), 20, "no owner"
+        )
+        for node in nodes:
+            assert not (node.settings.codex_homes / "1" / "auth.json").exists()
+            async with openai.AsyncOpenAI(base_url=node.api, api_key=key, max_retries=0) as c:
+                with pytest.raises(openai.PermissionDeniedError) as info:
+                    await c.chat.completions.create(model="codex", messages=hi)
+                assert info.value.body["code"] == "account_not_linked"

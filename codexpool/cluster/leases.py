@@ -36,15 +36,21 @@ class LeaseRow:
     expires_at: float
 
 
-async def heartbeat(store: Store, node_id: str, url: str, started_at: float, now: float) -> None:
-    """Register this node or refresh its heartbeat (and its URL, which may have changed)."""
-    await store.execute(
-        "INSERT INTO cluster_nodes (id, url, started_at, heartbeat_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (id) DO UPDATE SET url = excluded.url, started_at = excluded.started_at, "
-        "heartbeat_at = excluded.heartbeat_at",
-        (node_id, url, started_at, now),
-        bookkeeping=True,
-    )
+async def heartbeat(
+    store: Store, node_id: str, url: str, started_at: float, now: float, expires_at: float
+) -> None:
+    """Register this node or refresh its heartbeat (and its URL, which may have changed), and
+    extend every lease it holds to `expires_at`: one transaction, one write lock per tick."""
+    async with store.transaction(bookkeeping=True) as db:
+        await db.execute(
+            "INSERT INTO cluster_nodes (id, url, started_at, heartbeat_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET url = excluded.url, "
+            "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+            (node_id, url, started_at, now),
+        )
+        await db.execute(
+            "UPDATE account_leases SET expires_at = ? WHERE node_id = ?", (expires_at, node_id)
+        )
 
 
 async def forget_node(store: Store, node_id: str) -> None:
@@ -75,15 +81,6 @@ async def leases(store: Store) -> list[LeaseRow]:
     return [
         LeaseRow(int(r["user_id"]), r["node_id"], r["acquired_at"], r["expires_at"]) for r in rows
     ]
-
-
-async def renew(store: Store, node_id: str, expires_at: float) -> None:
-    """Extend every lease this node holds (one statement, whatever their number)."""
-    await store.execute(
-        "UPDATE account_leases SET expires_at = ? WHERE node_id = ?",
-        (expires_at, node_id),
-        bookkeeping=True,
-    )
 
 
 async def acquire(

@@ -151,8 +151,12 @@ class ClusterNode:
 
     # --- what requests read ----------------------------------------------------------------
     def available(self) -> bool:
-        """Tell whether the database answered recently enough to take new work."""
-        return time.monotonic() - self.db_ok_at < self.lease_s * REFUSE_FRACTION
+        """Tell whether the database answered recently enough to take new work: refused once
+        a tick failed and the last good one is `REFUSE_FRACTION` of a lease old, or once the
+        last good one is `STOP_FRACTION` old whatever (a tick that hangs)."""
+        age = time.monotonic() - self.db_ok_at
+        limit = REFUSE_FRACTION if self.db_error is not None else STOP_FRACTION
+        return age < self.lease_s * limit
 
     def owns(self, user_id: int) -> bool:
         """Tell whether this node holds the account (its login is in the local home)."""
@@ -236,8 +240,9 @@ class ClusterNode:
         """Heartbeat, renew, read the picture, then reconcile what this node holds."""
         started = time.monotonic()
         now = time.time()
-        await leases.heartbeat(self.store, self.node_id, self.url, self.started_at, now)
-        await leases.renew(self.store, self.node_id, now + self.lease_s)
+        await leases.heartbeat(
+            self.store, self.node_id, self.url, self.started_at, now, now + self.lease_s
+        )
         for owned in self.owned.values():
             owned.renewed_at = started  # the renewal counts from before it was sent
         picture = Picture(
