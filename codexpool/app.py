@@ -64,7 +64,7 @@ from .routes import (
 )
 from .run_gate import RunGate
 from .security import KeyCipher
-from .store import Store
+from .store import create_store
 from .usage import UsageRecorder, run_pruner
 
 _LOGGER = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def engine_config(
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
+    store = create_store(app[SETTINGS])
     await store.open()
     app[STORE] = store
     app[KEY_CACHE] = KeyCache(store)

@@ -270,6 +270,17 @@ class Settings:
             "interrupted with a final error chunk (keep below systemd's TimeoutStopSec).",
         ),
     )
+    database_url: str = field(
+        default="",
+        metadata=_opt(
+            "databaseUrl",
+            "Where the data lives. Empty: the SQLite file in dataDir (one machine). "
+            "postgresql://user:password@host:5432/db: a PostgreSQL database several nodes "
+            "share (needs the codexpool[postgres] extra; see `codexpool migrate-store`).",
+            "CODEXPOOL_DATABASE_URL",  # prefixed: a bare DATABASE_URL often belongs to another app
+            secret=True,
+        ),
+    )
     database_busy_timeout_ms: int = field(
         default=5000,
         metadata=_opt(
@@ -603,6 +614,8 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
     if not 1 <= s.alert_quota_percent <= 100:
         raise SettingsError("setting 'alertQuotaPercent' must be 1-100")
+    if s.database_url and not s.database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("setting 'databaseUrl' must be empty or a postgresql:// URL")
     if s.alert_database_busy_seconds <= 0:
         raise SettingsError("setting 'alertDatabaseBusySeconds' must be positive")
     for key, url in (

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from codexpool import accounts
+from codexpool.config import Settings
 from codexpool.keys import STORE
 from codexpool.request_log import encode_cursor
 from tests.conftest import ADMIN_PASSWORD
@@ -23,6 +25,12 @@ from .accounts_helpers import (
     new_portal_user,
     rotate_user_key,
 )
+
+
+@pytest.fixture
+def settings(backend_settings: Callable[..., Settings]) -> Settings:
+    """Run this module's app tests on both store backends (SQLite, PostgreSQL)."""
+    return backend_settings()
 
 
 async def add_row(store: Any, ts: float, **cols: Any) -> None:

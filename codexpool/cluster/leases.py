@@ -87,19 +87,24 @@ async def acquire(
     store: Store, user_id: int, node_id: str, now: float, expires_at: float, taken_before: float
 ) -> bool:
     """Take an account's lease when it is free: no row, or a row that expired before
-    `taken_before` (now minus the safety margin). Tell whether this node owns it now."""
+    `taken_before` (now minus the safety margin). Tell whether this node owns it now.
+
+    The upsert's WHERE is the guard: two nodes racing for one account both run it, and only
+    one row can come back naming its node.
+    """
     async with store.transaction(bookkeeping=True) as db:
-        async with db.execute(
+        if await db.fetchone("SELECT 1 FROM account_logins WHERE user_id = ?", (user_id,)) is None:
+            return False  # unlinked meanwhile
+        rows = await db.fetchall(
             "INSERT INTO account_leases (user_id, node_id, acquired_at, expires_at) "
-            "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM account_logins WHERE user_id = ?) "
+            "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET node_id = excluded.node_id, "
             "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
             "WHERE account_leases.expires_at < ? OR account_leases.node_id = excluded.node_id "
             "RETURNING node_id",
-            (user_id, node_id, now, expires_at, user_id, taken_before),
-        ) as cur:
-            row = await cur.fetchone()
-    return row is not None and row[0] == node_id
+            (user_id, node_id, now, expires_at, taken_before),
+        )
+    return bool(rows) and rows[0][0] == node_id
 
 
 async def release(store: Store, user_id: int, node_id: str) -> bool:
