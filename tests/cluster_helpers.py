@@ -1,15 +1,17 @@
 """Several real gateway nodes (`python -m codexpool serve`) on one database, for the cluster
 tests and bench/cluster.py.
 
-Until the PostgreSQL backend lands, the nodes share one SQLite file: every node but the first
-gets symlinks to the first node's database and its change marker (SQLite follows the link, so
-the WAL and its locks are shared; one machine only). Each node's codex marks its requests to
+The nodes share a PostgreSQL database (`databaseUrl`) or one SQLite file: then every node but
+the first gets symlinks to the first node's database and its change marker (SQLite follows the
+link, so the WAL and its locks are shared; one machine only). Each node's codex marks its requests to
 the fake backend with the node's id (a model-provider header), so a test can tell from the
 fake's log which node served an account when.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import time
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codexpool.store import create_store
 from codexpool.testing.fake_backend import NODE_HEADER, codex_overrides
 
 if TYPE_CHECKING:
@@ -45,16 +48,22 @@ def make_nodes(
     fake_url: str,
     count: int,
     lease_s: int = 3,
+    database_url: str | None = None,
     **settings: Any,
 ) -> tuple[list[LiveServer], str]:
-    """Create `count` stopped nodes sharing the first one's database (created here with a
-    master key); return them and the master key. Extra keyword arguments are settings."""
+    """Create `count` stopped nodes sharing one database: PostgreSQL at `database_url`, else
+    the first node's SQLite file. It is created here with a master key; return the nodes and
+    the master key. Extra keyword arguments are settings."""
+    if database_url:
+        settings["databaseUrl"] = database_url
     nodes = [
         factory(start=False, **node_overrides(fake_url, f"node-{chr(97 + i)}", lease_s), **settings)
         for i in range(count)
     ]
     first = nodes[0]
     master = first.cli("key", "rotate", "--master").stdout.strip()  # creates the database
+    if database_url:
+        return nodes, master
     marker = first.settings.db_path.with_name(first.settings.db_path.name + ".changed")
     marker.touch()
     for node in nodes[1:]:
@@ -137,3 +146,18 @@ def runs(calls: list[tuple[float, str]]) -> list[str]:
 def db_path(node: LiveServer) -> Path:
     """Return the shared database file (the first node's)."""
     return node.settings.db_path.resolve()
+
+
+def db_rows(node: LiveServer, sql: str, params: tuple = ()) -> list[tuple]:
+    """Read the nodes' database (SQLite or PostgreSQL) through the store, from any thread."""
+
+    async def read() -> list[tuple]:
+        store = create_store(node.settings)
+        await store.open()
+        try:
+            return [tuple(r) for r in await store.fetchall(sql, params)]
+        finally:
+            await store.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result(timeout=60)

@@ -5,9 +5,11 @@ forwarded to the owner, takeover after a SIGKILL, logins written back after a to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from codexpool.sessions import COOKIE_NAME
 from tests.cluster_helpers import (
     balanced,
     db_path,
+    db_rows,
     make_nodes,
     owners,
     runs,
@@ -31,6 +34,35 @@ from tests.e2e_helpers import link_user
 from tests.test_pool_e2e import admin_session
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cluster_db(request: pytest.FixtureRequest) -> str | None:
+    """The nodes' shared database: None for one SQLite file, else a fresh PostgreSQL
+    database's URL (the session's private cluster)."""
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+@contextlib.contextmanager
+def database_outage(node: Any, url: str | None, pg: Any) -> Iterator[None]:
+    """Take the database away from the nodes, then give it back: on SQLite another process
+    holds its write lock; on PostgreSQL the server crashes and comes back (every connection
+    ends, new ones are refused meanwhile)."""
+    if url is None:
+        lock = sqlite3.connect(db_path(node), timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    pg.stop("immediate")  # a crash: every connection ends, new ones are refused
+    try:
+        yield
+    finally:
+        pg.start()
+
 
 USERS = ("alice", "bobby", "carol", "dave")
 
@@ -54,9 +86,12 @@ def test_two_nodes_split_the_accounts_and_forward_to_the_owner(
     codex_bin: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    cluster_db: str | None,
 ) -> None:
     fake_backend.clear()
-    nodes, master = make_nodes(live_server_factory, fake_backend.url, 2)
+    nodes, master = make_nodes(
+        live_server_factory, fake_backend.url, database_url=cluster_db, count=2
+    )
     keys = {name: link_user(nodes[0], tmp_path, name, f"acct_{name}") for name in USERS}
     for node in nodes:
         node.start()
@@ -67,9 +102,7 @@ def test_two_nodes_split_the_accounts_and_forward_to_the_owner(
         for node in nodes:
             home = node.settings.codex_homes / str(uid) / "auth.json"
             assert home.exists() == (node.settings.node_id == node_id), (uid, node_id)
-    con = sqlite3.connect(nodes[0].settings.db_path)
-    stored = con.execute("SELECT ciphertext FROM account_logins").fetchall()
-    con.close()
+    stored = db_rows(nodes[0], "SELECT ciphertext FROM account_logins")
     assert len(stored) == len(USERS) and not any("refresh_token" in c for (c,) in stored)
 
     # Every user key answers through either node; the owner's codex does the work.
@@ -116,11 +149,7 @@ def test_two_nodes_split_the_accounts_and_forward_to_the_owner(
     # One usage row per answered request, written by the node that ran it (never by the
     # forwarding node as well); refused bodies write none, on one node as on several.
     def statuses() -> list[int]:
-        con = sqlite3.connect(nodes[0].settings.db_path)
-        try:
-            return sorted(s for (s,) in con.execute("SELECT status FROM requests"))
-        finally:
-            con.close()
+        return sorted(s for (s,) in db_rows(nodes[0], "SELECT status FROM requests"))
 
     wait_until(lambda: len(statuses()) >= 17, what="usage rows")
     time.sleep(1.5)  # a duplicate row would land within the recorder's flush interval
@@ -128,13 +157,9 @@ def test_two_nodes_split_the_accounts_and_forward_to_the_owner(
 
 
 def _stored_refresh_token(node: Any, user_id: int) -> str:
-    con = sqlite3.connect(node.settings.db_path)
-    try:
-        (ciphertext,) = con.execute(
-            "SELECT ciphertext FROM account_logins WHERE user_id = ?", (user_id,)
-        ).fetchone()
-    finally:
-        con.close()
+    [(ciphertext,)] = db_rows(
+        node, "SELECT ciphertext FROM account_logins WHERE user_id = ?", (user_id,)
+    )
     plain = KeyCipher(node.settings.openai_key_encryption_secret).decrypt(ciphertext)
     return json.loads(plain or "{}")["tokens"]["refresh_token"]
 
@@ -145,10 +170,13 @@ def test_a_killed_nodes_accounts_move_with_their_refreshed_logins(
     codex_bin: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    cluster_db: str | None,
 ) -> None:
     fake_backend.clear()
     lease_s = 3
-    nodes, _ = make_nodes(live_server_factory, fake_backend.url, 3, lease_s=lease_s)
+    nodes, _ = make_nodes(
+        live_server_factory, fake_backend.url, database_url=cluster_db, count=3, lease_s=lease_s
+    )
     keys = {n: link_user(nodes[0], tmp_path, n, f"acct_{n}") for n in ("alice", "bobby", "carol")}
     for node in nodes:
         node.start()
@@ -195,13 +223,23 @@ def test_a_killed_nodes_accounts_move_with_their_refreshed_logins(
 
 
 async def test_a_key_cap_and_a_lost_database_across_two_nodes(
-    live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+    cluster_db: str | None,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A key's concurrency cap holds whichever node a request enters (both run on its owner);
     a node whose database is locked away refuses new work with 503 database_unavailable while
     a stream it already runs goes on, and takes work again by itself once the lock goes."""
     fake_backend.clear()
-    nodes, _ = make_nodes(live_server_factory, fake_backend.url, 2, lease_s=12)
+    # The outage must be noticed (45% of a lease) and over (a PostgreSQL restart) before the
+    # node stops its accounts (60%); the stream must outlast the noticing.
+    lease_s = 12 if cluster_db is None else 30
+    nodes, _ = make_nodes(
+        live_server_factory, fake_backend.url, database_url=cluster_db, count=2, lease_s=lease_s
+    )
     for node in nodes:  # a write waits 300 ms for the lock, then the tick counts as failed
         settings = json.loads(node.settings_path.read_text())
         node.settings_path.write_text(json.dumps({**settings, "databaseBusyTimeoutMs": 300}))
@@ -232,8 +270,11 @@ async def test_a_key_cap_and_a_lost_database_across_two_nodes(
         assert (await slow).choices[0].message.content == "slow one"
 
         # The database goes away (another process holds its write lock) while a stream runs.
-        words = " ".join(f"w{i}" for i in range(25))
-        fake_backend.script("acct_kim", fake_backend.reply(words, chunks=25, delay_between_ms=300))
+        chunks = lease_s * 2
+        words = " ".join(f"w{i}" for i in range(chunks))
+        fake_backend.script(
+            "acct_kim", fake_backend.reply(words, chunks=chunks, delay_between_ms=330)
+        )
         stream = await through_other.chat.completions.create(
             model="codex", messages=hi, stream=True
         )
@@ -246,11 +287,10 @@ async def test_a_key_cap_and_a_lost_database_across_two_nodes(
 
         reader = asyncio.create_task(read_stream())
         await asyncio.to_thread(wait_until, lambda: pieces, 10, "the stream's first words")
-        lock = sqlite3.connect(db_path(owner), timeout=5, isolation_level=None)
-        lock.execute("BEGIN EXCLUSIVE")
-        try:
+        pg = request.getfixturevalue("pg_cluster") if cluster_db else None
+        with database_outage(owner, cluster_db, pg):
             refused = None
-            for _ in range(100):
+            for _ in range(lease_s * 10):
                 try:
                     await through_owner.chat.completions.create(model="codex", messages=hi)
                 except openai.APIStatusError as exc:
@@ -258,9 +298,6 @@ async def test_a_key_cap_and_a_lost_database_across_two_nodes(
                         refused = exc
                         break
                 await asyncio.sleep(0.1)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
         assert refused is not None and refused.status_code == 503
         assert refused.response.headers["retry-after"]
         assert not reader.done()  # the stream outlived the outage
@@ -278,14 +315,23 @@ async def test_a_key_cap_and_a_lost_database_across_two_nodes(
 
 
 async def test_link_unlink_through_different_nodes(
-    live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path: Path
+    live_server_factory: Any,
+    fake_backend: Any,
+    codex_bin: str,
+    tmp_path: Path,
+    cluster_db: str | None,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A device login run on one node lands in the database and on the account's owner only;
     unlinking through the other node stops the account everywhere."""
     fake_backend.clear()
     fake_backend.set_device_account("acct_dana", "dana@example.com")
     nodes, _ = make_nodes(
-        live_server_factory, fake_backend.url, 2, testingLoginIssuer=fake_backend.url
+        live_server_factory,
+        fake_backend.url,
+        database_url=cluster_db,
+        count=2,
+        testingLoginIssuer=fake_backend.url,
     )
     for node in nodes:
         node.start()

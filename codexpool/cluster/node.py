@@ -225,8 +225,8 @@ class ClusterNode:
     # --- the tick ------------------------------------------------------------------------------
     async def _run_ticks(self) -> None:
         while True:
-            # While the database is away, retry four times as often: back within moments.
-            await asyncio.sleep(self.tick_s if self.db_error is None else self.tick_s / 4)
+            # While the database is away, retry often: back within moments of its return.
+            await asyncio.sleep(self.tick_s if self.db_error is None else min(self.tick_s / 4, 0.5))
             try:
                 await self.tick()
             except asyncio.CancelledError:
