@@ -14,7 +14,7 @@ both and their difference (target: under 2 ms p50). All on one machine: with 2 C
 nodes share the same cores, so throughput cannot grow with nodes here. Not a test.
 
     .venv/bin/python bench/cluster.py [--nodes 1,2,3] [--accounts 6] [--clients 16]
-                                      [--seconds 6] [--forwarded 300]
+                                      [--seconds 6] [--forwarded 300] [--postgres]
 """
 
 from __future__ import annotations
@@ -36,25 +36,30 @@ sys.path.insert(0, str(REPO))
 
 from benchlib import FAKE_CODEX, cpu_seconds, machine, one_gateway_stream, pct  # noqa: E402
 
+from codexpool.testing.pg_cluster import PgCluster  # noqa: E402
 from tests.cluster_helpers import balanced, node_overrides, owners, wait_until  # noqa: E402
 from tests.conftest import LiveServer, write_settings  # noqa: E402
 from tests.e2e_helpers import link_user  # noqa: E402
 
 
-def start_nodes(work: Path, count: int, accounts: int) -> tuple[list[LiveServer], str, list[str]]:
-    """Start `count` nodes on one database with `accounts` linked users; return the nodes,
-    the master key and the users' keys."""
+def start_nodes(
+    work: Path, count: int, accounts: int, database_url: str | None
+) -> tuple[list[LiveServer], str, list[str]]:
+    """Start `count` nodes on one database (PostgreSQL at `database_url`, else a shared SQLite
+    file) with `accounts` linked users; return the nodes, the master key and the users' keys."""
     nodes = []
     for i in range(count):
         settings = node_overrides("http://127.0.0.1:9", f"node-{chr(97 + i)}", 15)
         settings |= {"codexBin": FAKE_CODEX, "codexConfigOverrides": [], "logLevel": "warning"}
         settings.pop("testingRefreshTokenUrl")
+        if database_url:
+            settings["databaseUrl"] = database_url
         nodes.append(LiveServer(write_settings(work / f"node{i}", **settings)))
     first = nodes[0]
     master = first.cli("key", "rotate", "--master").stdout.strip()
     marker = first.settings.db_path.with_name(first.settings.db_path.name + ".changed")
     marker.touch()
-    for node in nodes[1:]:
+    for node in nodes[1:] if not database_url else []:
         node.settings.data_path.mkdir(parents=True, exist_ok=True)
         os.symlink(first.settings.db_path, node.settings.db_path)
         os.symlink(marker, node.settings.db_path.with_name(marker.name))
@@ -148,11 +153,29 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--forwarded", type=int, default=300)
+    parser.add_argument(
+        "--postgres", action="store_true", help="share a private PostgreSQL cluster's database"
+    )
     args = parser.parse_args()
+    pg = None
+    if args.postgres:
+        pg = PgCluster()
+        pg.init()
+        pg.start()
+    try:
+        run(args, pg)
+    finally:
+        if pg is not None:
+            pg.destroy()
+
+
+def run(args: argparse.Namespace, pg: PgCluster | None) -> None:
+    """Run every configuration and print the figures."""
     print(f"machine: {machine()}")
     print(
         f"master-key streams, {args.accounts} accounts, {args.clients} clients, "
-        f"{args.seconds:.0f} s, instant fake app-server, nodes share one SQLite file"
+        f"{args.seconds:.0f} s, instant fake app-server, nodes share "
+        + ("one PostgreSQL database" if pg else "one SQLite file")
     )
     print(
         f"{'nodes':>5} {'req/s':>8} {'TTFB p50':>9} {'TTFB p99':>9} {'requests':>9} {'errors':>7}"
@@ -160,7 +183,8 @@ def main() -> None:
     forward_figures = None
     for count in [int(n) for n in args.nodes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="codexpool-cluster-bench-") as tmp:
-            nodes, master, keys = start_nodes(Path(tmp), count, args.accounts)
+            url = pg.create_database() if pg is not None else None
+            nodes, master, keys = start_nodes(Path(tmp), count, args.accounts, url)
             try:
                 r = asyncio.run(load(nodes, master, args.clients, args.seconds))
                 print(
