@@ -18,7 +18,7 @@ from ..accounts import KeyPrincipal, User, live_key_row
 from ..api_auth import extract_key, require_api_key
 from ..cluster.routing import route, route_account
 from ..errors import ApiError, read_json_object
-from ..keys import MODELS, POOL, RUN_GATE, STORE
+from ..keys import CLUSTER, MODELS, POOL, RUN_GATE, STORE
 from ..linking import is_linked
 from ..models import DEFAULT_ALIAS
 from ..openai_compat import ChatRequest, json_int
@@ -80,6 +80,8 @@ async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | 
 
 async def _route(request: web.Request) -> web.StreamResponse | None:
     """Forward to the node that owns the caller's account (cluster mode); None: run here."""
+    if CLUSTER not in request.app:
+        return None  # a single node: no second key lookup
     if extract_key(request) is not None:
         return await route(request, await require_api_key(request))
     user = await sessions.require_portal_user(request)
