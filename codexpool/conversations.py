@@ -213,12 +213,9 @@ class Conversations:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-CONVERSATIONS = web.AppKey("conversations", Conversations)
-
-
 def setup(app: web.Application) -> None:
     """Own the registry's lifetime and its idle reaper (closed before the engine)."""
-    from .keys import ENGINE, SETTINGS
+    from .app_keys import CONVERSATIONS, ENGINE, SETTINGS
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]

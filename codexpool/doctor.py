@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accounts, linking
+from . import linking, users
 from .codex.isolation import Isolation, gateway_isolation
 from .codex.process import child_env
 from .config import Settings, find_codex_bin
@@ -136,9 +136,9 @@ def sandbox_problem(settings: Settings, sandbox: Isolation | None = None) -> str
     why = sandbox.problem()
     if why is None:
         return None
-    users = sandbox_users(settings)
+    who = sandbox_users(settings)
     return (
-        f"{users} {'let' if ' and ' in users else 'lets'} the model run commands, which must "
+        f"{who} {'let' if ' and ' in who else 'lets'} the model run commands, which must "
         f"run in a sandbox that hides the gateway's data, but {why}. Fix: {SANDBOX_FIX}"
     )
 
@@ -169,20 +169,20 @@ def check_isolation(settings: Settings, report: Report) -> None:
     report.ok(f"sandbox for model commands: {sandbox.bwrap} (codex's own sandbox nests inside)")
 
 
-async def _open_database(settings: Settings) -> tuple[str, int, list[accounts.User]]:
+async def _open_database(settings: Settings) -> tuple[str, int, list[users.User]]:
     store = create_store(settings)
     await store.open()
     try:
-        return store.describe(), await store.schema_version(), await accounts.list_users(store)
+        return store.describe(), await store.schema_version(), await users.list_users(store)
     finally:
         await store.close()
 
 
-def check_database(settings: Settings, report: Report) -> list[accounts.User] | None:
+def check_database(settings: Settings, report: Report) -> list[users.User] | None:
     """Report which store backend is in use and whether it answers; return the users."""
     engine = "PostgreSQL (databaseUrl)" if settings.database_url else f"SQLite {settings.db_path}"
     try:
-        where, version, users = asyncio.run(_open_database(settings))
+        where, version, everyone = asyncio.run(_open_database(settings))
     except (StoreError, OSError) as exc:
         fix = (
             "check that PostgreSQL runs and that databaseUrl names the right host, port, "
@@ -193,18 +193,18 @@ def check_database(settings: Settings, report: Report) -> list[accounts.User] | 
         report.fail(f"database {engine} is not usable: {exc}", fix)
         return None
     report.ok(f"database: {where}, reachable, schema version {version}")
-    return users
+    return everyone
 
 
 def check_accounts(
-    settings: Settings, users: list[accounts.User], codex: str | None, report: Report
+    settings: Settings, everyone: list[users.User], codex: str | None, report: Report
 ) -> None:
     """Run `codex login status` in every linked account's home and report the dead logins."""
-    linked = [(u, linking.codex_home(settings, u.id)) for u in users]
+    linked = [(u, linking.codex_home(settings, u.id)) for u in everyone]
     linked = [(u, home) for u, home in linked if linking.is_linked(home)]
     if not linked:
         report.warn(
-            f"no linked accounts among {len(users)} users: link one on the portal (/openai)"
+            f"no linked accounts among {len(everyone)} users: link one on the portal (/openai)"
         )
         return
     if codex is None:
@@ -245,9 +245,9 @@ def run_checks(settings: Settings, report: Report) -> int:
     data_ok = check_data_folder(settings, report)
     codex = check_codex(settings, report)
     check_isolation(settings, report)
-    users = check_database(settings, report) if data_ok or settings.database_url else None
-    if data_ok and users is not None:
-        check_accounts(settings, users, codex, report)
+    everyone = check_database(settings, report) if data_ok or settings.database_url else None
+    if data_ok and everyone is not None:
+        check_accounts(settings, everyone, codex, report)
     if report.failures:
         report.out(f"{report.failures} problem(s) found")
         return 1

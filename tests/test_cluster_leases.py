@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts
+from codexpool import users
 from codexpool.cluster import forward, leases, logins
 from codexpool.security import KeyCipher
 from codexpool.store import Store
@@ -19,7 +19,7 @@ LOGIN = b'{"tokens": {"access_token": "a", "refresh_token": "rt_1"}}'
 
 
 async def _linked_user(store: Store, name: str) -> int:
-    user = await accounts.create_user(store, name, None)
+    user = await users.create_user(store, name, None)
     await logins.save(store, CIPHER, user.id, LOGIN, "cli")
     return user.id
 
@@ -53,7 +53,7 @@ async def test_release_frees_at_once_and_unlinked_accounts_are_not_taken(store: 
     assert await leases.release(store, uid, "a")
     assert await leases.acquire(store, uid, "b", now, now + 10, now - 5)  # no wait
     assert not await leases.release(store, uid, "a")  # not a's to give any more
-    other = (await accounts.create_user(store, "carol", None)).id  # never linked
+    other = (await users.create_user(store, "carol", None)).id  # never linked
     assert not await leases.acquire(store, other, "a", now, now + 10, now - 5)
     assert await logins.delete(store, uid)
     assert not await leases.acquire(store, uid, "a", now + 60, now + 70, now + 55)
@@ -63,7 +63,7 @@ async def test_a_deleted_user_takes_login_and_lease_along(store: Store) -> None:
     uid = await _linked_user(store, "dave")
     now = time.time()
     assert await leases.acquire(store, uid, "a", now, now + 10, now - 5)
-    assert await accounts.delete_user(store, uid)
+    assert await users.delete_user(store, uid)
     assert await logins.digests(store) == {}
     assert await leases.leases(store) == []
 
@@ -96,13 +96,11 @@ def settings(make_settings: Any) -> Any:
 
 
 async def test_forwarded_requests_need_a_valid_signature(api: Any) -> None:
-    from codexpool.keys import CIPHER as CIPHER_KEY
-    from codexpool.keys import CLUSTER, STORE
+    from codexpool.app_keys import CIPHER as CIPHER_KEY
+    from codexpool.app_keys import CLUSTER, STORE
 
     app = api.server.app
-    master = await accounts.rotate_key(
-        app[STORE], app[CIPHER_KEY], kind="master", prefix="sk-master-"
-    )
+    master = await users.rotate_key(app[STORE], app[CIPHER_KEY], kind="master", prefix="sk-master-")
     path = "/api/openai/v1/chat/completions"
     body = b'{"model": "codex", "messages": [{"role": "user", "content": "hi"}]}'
     auth = {"Authorization": f"Bearer {master}", "Content-Type": "application/json"}

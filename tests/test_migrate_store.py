@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts, audit
+from codexpool import audit, users
 from codexpool.config import Settings
 from codexpool.key_limits import KeyLimits
 from codexpool.quota_history import QuotaHistory
@@ -47,18 +47,18 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 async def populate(store: SqliteStore) -> dict[str, int]:
     """Fill every table through the code that writes it in production; return some ids."""
     cipher = KeyCipher("c" * 40)
-    alice = await accounts.create_user(store, "alice", "$2b$04$hash")
-    bob = await accounts.create_user(store, "bob", None)
-    carol = await accounts.create_user(store, "carol", None)
+    alice = await users.create_user(store, "alice", "$2b$04$hash")
+    bob = await users.create_user(store, "bob", None)
+    carol = await users.create_user(store, "carol", None)
     for user in (alice, bob, carol):
-        await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=user.id)
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=alice.id)
-    await accounts.rotate_key(store, cipher, kind="master", prefix="sk-m-", label="pool")
-    await accounts.set_key_limits(
+        await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=user.id)
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=alice.id)
+    await users.rotate_key(store, cipher, kind="master", prefix="sk-m-", label="pool")
+    await users.set_key_limits(
         store, ("user", bob.id), KeyLimits(requests_per_day=7, allowed_models=("gpt-5",))
     )
-    await accounts.set_pool_opt_in(store, bob.id, False)
-    alice_key = await accounts.live_key_row(store, user_id=alice.id, kind="user")
+    await users.set_pool_opt_in(store, bob.id, False)
+    alice_key = await users.live_key_row(store, user_id=alice.id, kind="user")
     assert alice_key is not None
     recorder = UsageRecorder(store)
     await recorder.start()
@@ -93,12 +93,12 @@ async def populate(store: SqliteStore) -> dict[str, int]:
         (alice.id, now),
     )
     history = QuotaHistory(store, thin_s=1)
-    from codexpool.limits import Limits
+    from codexpool.account_limits import Limits
 
     history.take(alice.id, Limits(10.0, 300, 1_900_000_000, 5.0, 10080, 1_900_500_000, "plus", now))
     await history.write()
     # The newest user and key go: their ids must not come back on PostgreSQL either.
-    assert await accounts.delete_user(store, carol.id)
+    assert await users.delete_user(store, carol.id)
     return {"carol": carol.id}
 
 
@@ -138,15 +138,15 @@ async def test_migrate_store_copies_every_table_row_by_row(
             assert want, f"{table} was not populated"
             assert got == want, table
         # Ids continue past every id SQLite handed out, deleted ones included.
-        dan = await accounts.create_user(target, "dan", None)
+        dan = await users.create_user(target, "dan", None)
         assert dan.id == ids["carol"] + 1
-        await accounts.rotate_key(
+        await users.rotate_key(
             target, KeyCipher("c" * 40), kind="user", prefix="sk-", user_id=dan.id
         )
-        dan_key = await accounts.live_key_row(target, user_id=dan.id, kind="user")
+        dan_key = await users.live_key_row(target, user_id=dan.id, kind="user")
         assert dan_key is not None and dan_key["id"] == max_key + 1
         # The copied keys work on PostgreSQL.
-        bob_key = await accounts.live_key_row(target, user_id=2, kind="user")
+        bob_key = await users.live_key_row(target, user_id=2, kind="user")
         assert bob_key is not None and bob_key["limits"].requests_per_day == 7
     finally:
         await source.close()

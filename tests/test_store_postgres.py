@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from codexpool import accounts
+from codexpool import users
 from codexpool.config import Settings
 from codexpool.store import SCHEMA_VERSION, StoreError, postgres_store
 from codexpool.usage import UsageRecorder, UsageRow
 
-from .accounts_helpers import assert_openai_error, call, new_portal_user, rotate_user_key
+from .users_helpers import assert_openai_error, call, new_portal_user, rotate_user_key
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -48,8 +48,8 @@ async def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
         await asyncio.gather(*(s.open() for s in stores))
         for store in stores:
             assert await store.schema_version() == SCHEMA_VERSION
-        user = await accounts.create_user(stores[0], "ada", None)
-        assert (await accounts.get_user_by_id(stores[2], user.id)).username == "ada"
+        user = await users.create_user(stores[0], "ada", None)
+        assert (await users.get_user_by_id(stores[2], user.id)).username == "ada"
     finally:
         for store in stores:
             await store.close()
@@ -128,7 +128,7 @@ async def test_a_database_outage_is_a_503_and_recovers_by_itself(
     aiohttp_client: Any, make_settings: Callable[..., Settings], private_cluster: Any
 ) -> None:
     from codexpool.app import create_app
-    from codexpool.keys import STORE
+    from codexpool.app_keys import STORE
 
     settings = make_settings(databaseUrl=private_cluster.create_database())
     client = await aiohttp_client(create_app(settings), cookie_jar=aiohttp.DummyCookieJar())
@@ -162,7 +162,7 @@ async def test_a_database_outage_is_a_503_and_recovers_by_itself(
         return (await call(client, "GET", "/api/openai/usage", cookie)).status == 200
 
     assert await eventually(usage_answers), "the store did not reconnect"
-    assert await accounts.lookup_key(client.app[STORE], key) is not None
+    assert await users.lookup_key(client.app[STORE], key) is not None
     assert await rotate_user_key(client, cookie) != key  # writes work again
     await asyncio.wait_for(recorder.close(), 30)
     row = await client.app[STORE].fetchone("SELECT COUNT(*) FROM requests")

@@ -17,7 +17,9 @@ import time
 import aiohttp
 from aiohttp import web
 
-from ..errors import REQUEST_ID, REQUEST_ID_HEADER, ApiError
+from ..app_keys import REQUEST_ID
+from ..errors import ApiError
+from ..request_id import REQUEST_ID_HEADER
 
 _LOGGER = logging.getLogger(__name__)
 

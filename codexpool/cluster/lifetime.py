@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..keys import CIPHER, CLUSTER, CLUSTER_SESSION, ENGINE, POOL, SETTINGS, STORE
+from ..app_keys import CIPHER, CLUSTER, CLUSTER_SESSION, ENGINE, POOL, SETTINGS, STORE
 from . import forward
 from .node import ClusterNode
 

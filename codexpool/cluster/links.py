@@ -14,7 +14,7 @@ import contextlib
 from aiohttp import web
 
 from .. import linking
-from ..keys import CLUSTER, SETTINGS, STORE
+from ..app_keys import CLUSTER, SETTINGS, STORE
 from . import logins
 
 

@@ -17,9 +17,9 @@ import math
 
 from aiohttp import web
 
-from ..accounts import KeyPrincipal
+from ..app_keys import CLUSTER, CLUSTER_SESSION, POOL, SETTINGS
 from ..errors import ApiError
-from ..keys import CLUSTER, CLUSTER_SESSION, POOL, SETTINGS
+from ..users import KeyPrincipal
 from . import forward
 from .node import ClusterNode, PeerNode
 

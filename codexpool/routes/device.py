@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .. import audit, sessions, stale_users
+from ..app_keys import CLUSTER, CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from ..cluster import links
 from ..device_login import DeviceLogins
-from ..keys import CLUSTER, CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from .common import ip_of
 
 

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import fastjson
-from .errors import ApiError
-from .ids import unique_hex
+from .. import fastjson
+from ..errors import ApiError
+from ..ids import unique_hex
+from .tool_kinds import NO_TOOLS, ToolPlan
 from .tool_names import alias, unalias
 
 # Named reasoning modes (legacy `reasoning_mode` field) and the Codex effort each maps to.
@@ -55,10 +56,13 @@ class ChatRequest:
     images: tuple[str, ...] = ()  # image URLs (https or data:) of the turn's user message
     # Every image part of the body as (URL, where it is), for the downloads (image_fetch.py).
     image_refs: tuple[tuple[str, str], ...] = ()
-    # The conversation as Responses items (openai_compat.Conversation): items[:input_start]
+    # The conversation as Responses items (translate.Conversation): items[:input_start]
     # are history, the rest the turn's own input.
     items: tuple[dict[str, Any], ...] = ()
     input_start: int = 0
+    # What became of a Responses request's tools of other types (custom, hosted): set by the
+    # Responses route, read when the answer is shaped and by the engine (web search).
+    tool_plan: ToolPlan = NO_TOOLS
     extras: dict[str, Any] = field(default_factory=dict)
 
 

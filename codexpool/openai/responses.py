@@ -1,0 +1,167 @@
+"""The Responses API (`POST /v1/responses`) on top of the chat machinery.
+
+A Responses body is translated into the equivalent chat body (instructions -> system message,
+input items -> messages, `function_call_output` items -> tool messages, function tools ->
+chat tools), so validation, pool selection, failover, tool-call parking and usage rows are the
+chat path's own. Only the output is shaped differently: a `response` object, or the
+`response.*` event stream (responses_writer.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ApiError
+from .tool_kinds import ToolPlan, custom_arguments, output_text, plan_tools
+from .translate import require_codex_json
+
+_ROLE_OK = ("user", "assistant", "system", "developer")
+# Input items that carry nothing for the model here: reasoning (another model's encrypted
+# state; this gateway sends none) and the record of a hosted web search (its results are in
+# the answer's text that follows).
+SKIPPED_ITEMS = ("reasoning", "web_search_call")
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, "invalid_request", param=param)
+
+
+def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
+    """Return a message item's content as chat content: text parts, and image parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad("`content` must be a string or a list of parts", param)
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})  # type: ignore[union-attr]
+        elif kind == "input_image":
+            url = part.get("image_url")  # type: ignore[union-attr]
+            if not isinstance(url, str):
+                raise _bad("an input_image part needs an `image_url` string", f"{param}[{j}]")
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            raise _bad("only text and input_image content parts are supported", f"{param}[{j}]")
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str, Any]:
+    """Translate a Responses request body into a chat completions body.
+
+    `plan` is what becomes of the body's tools (tool_kinds.plan_tools; by default with web
+    search off): function and custom tools become chat functions, hosted ones are left out.
+    """
+    messages: list[dict[str, Any]] = []
+    if body.get("instructions") is not None:
+        if not isinstance(body["instructions"], str):
+            raise _bad("`instructions` must be a string", "instructions")
+        messages.append({"role": "system", "content": body["instructions"]})
+    raw = body.get("input")
+    if isinstance(raw, str):
+        messages.append({"role": "user", "content": raw})
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise _bad("each input item must be an object", f"input[{i}]")
+            kind = item.get("type", "message")
+            if kind == "message":
+                role = item.get("role")
+                if role not in _ROLE_OK:
+                    raise _bad(f"role must be one of {', '.join(_ROLE_OK)}", f"input[{i}].role")
+                messages.append(
+                    {
+                        "role": role,
+                        "content": _item_content(item.get("content"), f"input[{i}].content"),
+                    }
+                )
+            elif kind in ("function_call", "custom_tool_call"):
+                # A custom tool's call is the call of the function it was offered as.
+                arguments = (
+                    item.get("arguments", "{}")
+                    if kind == "function_call"
+                    else custom_arguments(str(item.get("input", "")))
+                )
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": item.get("call_id"),
+                                "type": "function",
+                                "function": {"name": item.get("name"), "arguments": arguments},
+                            }
+                        ],
+                    }
+                )
+            elif kind in ("function_call_output", "custom_tool_call_output"):
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": item.get("call_id"),
+                        "content": output_text(item.get("output")),
+                    }
+                )
+            elif kind in SKIPPED_ITEMS:
+                continue
+            else:
+                raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
+    else:
+        raise _bad("`input` must be a string or an array of items", "input")
+    chat: dict[str, Any] = {
+        "model": body.get("model"),
+        "messages": messages,
+        "stream": body.get("stream", False),
+    }
+    plan = plan_tools(body.get("tools")) if plan is None else plan
+    if body.get("tools") is not None:
+        chat["tools"] = [{"type": "function", "function": fn} for fn in plan.functions]
+    for name in ("tool_choice", "reasoning", "timeoutMs"):
+        if name in body:
+            chat[name] = body[name]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and "name" in choice:  # a function or a custom tool
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif isinstance(choice, dict):  # a hosted tool (served or dropped): Codex cannot force it
+        chat["tool_choice"] = "auto"
+    if body.get("max_output_tokens") is not None:
+        chat["max_output_tokens"] = body["max_output_tokens"]
+    response_format = text_format(body.get("text"))
+    if response_format is not None:
+        chat["response_format"] = response_format
+    return chat
+
+
+def text_format(text: Any) -> dict[str, Any] | None:
+    """Return chat's `response_format` for a Responses `text` object (its `format`).
+
+    The Responses API flattens the schema into the format (`{type: "json_schema", name,
+    schema, strict}`) where chat nests it under `json_schema`; both then reach Codex as the
+    turn's output schema. `verbosity` and other members are ignored.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise _bad("`text` must be an object", "text")
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+        raise _bad("`text.format` must be an object with a `type`", "text.format")
+    kind = fmt["type"]
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind != "json_schema":
+        raise _bad(
+            f"text.format type {kind!r} is not supported (text, json_object, json_schema)",
+            "text.format.type",
+        )
+    if not isinstance(fmt.get("schema"), dict):
+        raise _bad("`text.format.schema` must be a JSON schema object", "text.format.schema")
+    require_codex_json(fmt["schema"], "text.format.schema")
+    spec = {k: fmt[k] for k in ("name", "description", "schema", "strict") if k in fmt}
+    return {"type": "json_schema", "json_schema": spec}
