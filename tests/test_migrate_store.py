@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from codexpool import audit, users
+from codexpool.account_limits import Limits
 from codexpool.cluster import leases, logins
 from codexpool.config import Settings
 from codexpool.key_limits import KeyLimits
@@ -94,8 +95,6 @@ async def populate(store: SqliteStore) -> dict[str, int]:
         (alice.id, now),
     )
     history = QuotaHistory(store, thin_s=1)
-    from codexpool.account_limits import Limits
-
     history.take(alice.id, Limits(10.0, 300, 1_900_000_000, 5.0, 10080, 1_900_500_000, "plus", now))
     await history.write()
     # Cluster mode (issue 18): a node, alice's stored login and its lease.
@@ -117,15 +116,18 @@ async def test_migrate_store_copies_every_table_row_by_row(
     settings = make_settings()
     source = SqliteStore(settings.db_path)
     await source.open()
-    ids = await populate(source)
-    tables = [
-        r[0]
-        for r in await source.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-    ]
-    max_key = (await source.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'api_keys'"))[0]
-    await source.close()
+    try:
+        ids = await populate(source)
+        tables = [
+            r[0]
+            for r in await source.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        seq = await source.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'api_keys'")
+        max_key = seq[0]
+    finally:
+        await source.close()
 
     done = run_cli(settings, "migrate-store", "--to", pg_url)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -134,8 +136,8 @@ async def test_migrate_store_copies_every_table_row_by_row(
     source = SqliteStore(settings.db_path)
     target = postgres_store(pg_url)
     await source.open()
-    await target.open()
     try:
+        await target.open()
         assert {"users", "api_keys", "requests", "audit", "deleted_users"} <= set(tables)
         for table in tables:
             want = await rows_of(source, table, "1")  # the id (limit_snapshots: user id)
