@@ -36,6 +36,7 @@ from .app_keys import (
     STORE,
     USAGE,
 )
+from .cluster.lifetime import cluster_ctx
 from .codex.engine import Engine, EngineConfig
 from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
@@ -104,6 +105,11 @@ def engine_config(
         state_root=settings.codex_state_path,
         # Only app-servers whose model can run commands need the sandbox (and pay its start).
         isolation=None if settings.chat_lean_features else sandbox,
+        extra_env=(
+            {"CODEX_REFRESH_TOKEN_URL_OVERRIDE": settings.testing_refresh_token_url}
+            if settings.testing_refresh_token_url
+            else {}
+        ),
     )
 
 
@@ -201,8 +207,11 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
         app[ISOLATION] = isolation(settings, settings_file)
     # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), the
     # image fetcher, then the background tasks that use them all.
+    # With clusterSecret, the cluster node joins right after the engine: it leases this
+    # node's share of the accounts before the refresher and the routes see the pool.
+    cluster = [cluster_ctx] if settings.clustered else []
     app.cleanup_ctx.extend(
-        [_store_ctx, _usage_ctx, _engine_ctx, _image_fetcher_ctx, _background_ctx]
+        [_store_ctx, _usage_ctx, _engine_ctx, *cluster, _image_fetcher_ctx, _background_ctx]
     )
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # sign-in throttle + admin credentials context

@@ -15,6 +15,7 @@ import pytest
 
 from codexpool import audit, users
 from codexpool.account_limits import Limits
+from codexpool.cluster import leases, logins
 from codexpool.config import Settings
 from codexpool.key_limits import KeyLimits
 from codexpool.quota_history import QuotaHistory
@@ -96,6 +97,10 @@ async def populate(store: SqliteStore) -> dict[str, int]:
     history = QuotaHistory(store, thin_s=1)
     history.take(alice.id, Limits(10.0, 300, 1_900_000_000, 5.0, 10080, 1_900_500_000, "plus", now))
     await history.write()
+    # Cluster mode (issue 18): a node, alice's stored login and its lease.
+    await leases.heartbeat(store, "node-a", "http://10.0.0.11:8080", now - 60, now, now + 15)
+    await logins.save(store, cipher, alice.id, b'{"tokens": {"access_token": "a"}}', "cli")
+    assert await leases.acquire(store, alice.id, "node-a", now, now + 15, now - 7.5)
     # The newest user and key go: their ids must not come back on PostgreSQL either.
     assert await users.delete_user(store, carol.id)
     return {"carol": carol.id}

@@ -10,6 +10,7 @@ from .. import admin_users, answers, audit, key_limits, sessions, usage_report, 
 from ..app_keys import (
     ADMIN_AUTH,
     CIPHER,
+    CLUSTER,
     DEVICE_LOGINS,
     ENGINE,
     KEY_QUOTAS,
@@ -21,6 +22,7 @@ from ..app_keys import (
     USAGE,
 )
 from ..bodies import USER_REF_CODES, Credentials, KeyLabel, KeyLimitsChange, UserRef
+from ..cluster import links
 from ..errors import ApiError
 from ..validate import read_body, read_optional_body, whole_number
 from .common import ip_of, ok, read_credentials
@@ -74,7 +76,10 @@ async def list_users(request: web.Request) -> web.Response:
         app[POOL],
         app[KEY_QUOTAS],
         app[ENGINE].instructions.fallbacks(),
+        linked_check=(lambda uid: links.is_linked(app, uid)) if CLUSTER in app else None,
     )
+    if CLUSTER in app:
+        table["cluster"] = app[CLUSTER].describe()
     return web.json_response(table)
 
 

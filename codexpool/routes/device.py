@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .. import answers, audit, sessions, stale_users
-from ..app_keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
+from ..app_keys import CLUSTER, CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
+from ..cluster import links
 from ..device_login import DeviceLogins
 from .common import ip_of
 from .table import PORTAL, Route, add_routes, answer
@@ -38,6 +39,7 @@ async def unlink(request: web.Request) -> web.Response:
     """Log the user's account out of Codex, stop its app-server and remove auth.json."""
     user = await sessions.require_portal_user(request)
     was_linked = await request.app[DEVICE_LOGINS].unlink(user.id)
+    was_linked = await links.unlink(request.app, user.id) or was_linked  # cluster: the DB copy
     request.app[POOL].invalidate()
     request.app[ENGINE].instructions.forget(str(user.id))
     await audit.record(
@@ -62,6 +64,9 @@ async def _device_logins_ctx(app: web.Application) -> AsyncIterator[None]:
         stop_account=engine.stop_account if engine is not None else None,
         refusals=app[REFUSALS],
     )
+    if CLUSTER in app:  # the database's copy of a login is the one that counts
+        logins.linked_check = lambda uid: links.is_linked(app, uid)
+        logins.on_linked = lambda uid: links.publish_local_login(app, uid)
     app[DEVICE_LOGINS] = logins
     sweeper = asyncio.create_task(
         stale_users.run_sweeper(app[STORE], app[SETTINGS], logins), name="unlinked-users"

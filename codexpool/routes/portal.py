@@ -7,9 +7,10 @@ import time
 
 from aiohttp import web
 
-from .. import admin_users, answers, audit, linking, sessions, usage_report, users
+from .. import admin_users, answers, audit, sessions, usage_report, users
 from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..bodies import REGISTRATION_CODES, Credentials, KeyLabel, PoolOptIn, Registration
+from ..cluster import links
 from ..errors import ApiError
 from ..security import hash_password, verify_password
 from ..validate import read_body, read_optional_body
@@ -84,7 +85,7 @@ async def me(request: web.Request) -> web.Response:
             "authenticated": True,
             "username": user.username,
             "createdAt": user.created_at,
-            "linked": linking.is_linked(linking.codex_home(app[SETTINGS], user.id)),
+            "linked": links.is_linked(app, user.id),
             **users.key_fields(users.key_summary(key, use)),
             "poolOptIn": user.pool_opt_in,
             "limits": admin_users.limit_fields(pool.limits_of(user.id), time.time()),

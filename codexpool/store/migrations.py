@@ -316,6 +316,55 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX quota_history_ts ON quota_history(ts);
         """,
     },
+    # 6: several nodes on one database (issue 18, cluster/): the nodes that run, each linked
+    # account's auth.json (Fernet ciphertext, the source of truth in cluster mode) and which
+    # node owns each account until when.
+    {
+        "sqlite": """
+        CREATE TABLE cluster_nodes (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+        CREATE TABLE account_logins (
+            user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            ciphertext TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE account_leases (
+            user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            acquired_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX account_leases_node ON account_leases(node_id);
+        """,
+        "postgresql": """
+        CREATE TABLE cluster_nodes (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE account_logins (
+            user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            ciphertext TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE account_leases (
+            user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            acquired_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX account_leases_node ON account_leases(node_id);
+        """,
+    },
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
