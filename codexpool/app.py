@@ -8,6 +8,7 @@ that fails halfway only tears down what actually started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections import Counter
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import conversations, sessions, shutdown, tool_turns
+from . import conversations, sessions, shared_quotas, shutdown, tool_turns
+from .admin_auth import last_admin_logout
+from .change_feed import ChangeFeed
 from .codex.engine import Engine, EngineConfig
 from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
@@ -25,6 +28,7 @@ from .image_fetch import FetchLimits, ImageFetcher
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
 from .keys import (
+    ADMIN_AUTH,
     CIPHER,
     CODEX_BIN,
     ENGINE,
@@ -43,6 +47,7 @@ from .keys import (
 )
 from .limits import LimitCache
 from .models import ModelCatalog
+from .nodes import node_id
 from .pool import Pool
 from .quota_history import QuotaHistory
 from .routes import (
@@ -63,6 +68,7 @@ from .routes import (
 )
 from .run_gate import RunGate
 from .security import KeyCipher
+from .shared_quotas import SharedKeyQuotas
 from .store import Store
 from .usage import UsageRecorder, run_pruner
 
@@ -102,6 +108,7 @@ def engine_config(
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
+    store.shared = app[SETTINGS].shares_state
     await store.open()
     app[STORE] = store
     app[KEY_CACHE] = KeyCache(store)
@@ -113,8 +120,15 @@ async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = UsageRecorder(app[STORE], app[SETTINGS].data_path / "usage-spool.jsonl")
     await recorder.start()
     app[USAGE] = recorder
-    app[KEY_QUOTAS] = KeyQuotas(app[STORE])
-    yield
+    settings = app[SETTINGS]
+    if not settings.shares_state:
+        app[KEY_QUOTAS] = KeyQuotas(app[STORE])
+        yield
+    else:  # the counts in the database: caps hold across nodes (shared_quotas.py)
+        quotas = SharedKeyQuotas(app[STORE], node_id(settings), settings.slot_lease_seconds)
+        app[KEY_QUOTAS] = quotas
+        async with shared_quotas.running(quotas):
+            yield
     await recorder.close()  # after the engine stopped: every finished request gets its row
 
 
@@ -132,6 +146,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await engine.close()  # ends every app-server process group
     await limits.close()  # cancels reads in flight, writes the last snapshots
+    await app[POOL].close()  # cooldown writes under way (sharedState)
 
 
 async def _image_fetcher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -153,10 +168,32 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             run_pruner(app[STORE], settings.usage_retention_days), name="usage-pruner"
         ),
     ]
+    if settings.shares_state:  # other nodes' limit readings and pushes (limits.py)
+        tasks.append(asyncio.create_task(limits.run_merger(), name="limits-merger"))
     yield
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _change_feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With sharedState: follow the other nodes' writes (change_feed.py) and drop this node's
+    caches: key lookups (through the store's generation), the pool index with its cooldowns,
+    the admin session fence."""
+    store, pool, auth = app[STORE], app[POOL], app[ADMIN_AUTH]
+
+    async def reload_fence() -> None:
+        auth.not_before = max(auth.not_before, await last_admin_logout(store))
+
+    feed = ChangeFeed(store)
+    feed.add_listener(pool.reload)
+    feed.add_listener(reload_fence)
+    await feed.poll()  # the starting point
+    task = asyncio.create_task(feed.run(), name="change-feed")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings, settings_file: Path | None = None) -> web.Application:
@@ -207,6 +244,8 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
     pages.setup(app)  # /, /login, /openai and /static/ with a strict CSP
     metrics.setup(app)  # access log as the outermost middleware, /metrics, usage hook
+    if settings.shares_state:
+        app.cleanup_ctx.append(_change_feed_ctx)  # after the admin credentials' context
     return app
 
 

@@ -190,6 +190,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
     store = Store(settings.db_path)
+    store.shared = settings.shares_state  # its writes reach the nodes' caches (change_feed.py)
     await store.open()
     try:
         return await fn(store)

@@ -217,12 +217,75 @@ MIGRATIONS: list[str] = [
     CREATE INDEX quota_history_user ON quota_history(user_id, ts);
     CREATE INDEX quota_history_ts ON quota_history(ts);
     """,
+    # 6: reserved for the cluster branch (node registry and account leases, issue 18 item 3-4);
+    # a no-op here so that the shared state below keeps its number 7 when both land.
+    """
+    SELECT 1;
+    """,
+    # 7: shared state (issue 18 item 2, docs/cluster-state.md): what several nodes on one
+    # database must agree on. Portable SQL (SQLite and PostgreSQL): text keys made by the
+    # nodes, no AUTOINCREMENT, DOUBLE PRECISION times. state_changes counts every write a
+    # cache depends on; nodes poll it to drop their caches. key_day_use holds each key
+    # owner's counts per UTC day ('user:<id>' or 'master'), key_slots the requests running
+    # now, each tied to the node that renews it until expires_at.
+    """
+    CREATE TABLE state_changes (
+        name TEXT PRIMARY KEY,
+        n BIGINT NOT NULL
+    );
+    INSERT INTO state_changes (name, n) VALUES ('all', 0);
+    CREATE TABLE key_day_use (
+        owner TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        requests BIGINT NOT NULL DEFAULT 0,
+        tokens BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, day)
+    );
+    CREATE TABLE key_slots (
+        slot TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX key_slots_owner ON key_slots(owner, expires_at);
+    CREATE INDEX key_slots_node ON key_slots(node_id);
+    CREATE TABLE account_cooldowns (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        until_ts DOUBLE PRECISION NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE conversation_threads (
+        digest TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL,
+        account_key TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX conversation_threads_account ON conversation_threads(account_id, used_at);
+    CREATE INDEX conversation_threads_node ON conversation_threads(node_id, used_at);
+    CREATE TABLE conversation_responses (
+        response_id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        items TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX conversation_responses_used ON conversation_responses(used_at);
+    CREATE TABLE login_failures (
+        bucket TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX login_failures_bucket ON login_failures(bucket, ts);
+    CREATE INDEX login_failures_ts ON login_failures(ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 MARKER_MAX = 4096  # bytes; the change marker starts over past this
 MARKER_RECHECK_S = 0.025  # another process's write is seen within this
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
+# With shared state, every write a cache depends on also counts here (change_feed.py).
+BUMP_SQL = "UPDATE state_changes SET n = n + 1 WHERE name = 'all'"
 
 
 class Store:
@@ -252,6 +315,10 @@ class Store:
         self._marker_recheck_at = 0.0  # monotonic time of the next stat of the marker
         # Multi-statement transactions must not interleave on the shared connection.
         self._tx_lock = asyncio.Lock()
+        # Several nodes on this database (setting sharedState): every write a cache depends on
+        # also bumps state_changes, which the other nodes poll (change_feed.py); the marker
+        # file, which only this machine sees, is then not consulted.
+        self.shared = False
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -331,6 +398,9 @@ class Store:
         It takes the transaction lock so it never lands inside another task's transaction
         (which could roll it back); inside `transaction()` use the yielded connection instead.
         """
+        if self.shared and not bookkeeping:  # the statement and its bump in one transaction
+            async with self.transaction() as db, db.execute(sql, params) as cur:
+                return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
         async with self._tx_lock:
             try:
                 async with self.db.execute(sql, params) as cur:
@@ -368,6 +438,8 @@ class Store:
             try:
                 await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
+                if self.shared and not bookkeeping:
+                    await self.db.execute(BUMP_SQL)
                 await self.db.execute("COMMIT")
             except BaseException:
                 # Also when cancelled while BEGIN or COMMIT waited: the statement still runs in
@@ -379,6 +451,13 @@ class Store:
                 raise
             if not bookkeeping:
                 self._changed()  # after the commit: a cache filled before it is dropped
+
+    async def announce_change(self) -> None:
+        """Tell every cache, here and on the other nodes, that stored state changed (for a
+        change written as bookkeeping, such as an admin logout in the audit log). Only the
+        other nodes need it: this process updated its own state already."""
+        if self.shared:
+            await self.execute(BUMP_SQL, bookkeeping=True)
 
     def _changed(self) -> None:
         self.generation += 1
@@ -399,6 +478,8 @@ class Store:
         are seen through the marker file, stat()ed at most every MARKER_RECHECK_S: a stat
         costs ~10 us here, and every API request asks.
         """
+        if self.shared:  # other nodes' writes arrive through change_feed.py
+            return (self.generation, 0, 0)
         now = time.monotonic()
         if now >= self._marker_recheck_at:
             try:

@@ -1,0 +1,168 @@
+"""Conversation affinity in the database, so a conversation continues from any node.
+
+The `Conversations` interface (conversations.py) over two tables: `conversation_threads`
+(digest -> account, thread, the node whose app-server holds the thread, last use) and
+`conversation_responses` (Responses API answers for `previous_response_id`). Claiming is a
+DELETE ... RETURNING of the longest remembered prefix, so of two nodes claiming one
+conversation at once exactly one gets its thread, as on one node. Times are wall-clock: they
+are compared across machines.
+
+A thread lives on one node's app-server: only that node releases it (eviction, idle expiry);
+another node that continues the conversation runs it on the same account, where the engine
+finds no such thread loaded and starts a new one with the history injected (or the cluster
+forwards the request to the account's owner node, which holds it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .conversations import Conversations, Items, ResponseRecord, ThreadRef
+from .store import Store
+
+_CHUNK = 400  # digests per IN (...) list
+_FAR = 1_000_000_000  # "no limit" for LIMIT ... OFFSET, portable between SQLite and PostgreSQL
+
+
+class SharedConversations(Conversations):
+    """Remembered conversations and Responses answers, stored in the database."""
+
+    _store: Store
+    node_id: str = ""
+    _mine: int = 0
+
+    def attach(self, store: Any, node: str) -> None:
+        """Give the registry its database and this node's id."""
+        self._store = store
+        self.node_id = node
+
+    def __len__(self) -> int:
+        return self._mine  # this node's threads, as counted by the last reap
+
+    def count(self, account_id: int) -> int:
+        """Return how many conversations one account holds on this node (last reap)."""
+        return 0
+
+    async def claim(self, digests: Sequence[bytes]) -> tuple[int, ThreadRef] | None:
+        """Take the longest remembered prefix among `digests` (index k: the first k items)."""
+        wanted = {digests[k].hex(): k for k in range(1, len(digests))}
+        found: list[int] = []
+        keys = list(wanted)
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._store.fetchall(
+                f"SELECT digest FROM conversation_threads WHERE digest IN ({marks})", chunk
+            )
+            found += [wanted[r["digest"]] for r in rows]
+        now = time.time()
+        for k in sorted(found, reverse=True):
+            async with self._store.transaction(bookkeeping=True) as db:
+                async with db.execute(
+                    "DELETE FROM conversation_threads WHERE digest = ? "
+                    "RETURNING account_id, account_key, thread_id, node_id, used_at",
+                    (digests[k].hex(),),
+                ) as cur:
+                    row = await cur.fetchone()
+            if row is None:
+                continue  # another request (here or on another node) took it first
+            ref = ThreadRef(int(row[0]), str(row[1]), str(row[2]))
+            if now - float(row[4]) > self.idle_s:
+                if row[3] == self.node_id:
+                    self.discard(ref)
+                return None
+            return k, ref
+        return None
+
+    async def remember(self, digest: bytes, ref: ThreadRef) -> None:
+        """Remember that the conversation with this digest continues on `ref` (this node)."""
+        released: list[tuple[Any, ...]] = []
+        async with self._store.transaction(bookkeeping=True) as db:
+            async with db.execute(
+                "DELETE FROM conversation_threads WHERE digest = ? "
+                "RETURNING account_id, account_key, thread_id, node_id",
+                (digest.hex(),),
+            ) as cur:
+                old = await cur.fetchone()
+            if old is not None and (old[1], old[2]) != (ref.account_key, ref.thread_id):
+                released.append(tuple(old))
+            await db.execute(
+                "INSERT INTO conversation_threads "
+                "(digest, account_id, account_key, thread_id, node_id, used_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (digest.hex(), ref.account_id, ref.account_key, ref.thread_id, self.node_id,
+                 time.time()),
+            )  # fmt: skip
+            async with db.execute(
+                "DELETE FROM conversation_threads WHERE digest IN ("
+                "SELECT digest FROM conversation_threads WHERE account_id = ? "
+                "ORDER BY used_at DESC LIMIT ? OFFSET ?) "
+                "RETURNING account_id, account_key, thread_id, node_id",
+                (ref.account_id, _FAR, self.max_per_account),
+            ) as cur:
+                released += [tuple(r) for r in await cur.fetchall()]
+        self._release_mine(released)
+
+    def _release_mine(self, rows: list[tuple[Any, ...]]) -> None:
+        for account_id, account_key, thread_id, node in rows:
+            if node == self.node_id:  # another node's thread is released by that node
+                self.discard(ThreadRef(int(account_id), str(account_key), str(thread_id)))
+
+    # --- Responses API answers -------------------------------------------------------------
+    async def remember_response(self, response_id: str, scope: str, items: Items) -> None:
+        """Keep an answered Responses conversation for `previous_response_id`."""
+        await self._store.execute(
+            "INSERT INTO conversation_responses (response_id, scope, items, used_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (response_id) DO UPDATE SET scope = excluded.scope, "
+            "items = excluded.items, used_at = excluded.used_at",
+            (response_id, scope, json.dumps(list(items), ensure_ascii=False), time.time()),
+            bookkeeping=True,
+        )
+
+    async def response(self, response_id: str, scope: str) -> ResponseRecord | None:
+        """Return the conversation a response ended, if it is known to this scope and fresh."""
+        row = await self._store.fetchone(
+            "SELECT scope, items, used_at FROM conversation_responses WHERE response_id = ?",
+            (response_id,),
+        )
+        now = time.time()
+        if row is None or row["scope"] != scope or now - float(row["used_at"]) > self.idle_s:
+            return None
+        await self._store.execute(
+            "UPDATE conversation_responses SET used_at = ? WHERE response_id = ?",
+            (now, response_id),
+            bookkeeping=True,
+        )
+        return ResponseRecord(scope, tuple(json.loads(row["items"])), now)
+
+    # --- expiry ----------------------------------------------------------------------------
+    async def reap_async(self) -> int:
+        """Delete idle conversations and answers (any node's); release this node's threads."""
+        cutoff = time.time() - self.idle_s
+        async with self._store.transaction(bookkeeping=True) as db:
+            async with db.execute(
+                "DELETE FROM conversation_threads WHERE used_at < ? "
+                "RETURNING account_id, account_key, thread_id, node_id",
+                (cutoff,),
+            ) as cur:
+                idle = [tuple(r) for r in await cur.fetchall()]
+            await db.execute("DELETE FROM conversation_responses WHERE used_at < ?", (cutoff,))
+            await db.execute(
+                "DELETE FROM conversation_responses WHERE response_id IN ("
+                "SELECT response_id FROM conversation_responses ORDER BY used_at DESC "
+                "LIMIT ? OFFSET ?)",
+                (_FAR, self.max_responses),
+            )
+        self._release_mine(idle)
+        row = await self._store.fetchone(
+            "SELECT COUNT(*) FROM conversation_threads WHERE node_id = ?", (self.node_id,)
+        )
+        self._mine = int(row[0]) if row is not None else 0
+        return len(idle)
+
+    async def close(self) -> None:
+        """Wait for the releases under way (shutdown); the rows stay for the other nodes."""
+        await super().close()
