@@ -35,7 +35,7 @@ from .errors import ApiError, Handler
 from .keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
 from .netinfo import is_https, public_host
 from .security import derive_fernet_key
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, SharedLoginThrottle
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -289,8 +289,11 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def _admin_auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the admin credentials once the store is open."""
+    """Load the admin credentials once the store is open; build the sign-in throttle (in the
+    database with sharedState, so guesses spread over nodes count together)."""
     app[ADMIN_AUTH] = await load_admin_auth(app[SETTINGS], app[STORE])
+    shared = app[SETTINGS].shares_state
+    app[THROTTLE] = SharedLoginThrottle(app[STORE]) if shared else LoginThrottle()
     yield
 
 
@@ -307,5 +310,4 @@ def setup(app: web.Application) -> None:
     # CSRF first: a rejected request never loads or rewrites a session.
     app.middlewares.append(csrf_middleware)
     app.middlewares.append(session_middleware(storage))
-    app[THROTTLE] = LoginThrottle()
     app.cleanup_ctx.append(_admin_auth_ctx)

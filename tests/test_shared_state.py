@@ -26,6 +26,7 @@ from codexpool.security import KeyCipher
 from codexpool.shared_conversations import SharedConversations
 from codexpool.shared_quotas import SharedKeyQuotas
 from codexpool.store import Store
+from codexpool.throttle import SharedLoginThrottle
 
 from .test_key_limits import Clock
 from .test_pool import seeded, snap
@@ -235,3 +236,31 @@ async def test_limits_and_cooldowns_of_one_node_reach_the_other(
         await limits_a.close()
         await store_b.close()
         await store_a.close()
+
+
+async def test_sign_in_failures_count_across_nodes(stores: tuple[Store, Store]) -> None:
+    """Five wrong passwords for one name from one address, spread over two nodes, lock that
+    pair on both; a success on one node clears it on the other; registrations add up too."""
+    clock = Clock(NOON)
+    a, b = (SharedLoginThrottle(s, clock) for s in stores)
+    for i in range(5):
+        node = (a, b)[i % 2]
+        await node.guard("portal", "alice", "10.0.0.1")
+        await node.record_failure("portal", "alice", "10.0.0.1")
+    for node in (a, b):
+        with pytest.raises(ApiError) as info:
+            await node.guard("portal", "alice", "10.0.0.1")
+        assert info.value.code == "too_many_attempts"
+        assert info.value.headers["Retry-After"] == "300"
+    await b.guard("portal", "alice", "10.0.0.2")  # another address is not refused
+    await a.record_success("portal", "alice", "10.0.0.1")
+    await b.guard("portal", "alice", "10.0.0.1")
+    clock.now += 301  # the windows pass
+    await a.guard("portal", "bob", "10.0.0.1")
+    for i in range(20):
+        await (a, b)[i % 2].take_registration("10.0.0.9")
+    with pytest.raises(ApiError) as info:
+        await a.take_registration("10.0.0.9")
+    assert info.value.code == "too_many_registrations"
+    names = await stores[0].fetchall("SELECT DISTINCT bucket FROM login_failures")
+    assert all("alice" not in r["bucket"] and "10.0" not in r["bucket"] for r in names)
