@@ -227,7 +227,8 @@ MIGRATIONS: list[str] = [
     # nodes, no AUTOINCREMENT, DOUBLE PRECISION times. state_changes counts every write a
     # cache depends on; nodes poll it to drop their caches. key_day_use holds each key
     # owner's counts per UTC day ('user:<id>' or 'master'), key_slots the requests running
-    # now, each tied to the node that renews it until expires_at.
+    # now, each tied to the node that renews it until expires_at. device_flows is each user's
+    # device login as the node running its codex process last published it.
     """
     CREATE TABLE state_changes (
         name TEXT PRIMARY KEY,
@@ -271,6 +272,13 @@ MIGRATIONS: list[str] = [
         used_at DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX conversation_responses_used ON conversation_responses(used_at);
+    CREATE TABLE device_flows (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
     CREATE TABLE login_failures (
         bucket TEXT NOT NULL,
         ts DOUBLE PRECISION NOT NULL

@@ -312,3 +312,57 @@ async def test_a_cooldown_is_seen_by_the_other_node(make_nodes: Any, fake_backen
             return (await table(admin_b))["users"][0]["hourlyRemaining"] == 0.0
 
         await eventually(limits_merged, 6)
+
+
+async def test_a_device_login_is_followed_and_cancelled_from_the_other_node(
+    aiohttp_client: Any, make_settings: Callable[..., Any], codex_bin: str, fake_backend: Any
+) -> None:
+    """Two apps on one database (each its own port, so its own node id): a device login the
+    real codex runs on node A shows on node B, is cancelled from B, restarted on B (which ends
+    nothing on A) and seen linked from A."""
+    from codexpool.app import create_app
+    from codexpool.keys import DEVICE_LOGINS
+
+    from .accounts_helpers import call, new_portal_user
+    from .test_device_login_e2e import approver
+
+    def node_settings() -> Any:
+        return make_settings(
+            sharedState=True,
+            codexBin=codex_bin,
+            testingLoginIssuer=fake_backend.url,
+            codexConfigOverrides=codex_overrides(fake_backend.url),
+        )
+
+    jar = aiohttp.DummyCookieJar
+    a = await aiohttp_client(create_app(node_settings()), cookie_jar=jar())
+    b = await aiohttp_client(create_app(node_settings()), cookie_jar=jar())
+    cookie = await new_portal_user(a, "devi")
+
+    async def status(node: Any) -> dict[str, Any]:
+        return await (await call(node, "GET", "/api/openai/codex/device/status", cookie)).json()
+
+    started = await (await call(a, "POST", "/api/openai/codex/device/start", cookie)).json()
+    assert started["state"] == "awaiting_user", started
+    seen = await status(b)
+    assert (seen["state"], seen["userCode"]) == ("awaiting_user", started["userCode"])
+    cancelled = await (await call(b, "POST", "/api/openai/codex/device/cancel", cookie)).json()
+    assert cancelled["state"] == "cancelled", cancelled
+    assert a.app[DEVICE_LOGINS].running() == []  # node A's codex process ended
+    assert (await status(a))["state"] == "cancelled"
+
+    again = await (await call(b, "POST", "/api/openai/codex/device/start", cookie)).json()
+    assert again["state"] == "awaiting_user", again
+    control = approver(fake_backend)
+    try:
+        result = control(again["userCode"])
+    except TypeError:
+        result = control()
+    if asyncio.iscoroutine(result):
+        await result
+
+    async def linked_on_a() -> bool:
+        return (await status(a))["state"] == "linked"
+
+    await eventually(linked_on_a, 30)
+    assert (await status(b))["linked"] is True

@@ -11,6 +11,8 @@ from aiohttp import web
 from .. import audit, sessions, stale_users
 from ..device_login import DeviceLogins
 from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
+from ..nodes import node_id
+from ..shared_device_login import SharedDeviceLogins
 from .common import ip_of
 
 
@@ -24,7 +26,7 @@ async def device_start(request: web.Request) -> web.Response:
 async def device_status(request: web.Request) -> web.Response:
     """Return the user's device-login state, link, code, recent log lines and linked flag."""
     user = await sessions.require_portal_user(request)
-    return web.json_response(request.app[DEVICE_LOGINS].status(user.id))
+    return web.json_response(await request.app[DEVICE_LOGINS].current(user.id))
 
 
 async def device_cancel(request: web.Request) -> web.Response:
@@ -53,22 +55,29 @@ async def unlink(request: web.Request) -> web.Response:
 async def _device_logins_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own every device flow and the hourly sweep of registrations that never linked; on
     shutdown cancel them all (their process groups end)."""
-    engine = app.get(ENGINE)
-    logins = DeviceLogins(
-        app[SETTINGS],
+    engine, settings = app.get(ENGINE), app[SETTINGS]
+    factory = SharedDeviceLogins if settings.shares_state else DeviceLogins
+    logins = factory(
+        settings,
         app[STORE],
         app[CODEX_BIN],
         stop_account=engine.stop_account if engine is not None else None,
         refusals=app[REFUSALS],
     )
     app[DEVICE_LOGINS] = logins
-    sweeper = asyncio.create_task(
-        stale_users.run_sweeper(app[STORE], app[SETTINGS], logins), name="unlinked-users"
-    )
+    tasks = [
+        asyncio.create_task(
+            stale_users.run_sweeper(app[STORE], settings, logins), name="unlinked-users"
+        )
+    ]
+    if isinstance(logins, SharedDeviceLogins):  # status and cancel reach every node
+        logins.attach(node_id(settings))
+        tasks.append(asyncio.create_task(logins.run_publisher(), name="device-publisher"))
     yield
-    sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeper
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await logins.close()
 
 

@@ -71,7 +71,7 @@ async def me(request: web.Request) -> web.Response:
     user = await sessions.require_portal_user(request)
     app = request.app
     key = await accounts.live_key_row(app[STORE], user_id=user.id, kind="user")
-    device = app[DEVICE_LOGINS].status(user.id)
+    device = await app[DEVICE_LOGINS].current(user.id)
     pool = app[POOL]
     await pool.candidates()
     reason = admin_users.pool_reason(pool.view(), user.id, key is not None)
