@@ -27,7 +27,7 @@ from multidict import MultiDict
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codexpool import request_log, usage_series  # noqa: E402
-from codexpool.store import Store  # noqa: E402
+from codexpool.store import SqliteStore  # noqa: E402
 from codexpool.usage import INSERT_SQL  # noqa: E402
 
 USERS = 50
@@ -102,7 +102,7 @@ async def _groups(coro):  # type: ignore[no-untyped-def]
 
 
 async def run(path: Path, repeat: int, size_mib: float) -> None:
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     try:
         count = (await store.fetchone("SELECT COUNT(*) AS n FROM requests"))["n"]  # type: ignore[index]
@@ -183,7 +183,7 @@ def main() -> None:
 
 
 async def _migrate(path: Path) -> None:
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     await store.close()
 

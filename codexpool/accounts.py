@@ -110,7 +110,7 @@ async def create_user(store: Store, username: str, password_hash: str | None) ->
     if await store.fetchone("SELECT 1 FROM users WHERE username = ?", (username,)):
         raise ApiError(409, f"username {username!r} is taken", "username_taken", param="username")
     now = time.time()
-    user_id = await store.execute(
+    user_id = await store.insert(
         "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
         (username, password_hash, now),
     )
@@ -148,12 +148,13 @@ async def delete_user(store: Store, user_id: int) -> bool:
     """
     async with store.transaction() as db:
         await db.execute(
-            "INSERT OR REPLACE INTO deleted_users (id, username, deleted_at) "
-            "SELECT id, username, ? FROM users WHERE id = ?",
+            "INSERT INTO deleted_users (id, username, deleted_at) "
+            "SELECT id, username, CAST(? AS DOUBLE PRECISION) FROM users WHERE id = ? "
+            "ON CONFLICT (id) DO UPDATE SET username = excluded.username, "
+            "deleted_at = excluded.deleted_at",
             (time.time(), user_id),
         )
-        async with db.execute("DELETE FROM users WHERE id = ?", (user_id,)) as cur:
-            return cur.rowcount > 0
+        return await db.execute("DELETE FROM users WHERE id = ?", (user_id,)) > 0
 
 
 async def bump_session_epoch(store: Store, user_id: int) -> None:
@@ -185,10 +186,9 @@ async def rotate_key(
     live = "kind = ? AND user_id IS ? AND revoked_at IS NULL"
     async with store.transaction() as db:
         # The new key inherits the old one's limits: a rotation never lifts a cap.
-        async with db.execute(
+        old = await db.fetchone(
             f"SELECT {KEY_LIMIT_COLUMNS} FROM api_keys WHERE {live}", (kind, user_id)
-        ) as cur:
-            old = await cur.fetchone()
+        )
         limits = KeyLimits.from_row(old) if old is not None else NO_LIMITS
         await db.execute(f"UPDATE api_keys SET revoked_at = ? WHERE {live}", (now, kind, user_id))
         await db.execute(

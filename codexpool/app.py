@@ -69,7 +69,7 @@ from .routes import (
 from .run_gate import RunGate
 from .security import KeyCipher
 from .shared_quotas import SharedKeyQuotas
-from .store import Store
+from .store import create_store
 from .usage import UsageRecorder, run_pruner
 
 _LOGGER = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ def engine_config(
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
-    store.shared = app[SETTINGS].shares_state
+    store = create_store(app[SETTINGS])
     await store.open()
     app[STORE] = store
     app[KEY_CACHE] = KeyCache(store)
@@ -188,7 +187,6 @@ async def _change_feed_ctx(app: web.Application) -> AsyncIterator[None]:
     feed = ChangeFeed(store)
     feed.add_listener(pool.reload)
     feed.add_listener(reload_fence)
-    await feed.poll()  # the starting point
     task = asyncio.create_task(feed.run(), name="change-feed")
     yield
     task.cancel()

@@ -1,12 +1,13 @@
-"""Cross-node cache invalidation: a change counter in the database, polled (sharedState).
+"""Cross-node cache invalidation for the caches that must refill at once (sharedState).
 
-Nodes keep caches of stored state on their request path (key lookups, the pool's candidate
-index, the admin session fence). On one machine the store's marker file tells a process about
-another's writes; nodes on other machines cannot see it. With shared state every write a cache
-depends on also bumps `state_changes` in the same transaction (Store.shared), and each node
-reads that one row every POLL_S: when it moved, the node drops its caches (the store's
-generation, which KeyCache compares) and runs its listeners (pool reload, admin fence reload).
-A change made on one node is thus honoured by every other within about POLL_S.
+Nodes keep caches of stored state: key lookups, the pool's candidate index with its cooldowns,
+the admin session fence. The store's `change_stamp` moves whenever any process on the database
+committed a write a cache depends on: on SQLite through the marker file beside the database
+(every process sharing the file runs on this machine), on PostgreSQL through LISTEN/NOTIFY
+from every node. Key lookups compare it on every request already; the pool and the admin
+fence are reloaded by this feed, which looks at the stamp every POLL_S (no query: the stamp
+is local) and runs its listeners when it moved. A change made on one node is thus honoured by
+every other within about POLL_S plus the listener's reload.
 """
 
 from __future__ import annotations
@@ -21,46 +22,40 @@ from .store import Store
 _LOGGER = logging.getLogger(__name__)
 
 POLL_S = 0.5
-_READ = "SELECT n FROM state_changes WHERE name = 'all'"
 
 Listener = Callable[[], Awaitable[None] | None]
 
 
 class ChangeFeed:
-    """Polls the change counter and invalidates this node's caches when it moves."""
+    """Runs its listeners when the store's change stamp moved since the last look."""
 
     def __init__(self, store: Store, poll_s: float = POLL_S) -> None:
         self._store = store
         self.poll_s = poll_s
         self._listeners: list[Listener] = []
-        self._seen: int | None = None
+        self._seen = store.change_stamp()
 
     def add_listener(self, listener: Listener) -> None:
-        """Call `listener` (plain or async) after every change seen from the database."""
+        """Call `listener` (plain or async) after every change seen."""
         self._listeners.append(listener)
 
     async def poll(self) -> bool:
-        """Read the counter once; tell whether it moved since the last read."""
-        row = await self._store.fetchone(_READ)
-        n = int(row[0]) if row is not None else 0
-        moved = self._seen is not None and n != self._seen
-        self._seen = n
-        if moved:
-            self._store.generation += 1  # every cache keyed on change_stamp() refills
-            for listener in self._listeners:
-                try:
-                    result = listener()
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception as exc:  # one failing cache must not stop the others
-                    _LOGGER.warning("Change listener failed: %s", exc)
-        return moved
+        """Look at the stamp once; run the listeners and tell whether it moved."""
+        stamp = self._store.change_stamp()
+        if stamp == self._seen:
+            return False
+        self._seen = stamp
+        for listener in self._listeners:
+            try:
+                result = listener()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # one failing cache must not stop the others
+                _LOGGER.warning("Change listener failed: %s", exc)
+        return True
 
     async def run(self) -> None:
-        """Poll until cancelled; a failed read (database away) is retried next round."""
+        """Poll until cancelled."""
         while True:
-            try:
-                await self.poll()
-            except Exception as exc:
-                _LOGGER.debug("Cannot read the change counter: %s", exc)
             await asyncio.sleep(self.poll_s)
+            await self.poll()

@@ -28,7 +28,7 @@ from .config import (
 from .errors import ApiError
 from .logsafe import EscapingFormatter
 from .security import KeyCipher, hash_password, is_bcrypt_hash, random_secret
-from .store import PRIVATE_UMASK, Store, StoreError, make_private
+from .store import PRIVATE_UMASK, Store, StoreError, create_store, make_private
 
 _LOGGER = logging.getLogger("codexpool")
 
@@ -189,8 +189,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    store = Store(settings.db_path)
-    store.shared = settings.shares_state  # its writes reach the nodes' caches (change_feed.py)
+    store = create_store(settings)
     await store.open()
     try:
         return await fn(store)

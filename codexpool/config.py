@@ -269,6 +269,17 @@ class Settings:
             "interrupted with a final error chunk (keep below systemd's TimeoutStopSec).",
         ),
     )
+    database_url: str = field(
+        default="",
+        metadata=_opt(
+            "databaseUrl",
+            "Where the data lives. Empty: the SQLite file in dataDir (one machine). "
+            "postgresql://user:password@host:5432/db: a PostgreSQL database several nodes "
+            "share (needs the codexpool[postgres] extra; see `codexpool migrate-store`).",
+            "CODEXPOOL_DATABASE_URL",  # prefixed: a bare DATABASE_URL often belongs to another app
+            secret=True,
+        ),
+    )
     database_busy_timeout_ms: int = field(
         default=5000,
         metadata=_opt(
@@ -284,7 +295,8 @@ class Settings:
             "Keep the state several gateway nodes on one database must agree on (per-key day "
             "counters and concurrency, account cooldowns, conversation threads, sign-in "
             "throttling, cache invalidation) in the database instead of this process's memory "
-            "(docs/cluster-state.md). Off: a single node keeps it in memory, as fast as before.",
+            "(docs/cluster-state.md). Always on with a PostgreSQL databaseUrl. Off: a single "
+            "node keeps it in memory, as fast as before.",
         ),
     )
     slot_lease_seconds: int = field(
@@ -444,8 +456,9 @@ class Settings:
 
     @property
     def shares_state(self) -> bool:
-        """Tell whether shared state lives in the database (several nodes on one database)."""
-        return self.shared_state
+        """Tell whether shared state lives in the database (several nodes on one database):
+        asked for, or implied by a PostgreSQL databaseUrl (the engine for several nodes)."""
+        return self.shared_state or bool(self.database_url)
 
     @property
     def codex_state_path(self) -> Path:
@@ -563,6 +576,8 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")
     if not 1 <= s.alert_quota_percent <= 100:
         raise SettingsError("setting 'alertQuotaPercent' must be 1-100")
+    if s.database_url and not s.database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("setting 'databaseUrl' must be empty or a postgresql:// URL")
     if s.alert_database_busy_seconds <= 0:
         raise SettingsError("setting 'alertDatabaseBusySeconds' must be positive")
     for key, url in (

@@ -19,7 +19,7 @@ from . import accounts, linking
 from .codex.isolation import Isolation, gateway_isolation
 from .codex.process import child_env
 from .config import Settings, find_codex_bin
-from .store import Store, StoreError
+from .store import StoreError, create_store
 
 LOGIN_STATUS_TIMEOUT_S = 20.0
 
@@ -170,7 +170,7 @@ def check_isolation(settings: Settings, report: Report) -> None:
 
 
 async def _users(settings: Settings) -> list[accounts.User]:
-    store = Store(settings.db_path)
+    store = create_store(settings)
     await store.open()
     try:
         return await accounts.list_users(store)

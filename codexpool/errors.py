@@ -17,6 +17,7 @@ from aiohttp import web
 
 from . import jsoncheck
 from .ids import unique_hex
+from .store.base import StoreUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -154,6 +155,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return resp
     except ConnectionResetError:
         raise
+    except StoreUnavailable as exc:
+        # PostgreSQL cannot be reached: the pool reconnects by itself when it is back.
+        _LOGGER.warning("Database unavailable in %s %s: %s", request.method, request.path, exc)
+        return ApiError(
+            503,
+            "The database cannot be reached right now; retry shortly.",
+            "database_unavailable",
+            headers={"Retry-After": "5"},
+        ).response()
     except sqlite3.OperationalError as exc:
         # Storage trouble is the server's state, not a bug: say so and when to retry.
         locked = "locked" in str(exc) or "busy" in str(exc)

@@ -61,12 +61,11 @@ class SharedConversations(Conversations):
         now = time.time()
         for k in sorted(found, reverse=True):
             async with self._store.transaction(bookkeeping=True) as db:
-                async with db.execute(
+                row = await db.fetchone(
                     "DELETE FROM conversation_threads WHERE digest = ? "
                     "RETURNING account_id, account_key, thread_id, node_id, used_at",
                     (digests[k].hex(),),
-                ) as cur:
-                    row = await cur.fetchone()
+                )
             if row is None:
                 continue  # another request (here or on another node) took it first
             ref = ThreadRef(int(row[0]), str(row[1]), str(row[2]))
@@ -81,12 +80,11 @@ class SharedConversations(Conversations):
         """Remember that the conversation with this digest continues on `ref` (this node)."""
         released: list[tuple[Any, ...]] = []
         async with self._store.transaction(bookkeeping=True) as db:
-            async with db.execute(
+            old = await db.fetchone(
                 "DELETE FROM conversation_threads WHERE digest = ? "
                 "RETURNING account_id, account_key, thread_id, node_id",
                 (digest.hex(),),
-            ) as cur:
-                old = await cur.fetchone()
+            )
             if old is not None and (old[1], old[2]) != (ref.account_key, ref.thread_id):
                 released.append(tuple(old))
             await db.execute(
@@ -96,14 +94,14 @@ class SharedConversations(Conversations):
                 (digest.hex(), ref.account_id, ref.account_key, ref.thread_id, self.node_id,
                  time.time()),
             )  # fmt: skip
-            async with db.execute(
+            evicted = await db.fetchall(
                 "DELETE FROM conversation_threads WHERE digest IN ("
                 "SELECT digest FROM conversation_threads WHERE account_id = ? "
                 "ORDER BY used_at DESC LIMIT ? OFFSET ?) "
                 "RETURNING account_id, account_key, thread_id, node_id",
                 (ref.account_id, _FAR, self.max_per_account),
-            ) as cur:
-                released += [tuple(r) for r in await cur.fetchall()]
+            )
+            released += [tuple(r) for r in evicted]
         self._release_mine(released)
 
     def _release_mine(self, rows: list[tuple[Any, ...]]) -> None:
@@ -143,12 +141,12 @@ class SharedConversations(Conversations):
         """Delete idle conversations and answers (any node's); release this node's threads."""
         cutoff = time.time() - self.idle_s
         async with self._store.transaction(bookkeeping=True) as db:
-            async with db.execute(
+            rows = await db.fetchall(
                 "DELETE FROM conversation_threads WHERE used_at < ? "
                 "RETURNING account_id, account_key, thread_id, node_id",
                 (cutoff,),
-            ) as cur:
-                idle = [tuple(r) for r in await cur.fetchall()]
+            )
+            idle = [tuple(r) for r in rows]
             await db.execute("DELETE FROM conversation_responses WHERE used_at < ?", (cutoff,))
             await db.execute(
                 "DELETE FROM conversation_responses WHERE response_id IN ("

@@ -34,7 +34,7 @@ from .key_limits import (
     load_day_use,
     utc_day,
 )
-from .store import Store
+from .store import Connection, Store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,9 +62,8 @@ def owner_from_key(key: str) -> Owner:
     return ("master", None) if key == "master" else ("user", int(key.split(":", 1)[1]))
 
 
-async def _one(db: Any, sql: str, params: Sequence[Any]) -> Any:
-    async with db.execute(sql, params) as cur:
-        return await cur.fetchone()
+async def _one(db: Connection, sql: str, params: Sequence[Any]) -> Any:
+    return await db.fetchone(sql, params)
 
 
 class SharedKeyQuotas(KeyQuotas):

@@ -52,7 +52,8 @@ async def logout(request: web.Request) -> web.Response:
         return ok()
     await sessions.end_admin_session(request)
     await audit.record(request.app[STORE], "admin", "admin.logout", None, None, ip_of(request))
-    await request.app[STORE].announce_change()  # other nodes reload the fence (sharedState)
+    if request.app[SETTINGS].shares_state:  # the other nodes reload the fence
+        await request.app[STORE].announce_change()
     return ok()
 
 
