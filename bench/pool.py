@@ -30,12 +30,12 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from codexpool import accounts, linking  # noqa: E402
+from codexpool import linking, users  # noqa: E402
+from codexpool.account_limits import LimitCache  # noqa: E402
 from codexpool.cli import new_event_loop  # noqa: E402
 from codexpool.codex.engine import Engine, EngineConfig  # noqa: E402
 from codexpool.codex.events import RateLimitSnapshot, RateLimitWindow  # noqa: E402
 from codexpool.config import find_codex_bin, load_settings  # noqa: E402
-from codexpool.limits import LimitCache  # noqa: E402
 from codexpool.pool import Pool, _Index  # noqa: E402
 from codexpool.security import KeyCipher  # noqa: E402
 from codexpool.selection import Candidate, Cooldown, build_view  # noqa: E402
@@ -122,14 +122,14 @@ async def seed(server: LiveServer, names: list[str], work: Path) -> str:
     await store.open()
     try:
         for name in names:
-            user = await accounts.create_user(store, name, None)
-            await accounts.rotate_key(
+            user = await users.create_user(store, name, None)
+            await users.rotate_key(
                 store, cipher, kind="user", prefix=settings.openai_api_key_prefix, user_id=user.id
             )
             auth = work / f"{name}.json"
             auth.write_text(json.dumps(make_auth_json(f"acct_{name}", f"{name}@bench.test")))
             linking.import_auth_json(linking.codex_home(settings, user.id), auth)
-        return await accounts.rotate_key(
+        return await users.rotate_key(
             store, cipher, kind="master", prefix=settings.openai_master_key_prefix
         )
     finally:

@@ -11,13 +11,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import accounts, linking
+from . import linking, users
+from .account_limits import Limits, snapshot_from_row
 from .codex.state_dir import remove_spares
 from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
 from .key_limits import KeyLimits, KeyQuotas, Owner, OwnerUse
-from .limits import Limits, snapshot_from_row
 from .pool import Pool, PoolView
 from .store import Store
 
@@ -90,7 +90,7 @@ async def user_table(
     if pool is not None:
         await pool.candidates()
         view = pool.view(now)
-    users: list[dict[str, Any]] = []
+    table: list[dict[str, Any]] = []
     totals = {"hourlyRemaining": 0.0, "weeklyRemaining": 0.0, "linked": 0, "keyed": 0}
     rows = await store.fetchall(_TABLE_SQL)
     owners: list[Owner] = [("user", r["id"]) for r in rows] + [("master", None)]
@@ -103,7 +103,7 @@ async def user_table(
         fields = limit_fields(lim, now)
         cooldown = pool.cooldown_of(uid, now) if pool is not None else None
         reason = pool_reason(view, uid, has_key)
-        users.append(
+        table.append(
             {
                 "id": uid,
                 "username": r["username"],
@@ -132,14 +132,14 @@ async def user_table(
         if linked and has_key:  # spec: only linked, keyed users with a displayed value count
             totals["hourlyRemaining"] += fields["hourlyRemaining"] or 0.0
             totals["weeklyRemaining"] += fields["weeklyRemaining"] or 0.0
-    master = await accounts.live_key_row(store, user_id=None, kind="master")
+    master = await users.live_key_row(store, user_id=None, kind="master")
     return {
-        "users": users,
+        "users": table,
         "totals": {
             **totals,
             "hourlyRemaining": round(totals["hourlyRemaining"], 1),
             "weeklyRemaining": round(totals["weeklyRemaining"], 1),
-            "users": len(users),
+            "users": len(table),
             "eligible": len(view.eligible) if view is not None else None,
             "nextResetAt": view.next_reset if view is not None else None,
         },
@@ -170,18 +170,18 @@ def pool_reason(view: PoolView | None, user_id: int, has_key: bool) -> str | Non
     return view.reasons.get(user_id, "not_linked")
 
 
-async def find_user(store: Store, raw_username: object) -> accounts.User:
+async def find_user(store: Store, raw_username: object) -> users.User:
     """Return the named user or raise 400 (bad name) / 404 (no such user)."""
     if not isinstance(raw_username, str) or not raw_username.strip():
         raise ApiError(400, "username is required", "invalid_username", param="username")
-    user = await accounts.get_user(store, raw_username.strip().casefold())
+    user = await users.get_user(store, raw_username.strip().casefold())
     if user is None:
         raise ApiError(404, f"No user named {raw_username.strip()!r}.", "user_not_found")
     return user
 
 
 async def delete_user(
-    store: Store, settings: Settings, logins: DeviceLogins, user: accounts.User
+    store: Store, settings: Settings, logins: DeviceLogins, user: users.User
 ) -> None:
     """Delete a user and everything that acts for them: flow, app-server, keys, limits, home
     (and codex's spare databases).
@@ -192,8 +192,8 @@ async def delete_user(
     """
     await logins.forget(user.id)
     await logins.stop_account(user.id)
-    await accounts.bump_session_epoch(store, user.id)
-    await accounts.delete_user(store, user.id)
+    await users.bump_session_epoch(store, user.id)
+    await users.delete_user(store, user.id)
     linking.remove_home(linking.codex_home(settings, user.id))
     remove_spares(settings.codex_state_path, str(user.id))
     _LOGGER.info("Deleted user %s (id %s)", user.username, user.id)

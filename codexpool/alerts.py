@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from .limits import Limits
+from .account_limits import Limits
 from .selection import Cooldown, PoolView
 
 _LOGGER = logging.getLogger(__name__)

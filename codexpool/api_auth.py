@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .accounts import KeyPrincipal
+from .app_keys import KEY_CACHE, PRINCIPAL
 from .errors import ApiError
-from .keys import KEY_CACHE, PRINCIPAL
+from .users import KeyPrincipal
 
 MAX_KEY_LEN = 256
 

@@ -17,17 +17,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import conversations, sessions, shared_quotas, shutdown, tool_turns
+from . import conversations, sessions, shared_quotas, shutdown
+from .account_limits import LimitCache
 from .admin_auth import last_admin_logout
-from .change_feed import ChangeFeed
-from .codex.engine import Engine, EngineConfig
-from .codex.isolation import Isolation, gateway_isolation
-from .config import Settings, find_codex_bin
-from .errors import error_middleware, request_id_header, request_id_middleware
-from .image_fetch import FetchLimits, ImageFetcher
-from .key_cache import KeyCache
-from .key_limits import KeyQuotas
-from .keys import (
+from .app_keys import (
     ADMIN_AUTH,
     CIPHER,
     CODEX_BIN,
@@ -45,9 +38,17 @@ from .keys import (
     STORE,
     USAGE,
 )
-from .limits import LimitCache
-from .models import ModelCatalog
+from .change_feed import ChangeFeed
+from .codex.engine import Engine, EngineConfig
+from .codex.isolation import Isolation, gateway_isolation
+from .config import Settings, find_codex_bin
+from .errors import error_middleware, request_id_header, request_id_middleware
+from .key_cache import KeyCache
+from .key_limits import KeyQuotas
 from .nodes import node_id
+from .openai import tool_turns
+from .openai.image_fetch import FetchLimits, ImageFetcher
+from .openai.models import ModelCatalog
 from .pool import Pool
 from .quota_history import QuotaHistory
 from .routes import (

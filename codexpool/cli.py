@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, accounts, linking
+from . import __version__, linking, users
 from .config import (
     Settings,
     SettingsError,
@@ -200,15 +200,15 @@ async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]])
 def cmd_user_add(args: argparse.Namespace) -> int:
     """Create a portal user from the shell."""
     settings = _settings(args)
-    name = accounts.normalize_username(args.name)
+    name = users.normalize_username(args.name)
     password = args.password
     if password is None and sys.stdin.isatty():
         password = getpass.getpass("Portal password (empty: no portal sign-in): ") or None
     if password is not None:
-        accounts.validate_password(password)
+        users.validate_password(password)
 
     async def run(store: Store) -> int:
-        await accounts.create_user(store, name, hash_password(password) if password else None)
+        await users.create_user(store, name, hash_password(password) if password else None)
         print(f"Created user {name}")
         return 0
 
@@ -222,11 +222,11 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 
     async def run(store: Store) -> int:
         if args.master and args.if_missing:
-            if await accounts.live_key_row(store, user_id=None, kind="master") is not None:
+            if await users.live_key_row(store, user_id=None, kind="master") is not None:
                 print("a master key exists already; kept it", file=sys.stderr)
                 return 0
         if args.master:
-            key = await accounts.rotate_key(
+            key = await users.rotate_key(
                 store,
                 cipher,
                 kind="master",
@@ -236,10 +236,10 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
         else:
             if not args.name:
                 return _fail("name a user, or pass --master")
-            user = await accounts.get_user(store, accounts.normalize_username(args.name))
+            user = await users.get_user(store, users.normalize_username(args.name))
             if user is None:
                 return _fail(f"no user {args.name!r} (create it with `codexpool user add`)")
-            key = await accounts.rotate_key(
+            key = await users.rotate_key(
                 store,
                 cipher,
                 kind="user",
@@ -258,7 +258,7 @@ def cmd_link_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run(store: Store) -> int:
-        user = await accounts.get_user(store, accounts.normalize_username(args.name))
+        user = await users.get_user(store, users.normalize_username(args.name))
         if user is None:
             return _fail(f"no user {args.name!r} (create it with `codexpool user add`)")
         home = linking.codex_home(settings, user.id)

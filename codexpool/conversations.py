@@ -223,12 +223,9 @@ class Conversations:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-CONVERSATIONS = web.AppKey("conversations", Conversations)
-
-
 def setup(app: web.Application) -> None:
     """Own the registry's lifetime and its idle reaper (closed before the engine)."""
-    from .keys import ENGINE, SETTINGS, STORE
+    from .app_keys import CONVERSATIONS, ENGINE, SETTINGS, STORE
     from .nodes import node_id
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import accounts, linking
+from . import linking, users
 from .codex.isolation import Isolation, gateway_isolation
 from .codex.process import child_env
 from .config import Settings, find_codex_bin
@@ -136,9 +136,9 @@ def sandbox_problem(settings: Settings, sandbox: Isolation | None = None) -> str
     why = sandbox.problem()
     if why is None:
         return None
-    users = sandbox_users(settings)
+    who = sandbox_users(settings)
     return (
-        f"{users} {'let' if ' and ' in users else 'lets'} the model run commands, which must "
+        f"{who} {'let' if ' and ' in who else 'lets'} the model run commands, which must "
         f"run in a sandbox that hides the gateway's data, but {why}. Fix: {SANDBOX_FIX}"
     )
 
@@ -169,11 +169,11 @@ def check_isolation(settings: Settings, report: Report) -> None:
     report.ok(f"sandbox for model commands: {sandbox.bwrap} (codex's own sandbox nests inside)")
 
 
-async def _users(settings: Settings) -> list[accounts.User]:
+async def _users(settings: Settings) -> list[users.User]:
     store = create_store(settings)
     await store.open()
     try:
-        return await accounts.list_users(store)
+        return await users.list_users(store)
     finally:
         await store.close()
 
@@ -181,15 +181,15 @@ async def _users(settings: Settings) -> list[accounts.User]:
 def check_accounts(settings: Settings, codex: str | None, report: Report) -> None:
     """Run `codex login status` in every linked account's home and report the dead logins."""
     try:
-        users = asyncio.run(_users(settings))
+        everyone = asyncio.run(_users(settings))
     except (StoreError, OSError) as exc:
         report.fail(f"database {settings.db_path}: {exc}", "check the data folder and its owner")
         return
-    linked = [(u, linking.codex_home(settings, u.id)) for u in users]
+    linked = [(u, linking.codex_home(settings, u.id)) for u in everyone]
     linked = [(u, home) for u, home in linked if linking.is_linked(home)]
     if not linked:
         report.warn(
-            f"no linked accounts among {len(users)} users: link one on the portal (/openai)"
+            f"no linked accounts among {len(everyone)} users: link one on the portal (/openai)"
         )
         return
     if codex is None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from . import accounts
-from .accounts import KeyPrincipal
+from . import users
 from .security import key_digest
 from .store import Store
+from .users import KeyPrincipal
 
 KEY_CACHE_TTL_S = 5.0
 KEY_CACHE_MAX = 10_000
@@ -35,7 +35,7 @@ class KeyCache:
         hit = self._entries.get(digest)
         if hit is not None and hit[1] == stamp and hit[2] > now:
             return hit[0]
-        principal = await accounts.lookup_digest(self._store, digest)
+        principal = await users.lookup_digest(self._store, digest)
         if principal is None:
             self._entries.pop(digest, None)
             return None

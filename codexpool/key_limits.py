@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import ApiError
-from .openai_compat import json_int
+from .openai.translate import json_int
 from .store import Store
 
 SECONDS_PER_DAY = 86_400

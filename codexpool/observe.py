@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .app_keys import METRICS
 from .errors import REQUEST_ID
 from .usage import UsageRow
 
@@ -136,9 +137,6 @@ class Metrics:
         ):
             if value:
                 self.child(self.tokens, row.endpoint, kind).inc(value)
-
-
-METRICS = web.AppKey("metrics", Metrics)
 
 
 def route_label(request: web.Request) -> str:

@@ -18,14 +18,14 @@ import copy
 from typing import Any
 
 from . import __version__
-from .accounts import MAX_LABEL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN
 from .audit import DEFAULT_LIMIT, MAX_LIMIT
 from .key_limits import MAX_ALLOWED_MODELS, MAX_LIMIT_VALUE, MAX_MODEL_NAME
-from .openai_compat import MAX_MESSAGES, REASONING_EFFORTS, REASONING_MODES, ROLES
+from .openai.translate import MAX_MESSAGES, REASONING_EFFORTS, REASONING_MODES, ROLES
 from .request_log import DEFAULT_LIMIT as LOG_DEFAULT_LIMIT
 from .request_log import MAX_LIMIT as LOG_MAX_LIMIT
 from .routes.quicktest import MAX_PROMPT_CHARS as QUICK_PROMPT_CHARS
 from .usage_report import DEFAULT_DAYS, MAX_DAYS
+from .users import MAX_LABEL_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN
 
 Schema = dict[str, Any]
 

@@ -22,11 +22,10 @@ import time
 from dataclasses import dataclass, field
 
 from . import linking
-from .accounts import KeyPrincipal
+from .account_limits import LimitCache, Limits, Target
 from .codex.events import TurnError
 from .config import Settings
 from .errors import ApiError
-from .limits import LimitCache, Limits, Target
 from .observe import SERVED_ACCOUNT
 from .selection import (
     Account,
@@ -39,6 +38,7 @@ from .selection import (
     pick,
 )
 from .store import Store
+from .users import KeyPrincipal
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import Limits
+from .account_limits import Limits
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .limits import Limits
+from .account_limits import Limits
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from .keys import REFUSALS
+from .app_keys import REFUSALS
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -27,15 +27,15 @@ from aiohttp_session import AbstractStorage, Session
 from cryptography.fernet import Fernet, InvalidToken
 from yarl import URL
 
-from . import accounts
-from .accounts import User
+from . import users
 from .admin_auth import load_admin_auth
 from .api_auth import extract_key, require_api_key
+from .app_keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
 from .errors import ApiError, Handler
-from .keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
+from .login_throttle import LoginThrottle, SharedLoginThrottle
 from .netinfo import is_https, public_host
 from .security import derive_fernet_key
-from .throttle import LoginThrottle, SharedLoginThrottle
+from .users import User
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ async def portal_user_or_none(request: web.Request) -> User | None:
     slot = session.get(PORTAL_SLOT)
     if not isinstance(slot, dict) or not isinstance(slot.get("id"), int):
         return None
-    user = await accounts.get_user_by_id(request.app[STORE], slot["id"])
+    user = await users.get_user_by_id(request.app[STORE], slot["id"])
     # Name and creation time guard against a deleted user's id being reused by a new row.
     if (
         user is None

@@ -24,6 +24,8 @@ from .conversations import Conversations, Items, ResponseRecord, ThreadRef
 from .store import Store
 
 _CHUNK = 400  # digests per IN (...) list
+_TAIL = 8  # the last prefixes, asked first
+_EXPIRED = object()
 _FAR = 1_000_000_000  # "no limit" for LIMIT ... OFFSET, portable between SQLite and PostgreSQL
 
 
@@ -47,34 +49,45 @@ class SharedConversations(Conversations):
         return 0
 
     async def claim(self, digests: Sequence[bytes]) -> tuple[int, ThreadRef] | None:
-        """Take the longest remembered prefix among `digests` (index k: the first k items)."""
-        wanted = {digests[k].hex(): k for k in range(1, len(digests))}
-        found: list[int] = []
-        keys = list(wanted)
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i : i + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            rows = await self._store.fetchall(
-                f"SELECT digest FROM conversation_threads WHERE digest IN ({marks})", chunk
-            )
-            found += [wanted[r["digest"]] for r in rows]
+        """Take the longest remembered prefix among `digests` (index k: the first k items).
+
+        A continued conversation matches near its end (the history up to the last answer), so
+        the last TAIL prefixes are asked first; the rest only when none of them is known.
+        """
         now = time.time()
-        for k in sorted(found, reverse=True):
-            async with self._store.transaction(bookkeeping=True) as db:
-                row = await db.fetchone(
-                    "DELETE FROM conversation_threads WHERE digest = ? "
-                    "RETURNING account_id, account_key, thread_id, node_id, used_at",
-                    (digests[k].hex(),),
-                )
-            if row is None:
-                continue  # another request (here or on another node) took it first
-            ref = ThreadRef(int(row[0]), str(row[1]), str(row[2]))
-            if now - float(row[4]) > self.idle_s:
-                if row[3] == self.node_id:
-                    self.discard(ref)
-                return None
-            return k, ref
+        ks = list(range(len(digests) - 1, 0, -1))
+        batches = [ks[:_TAIL]] + [ks[i : i + _CHUNK] for i in range(_TAIL, len(ks), _CHUNK)]
+        for chunk in batches:
+            if not chunk:
+                continue
+            wanted = {digests[k].hex(): k for k in chunk}
+            marks = ", ".join("?" * len(wanted))
+            rows = await self._store.fetchall(
+                f"SELECT digest FROM conversation_threads WHERE digest IN ({marks})", list(wanted)
+            )
+            for k in sorted((wanted[r["digest"]] for r in rows), reverse=True):
+                taken = await self._take(digests[k].hex(), now)
+                if taken is not None:
+                    return (k, taken) if taken is not _EXPIRED else None
         return None
+
+    async def _take(self, digest: str, now: float) -> ThreadRef | object | None:
+        """Delete one remembered conversation and return its thread (None: another request
+        took it first; _EXPIRED: it was idle too long and is released)."""
+        async with self._store.transaction(bookkeeping=True) as db:
+            row = await db.fetchone(
+                "DELETE FROM conversation_threads WHERE digest = ? "
+                "RETURNING account_id, account_key, thread_id, node_id, used_at",
+                (digest,),
+            )
+        if row is None:
+            return None
+        ref = ThreadRef(int(row[0]), str(row[1]), str(row[2]))
+        if now - float(row[4]) > self.idle_s:
+            if row[3] == self.node_id:
+                self.discard(ref)
+            return _EXPIRED
+        return ref
 
     async def remember(self, digest: bytes, ref: ThreadRef) -> None:
         """Remember that the conversation with this digest continues on `ref` (this node)."""
@@ -94,13 +107,18 @@ class SharedConversations(Conversations):
                 (digest.hex(), ref.account_id, ref.account_key, ref.thread_id, self.node_id,
                  time.time()),
             )  # fmt: skip
-            evicted = await db.fetchall(
-                "DELETE FROM conversation_threads WHERE digest IN ("
-                "SELECT digest FROM conversation_threads WHERE account_id = ? "
-                "ORDER BY used_at DESC LIMIT ? OFFSET ?) "
-                "RETURNING account_id, account_key, thread_id, node_id",
-                (ref.account_id, _FAR, self.max_per_account),
+            count = await db.fetchone(
+                "SELECT COUNT(*) FROM conversation_threads WHERE account_id = ?", (ref.account_id,)
             )
+            evicted: list[Any] = []
+            if count is not None and int(count[0]) > self.max_per_account:
+                evicted = await db.fetchall(
+                    "DELETE FROM conversation_threads WHERE digest IN ("
+                    "SELECT digest FROM conversation_threads WHERE account_id = ? "
+                    "ORDER BY used_at DESC LIMIT ? OFFSET ?) "
+                    "RETURNING account_id, account_key, thread_id, node_id",
+                    (ref.account_id, _FAR, self.max_per_account),
+                )
             released += [tuple(r) for r in evicted]
         self._release_mine(released)
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from .keys import SETTINGS
+from .app_keys import SETTINGS
 
 _LOGGER = logging.getLogger(__name__)
 # Time after the grace for handlers to write their final chunk before aiohttp cancels them.

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 
-from . import accounts, admin_users, audit, linking
+from . import admin_users, audit, linking, users
 from .config import Settings
 from .device_login import DeviceLogins
 from .store import Store
@@ -48,7 +48,7 @@ ORDER BY u.id
 
 async def expired_registrations(
     store: Store, settings: Settings, logins: DeviceLogins, now: float
-) -> list[accounts.User]:
+) -> list[users.User]:
     """Return the users `remove_expired_registrations` would remove at `now`."""
     ttl_s = settings.unlinked_user_ttl_hours * 3600
     if ttl_s <= 0:
@@ -60,7 +60,7 @@ async def expired_registrations(
         home = linking.codex_home(settings, row["id"])
         if row["id"] in running or (home / "auth.json").exists():
             continue  # a login is under way, or an auth.json of any kind is there: keep
-        user = await accounts.get_user_by_id(store, row["id"])
+        user = await users.get_user_by_id(store, row["id"])
         if user is not None:
             found.append(user)
     return found

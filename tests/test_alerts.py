@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from codexpool.account_limits import Limits
 from codexpool.alerts import Alerts, PoolState, conditions
-from codexpool.limits import Limits
 from codexpool.selection import Cooldown, PoolView
 from codexpool.testing.fake_backend import codex_overrides
 from tests.conftest import ADMIN_PASSWORD, codex_children

@@ -13,8 +13,8 @@ import pytest
 
 from codexpool.config import Settings
 
-from .accounts_helpers import admin_login, assert_openai_error, call, new_portal_user
 from .test_device_login_unit import FAKE_CODEX, REAL_OUTPUT
+from .users_helpers import admin_login, assert_openai_error, call, new_portal_user
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 
 from codexpool import linking
+from codexpool.app_keys import STORE
 from codexpool.config import Settings
-from codexpool.keys import STORE
 
-from .accounts_helpers import call, new_portal_user
+from .users_helpers import call, new_portal_user
 
 fake_module = pytest.importorskip("codexpool.testing.fake_backend")
 pytestmark = pytest.mark.e2e

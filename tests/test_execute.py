@@ -86,10 +86,10 @@ def test_sibling_with_root_prefix_is_outside(tmp_path: Path) -> None:
 
 
 async def _master_key(app: Any) -> str:
-    from codexpool import accounts
-    from codexpool.keys import CIPHER, SETTINGS, STORE
+    from codexpool import users
+    from codexpool.app_keys import CIPHER, SETTINGS, STORE
 
-    return await accounts.rotate_key(
+    return await users.rotate_key(
         app[STORE],
         app[CIPHER],
         kind="master",
@@ -101,7 +101,7 @@ async def _master_key(app: Any) -> str:
 async def test_execute_disabled_by_default(aiohttp_client: Any, make_settings: Any) -> None:
     from codexpool.app import create_app
 
-    from .accounts_helpers import assert_openai_error
+    from .users_helpers import assert_openai_error
 
     client = await aiohttp_client(create_app(make_settings()))
     resp = await client.post(EXECUTE, json={"prompt": "hi", "cwd": "/tmp"})
@@ -118,7 +118,7 @@ async def test_execute_refuses_cwd_outside_roots_over_http(
 ) -> None:
     from codexpool.app import create_app
 
-    from .accounts_helpers import assert_openai_error
+    from .users_helpers import assert_openai_error
 
     root, outside = roots
     # The fake codex executable: the route needs a codex to exist (codex_missing otherwise),
@@ -155,7 +155,7 @@ async def test_execute_checks_the_body_before_the_codex_binary(
     run (503 codex_missing), before any key quota or account is used."""
     from codexpool.app import create_app
 
-    from .accounts_helpers import assert_openai_error
+    from .users_helpers import assert_openai_error
 
     root, outside = roots
     settings = make_settings(

@@ -13,7 +13,7 @@ import pytest
 from codexpool.errors import ApiError
 from codexpool.execute import parse_execute_request
 
-from .accounts_helpers import (
+from .users_helpers import (
     admin_login,
     assert_openai_error,
     call,

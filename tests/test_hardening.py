@@ -18,11 +18,12 @@ import aiohttp
 import bcrypt
 import pytest
 
-from codexpool import accounts
-from codexpool.keys import STORE
+from codexpool import users
+from codexpool.app_keys import STORE
 from codexpool.security import BCRYPT_ROUNDS, bcrypt_cost, dummy_hash, hash_password
 
-from .accounts_helpers import (
+from .conftest import ADMIN_PASSWORD
+from .users_helpers import (
     USER_PASSWORD,
     admin_login,
     assert_openai_error,
@@ -31,7 +32,6 @@ from .accounts_helpers import (
     new_portal_user,
     rotate_user_key,
 )
-from .conftest import ADMIN_PASSWORD
 
 CHAT = "/api/openai/v1/chat/completions"
 QUICK = "/api/openai/codex/execute-session"
@@ -79,7 +79,7 @@ async def test_unknown_usernames_cost_a_real_bcrypt_check(api: Any) -> None:
         json={"username": "nora", "password": USER_PASSWORD},
     )
     assert resp.status == 201
-    found = await accounts.get_password_hash(api.app[STORE], "nora")
+    found = await users.get_password_hash(api.app[STORE], "nora")
     assert found is not None and found[1] is not None
     assert bcrypt_cost(found[1]) == bcrypt_cost(dummy_hash())
 

@@ -18,7 +18,12 @@ import pytest
 
 from codexpool.codex.engine import TurnRequest
 from codexpool.errors import ApiError
-from codexpool.image_fetch import FetchLimits, ImageFetcher, address_refusal, sniff_image_type
+from codexpool.openai.image_fetch import (
+    FetchLimits,
+    ImageFetcher,
+    address_refusal,
+    sniff_image_type,
+)
 
 from .image_server import PNG, ImageServer
 
@@ -304,16 +309,16 @@ FAKE_CODEX = str(Path(__file__).resolve().parent.parent / "codexpool/testing/fak
 
 async def _user_key(app: Any, tmp_path: Path, name: str, linked: bool = True) -> str:
     """Create a portal user (linked from a fake auth.json unless told otherwise); return a key."""
-    from codexpool import accounts, linking
-    from codexpool.keys import CIPHER, SETTINGS, STORE
+    from codexpool import linking, users
+    from codexpool.app_keys import CIPHER, SETTINGS, STORE
     from codexpool.testing.fake_backend import make_auth_json
 
-    user = await accounts.create_user(app[STORE], name, None)
+    user = await users.create_user(app[STORE], name, None)
     if linked:
         auth = tmp_path / f"{name}-auth.json"
         auth.write_text(json.dumps(make_auth_json(f"acct_{name}", f"{name}@example.com")))
         linking.import_auth_json(linking.codex_home(app[SETTINGS], user.id), auth)
-    return await accounts.rotate_key(
+    return await users.rotate_key(
         app[STORE],
         app[CIPHER],
         kind="user",
@@ -347,7 +352,7 @@ async def test_chat_route_answers_400_naming_the_image_part(
     serve (the pool's answer comes first)."""
     from codexpool.app import create_app
 
-    from .accounts_helpers import assert_openai_error
+    from .users_helpers import assert_openai_error
 
     monkeypatch.setenv("SSL_CERT_FILE", str(image_server.cert))  # trust the test server
     settings = make_settings(testingImageFetchLoopback=True, maxImageBytes=MIB, codexBin=FAKE_CODEX)
@@ -378,7 +383,7 @@ async def test_chat_route_refuses_loopback_by_default(
 ) -> None:
     from codexpool.app import create_app
 
-    from .accounts_helpers import assert_openai_error
+    from .users_helpers import assert_openai_error
 
     client = await aiohttp_client(create_app(make_settings(codexBin=FAKE_CODEX)))
     auth = {"Authorization": f"Bearer {await _user_key(client.app, tmp_path, 'cy')}"}

@@ -384,8 +384,8 @@ async def test_execute_refuses_a_cwd_inside_the_data_folder(
     sandbox shows `cwd` as it is, other accounts' homes included."""
     from codexpool.app import create_app
 
-    from .accounts_helpers import assert_openai_error
     from .test_execute import _master_key
+    from .users_helpers import assert_openai_error
 
     settings = make_settings(executeEnabled=True, executeAllowedRoots=[str(tmp_path)])
     homes = settings.codex_homes / "7"

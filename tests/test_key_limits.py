@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts
+from codexpool import users
+from codexpool.app_keys import CIPHER, KEY_QUOTAS, STORE
 from codexpool.errors import ApiError
 from codexpool.key_limits import (
     SECONDS_PER_DAY,
@@ -16,12 +17,11 @@ from codexpool.key_limits import (
     KeyQuotas,
     parse_limits,
 )
-from codexpool.keys import CIPHER, KEY_QUOTAS, STORE
 from codexpool.security import KeyCipher
 from codexpool.store import Store
 from codexpool.usage import INSERT_SQL, UsageRow
 
-from .accounts_helpers import admin_login, assert_openai_error, call, make_user, portal_login
+from .users_helpers import admin_login, assert_openai_error, call, make_user, portal_login
 
 ALICE = ("user", 1)
 
@@ -39,7 +39,7 @@ class Clock:
 @pytest.fixture
 async def store(store: Store) -> Store:
     """The conftest store (SQLite, then PostgreSQL) with one user, alice."""
-    await accounts.create_user(store, "alice", None)
+    await users.create_user(store, "alice", None)
     return store
 
 
@@ -117,10 +117,10 @@ async def test_days_use_is_loaded_from_the_requests_table(store: Store) -> None:
     """A restarted gateway keeps counting today's requests and tokens from the stored rows,
     across key rotations, without the requests refused by the limits themselves."""
     cipher = KeyCipher("k" * 40)
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
-    old = await accounts.live_key_row(store, user_id=1, kind="user")
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
-    new = await accounts.live_key_row(store, user_id=1, kind="user")
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
+    old = await users.live_key_row(store, user_id=1, kind="user")
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
+    new = await users.live_key_row(store, user_id=1, kind="user")
     assert old is not None and new is not None
     now = time.time()
     rows = [
@@ -144,14 +144,14 @@ async def test_days_use_is_loaded_from_the_requests_table(store: Store) -> None:
 
 async def test_rotation_keeps_limits(store: Store) -> None:
     cipher = KeyCipher("k" * 40)
-    assert not await accounts.set_key_limits(store, ALICE, KeyLimits(requests_per_day=1))
-    key1 = await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
+    assert not await users.set_key_limits(store, ALICE, KeyLimits(requests_per_day=1))
+    key1 = await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
     limits = KeyLimits(3, 400, 2, ("a", "b"))
-    assert await accounts.set_key_limits(store, ALICE, limits)
-    assert (await accounts.lookup_key(store, key1)).limits == limits  # type: ignore[union-attr]
-    key2 = await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
-    assert await accounts.lookup_key(store, key1) is None
-    principal = await accounts.lookup_key(store, key2)
+    assert await users.set_key_limits(store, ALICE, limits)
+    assert (await users.lookup_key(store, key1)).limits == limits  # type: ignore[union-attr]
+    key2 = await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=1)
+    assert await users.lookup_key(store, key1) is None
+    principal = await users.lookup_key(store, key2)
     assert principal is not None and principal.limits == limits and principal.owner == ALICE
 
 
@@ -192,9 +192,9 @@ async def test_admin_sets_limits_and_both_panels_show_them(api: Any) -> None:
     resp = await call(api, "POST", path, admin, json={"username": "ivy", "requestsPerDay": 5})
     await assert_openai_error(resp, 404, "key_not_found")
     store, cipher = api.app[STORE], api.app[CIPHER]
-    user = await accounts.get_user(store, "ivy")
+    user = await users.get_user(store, "ivy")
     assert user is not None
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=user.id)
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=user.id)
     for body, status, code in (
         ({"username": "ivy", "master": True}, 400, "invalid_request"),
         ({}, 400, "invalid_username"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .accounts_helpers import assert_openai_error
+from .users_helpers import assert_openai_error
 
 
 async def test_metrics_needs_token_or_admin(aiohttp_client: Any, make_settings: Any) -> None:

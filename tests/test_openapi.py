@@ -112,7 +112,7 @@ def test_only_the_key_limits_body_rejects_unknown_fields() -> None:
 
 async def test_key_limits_really_rejects_unknown_fields(client: Any) -> None:
     """The claim above, checked against the handler (and its opposite for another route)."""
-    from .accounts_helpers import admin_login, assert_openai_error, call
+    from .users_helpers import admin_login, assert_openai_error, call
 
     admin = await admin_login(client)
     resp = await call(

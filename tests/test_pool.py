@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from codexpool import accounts, linking
-from codexpool.accounts import KeyPrincipal
+from codexpool import linking, users
+from codexpool.account_limits import LimitCache, Limits, Target
 from codexpool.codex.engine import Engine, EngineConfig
 from codexpool.codex.events import RateLimitSnapshot, RateLimitWindow, TurnError
 from codexpool.config import Settings
 from codexpool.errors import ApiError
-from codexpool.limits import LimitCache, Limits, Target
 from codexpool.pool import Pool
 from codexpool.security import KeyCipher
 from codexpool.selection import (
@@ -27,6 +26,7 @@ from codexpool.selection import (
     pick,
 )
 from codexpool.store import SqliteStore, Store
+from codexpool.users import KeyPrincipal
 
 NOW = 1_800_000_000.0
 
@@ -162,8 +162,8 @@ async def seeded(settings: Settings, tmp_path: Path, names: list[str]) -> tuple[
     cipher = KeyCipher(settings.openai_key_encryption_secret)
     ids = []
     for name in names:
-        user = await accounts.create_user(store, name, None)
-        await accounts.rotate_key(store, cipher, kind="user", prefix="sk-test-", user_id=user.id)
+        user = await users.create_user(store, name, None)
+        await users.rotate_key(store, cipher, kind="user", prefix="sk-test-", user_id=user.id)
         auth = tmp_path / f"{name}.json"
         auth.write_text(json.dumps({"tokens": {"access_token": "a", "refresh_token": "r"}}))
         linking.import_auth_json(linking.codex_home(settings, user.id), auth)
@@ -256,7 +256,7 @@ async def test_index_follows_changes_at_once_after_invalidate(
         assert [c.user_id for c in await pool.candidates()] == [a]  # within the index TTL
         pool.invalidate()
         assert [c.user_id for c in await pool.candidates()] == [a, b]
-        await accounts.set_pool_opt_in(store, b, False)
+        await users.set_pool_opt_in(store, b, False)
         pool.invalidate()
         assert [c.opt_in for c in await pool.candidates()] == [True, False]
         assert [x.user_id for x in await pool.linked_accounts()] == [a]
@@ -267,9 +267,9 @@ async def test_index_follows_changes_at_once_after_invalidate(
 async def seeded_more(
     store: Store, settings: Settings, tmp_path: Path, name: str
 ) -> tuple[Store, list[int]]:
-    user = await accounts.create_user(store, name, None)
+    user = await users.create_user(store, name, None)
     cipher = KeyCipher(settings.openai_key_encryption_secret)
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-test-", user_id=user.id)
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-test-", user_id=user.id)
     auth = tmp_path / f"{name}.json"
     auth.write_text(json.dumps({"tokens": {"access_token": "a", "refresh_token": "r"}}))
     linking.import_auth_json(linking.codex_home(settings, user.id), auth)

@@ -18,7 +18,7 @@ import aiohttp
 import openai
 import pytest
 
-from codexpool import accounts, linking
+from codexpool import linking, users
 from codexpool.security import KeyCipher
 from codexpool.store import create_store
 from codexpool.testing.fake_backend import codex_overrides, make_auth_json
@@ -49,9 +49,9 @@ class Pool:
         await store.open()
         try:
             for name in self.names:
-                user = await accounts.create_user(store, name, None)
+                user = await users.create_user(store, name, None)
                 self.ids[name] = user.id
-                self.keys[name] = await accounts.rotate_key(
+                self.keys[name] = await users.rotate_key(
                     store,
                     cipher,
                     kind="user",
@@ -61,7 +61,7 @@ class Pool:
                 auth = tmp / f"{name}-auth.json"
                 auth.write_text(json.dumps(make_auth_json(self.acct[name], f"{name}@x.test")))
                 linking.import_auth_json(linking.codex_home(settings, user.id), auth)
-            self.master = await accounts.rotate_key(
+            self.master = await users.rotate_key(
                 store, cipher, kind="master", prefix=settings.openai_master_key_prefix
             )
         finally:

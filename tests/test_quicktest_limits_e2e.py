@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides, make_auth_json
-from tests.accounts_helpers import USER_PASSWORD
 from tests.test_key_limits_e2e import set_limits
 from tests.test_pool_e2e import admin_session
+from tests.users_helpers import USER_PASSWORD
 
 pytestmark = pytest.mark.e2e
 QUICK = "/api/openai/codex/execute-session"

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts, quota_history
+from codexpool import quota_history, users
+from codexpool.account_limits import Limits
+from codexpool.app_keys import LIMITS, STORE
 from codexpool.codex.events import RateLimitSnapshot, RateLimitWindow
-from codexpool.keys import LIMITS, STORE
-from codexpool.limits import Limits
 from codexpool.store import Store
 from tests.conftest import ADMIN_PASSWORD
 
-from .accounts_helpers import admin_login, assert_openai_error, call, make_user
+from .users_helpers import admin_login, assert_openai_error, call, make_user
 
 
 def reading(ts: float, hourly: float, weekly: float, h_reset: int, w_reset: int) -> Limits:
@@ -67,8 +67,8 @@ async def test_report_projects_and_counts_accounts_worth(api: Any) -> None:
     store = api.app[STORE]
     await make_user(api, "ivy")
     await make_user(api, "jon")
-    ivy = (await accounts.get_user(store, "ivy")).id  # type: ignore[union-attr]
-    jon = (await accounts.get_user(store, "jon")).id  # type: ignore[union-attr]
+    ivy = (await users.get_user(store, "ivy")).id  # type: ignore[union-attr]
+    jon = (await users.get_user(store, "jon")).id  # type: ignore[union-attr]
     now = time.time()
     h_reset, w_reset = now + 5 * 3600, now + 86400
     # ivy burns 30 % of her 5-hour window and 2 % of her week in 49 min; a window reset 3 h ago.
@@ -134,7 +134,7 @@ async def test_report_projects_and_counts_accounts_worth(api: Any) -> None:
 async def test_pushed_limits_become_points(api: Any) -> None:
     store = api.app[STORE]
     await make_user(api, "kai")
-    kai = (await accounts.get_user(store, "kai")).id  # type: ignore[union-attr]
+    kai = (await users.get_user(store, "kai")).id  # type: ignore[union-attr]
     limits = api.app[LIMITS]
     resets = int(time.time()) + 3600
     snap = RateLimitSnapshot(

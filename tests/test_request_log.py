@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts
-from codexpool.keys import STORE
+from codexpool import users
+from codexpool.app_keys import STORE
 from codexpool.request_log import encode_cursor
 from tests.conftest import ADMIN_PASSWORD
 from tests.e2e_helpers import post_chat
 
-from .accounts_helpers import (
+from .users_helpers import (
     admin_login,
     assert_openai_error,
     call,
@@ -51,8 +51,8 @@ async def setup_two_users(api: Any) -> tuple[Any, str, str, int, int]:
     ivy_cookie = await new_portal_user(api, "ivy")
     await rotate_user_key(api, ivy_cookie)
     jon_cookie = await new_portal_user(api, "jon")
-    ivy = (await accounts.get_user(store, "ivy")).id  # type: ignore[union-attr]
-    jon = (await accounts.get_user(store, "jon")).id  # type: ignore[union-attr]
+    ivy = (await users.get_user(store, "ivy")).id  # type: ignore[union-attr]
+    jon = (await users.get_user(store, "jon")).id  # type: ignore[union-attr]
     now = time.time()
     # 10 of ivy's own, 2 of them failed upstream; 3 pool requests on ivy's account; 4 of jon's.
     for i in range(10):

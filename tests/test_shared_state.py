@@ -12,21 +12,21 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts
-from codexpool.accounts import KeyPrincipal
+from codexpool import users
+from codexpool.account_limits import LimitCache
 from codexpool.change_feed import ChangeFeed
 from codexpool.codex.engine import Engine, EngineConfig
 from codexpool.codex.events import TurnError
 from codexpool.conversations import ThreadRef, prefix_digests
 from codexpool.errors import ApiError
 from codexpool.key_limits import SECONDS_PER_DAY, KeyLimits
-from codexpool.limits import LimitCache
+from codexpool.login_throttle import SharedLoginThrottle
 from codexpool.pool import Pool
 from codexpool.security import KeyCipher
 from codexpool.shared_conversations import SharedConversations
 from codexpool.shared_quotas import SharedKeyQuotas
 from codexpool.store import SqliteStore, Store, postgres_store
-from codexpool.throttle import SharedLoginThrottle
+from codexpool.users import KeyPrincipal
 
 from .test_key_limits import Clock
 from .test_pool import seeded, snap
@@ -48,7 +48,7 @@ async def stores(
         a, b = postgres_store(url), postgres_store(url)
     for s in (a, b):
         await s.open()
-    await accounts.create_user(a, "alice", None)
+    await users.create_user(a, "alice", None)
     yield a, b
     for s in (a, b):
         await s.close()
@@ -138,7 +138,7 @@ async def test_the_day_count_starts_from_the_request_log(stores: tuple[Store, St
     """Requests already logged today (before sharedState was on) count."""
     a = stores[0]
     cipher = KeyCipher("k" * 40)
-    await accounts.rotate_key(a, cipher, kind="user", prefix="sk-", user_id=1)
+    await users.rotate_key(a, cipher, kind="user", prefix="sk-", user_id=1)
     key = await a.fetchone("SELECT id FROM api_keys")
     for _ in range(2):
         await a.execute(
@@ -180,6 +180,12 @@ async def test_a_conversation_is_claimed_once_from_any_node(stores: tuple[Store,
     await b.close()
     assert released == []  # t1 was evicted by node1's write, but it lives on node0
     assert await a.claim(d[:2]) is None
+    # A remembered prefix far from the end (a regenerated answer from an older point) is
+    # found too, past the last prefixes asked first.
+    long = tuple({"type": "message", "role": "user", "content": str(n)} for n in range(30))
+    dl = prefix_digests("key:9", None, [], long)
+    await a.remember(dl[3], ThreadRef(8, "8", "t-early"))
+    assert await b.claim(dl) == (3, ThreadRef(8, "8", "t-early"))
     # Responses answers continue from the other node, for the same scope only.
     await a.remember_response("resp_1", "key:1", items)
     assert await b.response("resp_1", "key:2") is None

@@ -331,10 +331,10 @@ async def test_a_device_login_is_followed_and_cancelled_from_the_other_node(
     real codex runs on node A shows on node B, is cancelled from B, restarted on B (which ends
     nothing on A) and seen linked from A."""
     from codexpool.app import create_app
-    from codexpool.keys import DEVICE_LOGINS
+    from codexpool.app_keys import DEVICE_LOGINS
 
-    from .accounts_helpers import call, new_portal_user
     from .test_device_login_e2e import approver
+    from .users_helpers import call, new_portal_user
 
     def node_settings() -> Any:
         return make_settings(

@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 
 from codexpool import linking
+from codexpool.app_keys import DEVICE_LOGINS, SETTINGS, STORE
 from codexpool.config import Settings
-from codexpool.keys import DEVICE_LOGINS, SETTINGS, STORE
 from codexpool.stale_users import remove_expired_registrations
 
-from .accounts_helpers import admin_login, call, make_user, session_cookie
+from .users_helpers import admin_login, call, make_user, session_cookie
 
 PASSWORD = "a-long-password-1"
 DAY = 24 * 3600.0

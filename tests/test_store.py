@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from codexpool import accounts, usage_report
+from codexpool import usage_report, users
 from codexpool.key_limits import KeyQuotas
 from codexpool.security import KeyCipher, key_digest
 from codexpool.store import (
@@ -65,21 +65,21 @@ async def test_refuses_newer_schema(tmp_path: Path) -> None:
 
 async def test_key_rotation_revokes_and_reveals(store: Store) -> None:
     cipher = KeyCipher("c" * 40)
-    user = await accounts.create_user(store, "alice", None)
-    first = await accounts.rotate_key(store, cipher, kind="user", prefix="sk-u-", user_id=user.id)
-    assert (await accounts.lookup_key(store, first)).user_id == user.id
-    second = await accounts.rotate_key(
+    user = await users.create_user(store, "alice", None)
+    first = await users.rotate_key(store, cipher, kind="user", prefix="sk-u-", user_id=user.id)
+    assert (await users.lookup_key(store, first)).user_id == user.id
+    second = await users.rotate_key(
         store, cipher, kind="user", prefix="sk-u-", user_id=user.id, label="laptop"
     )
-    assert await accounts.lookup_key(store, first) is None
-    assert (await accounts.lookup_key(store, second)).username == "alice"
-    assert await accounts.reveal_key(store, cipher, user.id) == second
-    master = await accounts.rotate_key(store, cipher, kind="master", prefix="sk-m-")
-    principal = await accounts.lookup_key(store, master)
+    assert await users.lookup_key(store, first) is None
+    assert (await users.lookup_key(store, second)).username == "alice"
+    assert await users.reveal_key(store, cipher, user.id) == second
+    master = await users.rotate_key(store, cipher, kind="master", prefix="sk-m-")
+    principal = await users.lookup_key(store, master)
     assert principal.kind == "master" and principal.user_id is None
-    new_master = await accounts.rotate_key(store, cipher, kind="master", prefix="sk-m-")
-    assert await accounts.lookup_key(store, master) is None
-    assert await accounts.lookup_key(store, new_master) is not None
+    new_master = await users.rotate_key(store, cipher, kind="master", prefix="sk-m-")
+    assert await users.lookup_key(store, master) is None
+    assert await users.lookup_key(store, new_master) is not None
     # Nothing stores the plain key.
     stored = " ".join(str(v) for row in await store.fetchall("SELECT * FROM api_keys") for v in row)
     assert second not in stored and new_master not in stored
@@ -87,14 +87,14 @@ async def test_key_rotation_revokes_and_reveals(store: Store) -> None:
         raw = store.path.read_bytes()
         assert second.encode() not in raw and new_master.encode() not in raw
     # Deleting the user kills their key.
-    assert await accounts.delete_user(store, user.id)
-    assert await accounts.lookup_key(store, second) is None
+    assert await users.delete_user(store, user.id)
+    assert await users.lookup_key(store, second) is None
 
 
 async def test_duplicate_username_is_409(store: Store) -> None:
-    await accounts.create_user(store, "bob", None)
-    with pytest.raises(accounts.ApiError) as info:
-        await accounts.create_user(store, "bob", None)
+    await users.create_user(store, "bob", None)
+    with pytest.raises(users.ApiError) as info:
+        await users.create_user(store, "bob", None)
     assert info.value.status == 409
 
 
@@ -181,16 +181,16 @@ async def test_ids_are_never_reused(store: Store) -> None:
     """Issue 14 item 6: SQLite handed a deleted user's id (and key id) to the next insert, so a
     new registrant inherited the deleted user's usage history and today's quota count."""
     cipher = KeyCipher("c" * 40)
-    await accounts.create_user(store, "alice", None)
-    bob = await accounts.create_user(store, "bob", None)
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=bob.id)
-    bob_key = await accounts.live_key_row(store, user_id=bob.id, kind="user")
+    await users.create_user(store, "alice", None)
+    bob = await users.create_user(store, "bob", None)
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=bob.id)
+    bob_key = await users.live_key_row(store, user_id=bob.id, kind="user")
     assert bob_key is not None
     await _add_request(store, bob_key["id"], bob.id)
-    assert await accounts.delete_user(store, bob.id)
-    carol = await accounts.create_user(store, "carol", None)
-    await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=carol.id)
-    carol_key = await accounts.live_key_row(store, user_id=carol.id, kind="user")
+    assert await users.delete_user(store, bob.id)
+    carol = await users.create_user(store, "carol", None)
+    await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=carol.id)
+    carol_key = await users.live_key_row(store, user_id=carol.id, kind="user")
     assert carol_key is not None
     assert carol.id > bob.id and carol_key["id"] > bob_key["id"]
     assert (await KeyQuotas(store).usage_of(("user", carol.id))).requests == 0
@@ -243,24 +243,24 @@ async def test_an_old_database_migrates_keeping_its_data(tmp_path: Path) -> None
     store = await open_store(path)
     try:
         assert (await store.fetchone("PRAGMA user_version"))[0] == SCHEMA_VERSION
-        users = await accounts.list_users(store)
-        assert [(u.id, u.username) for u in users] == [(1, "alice"), (2, "bob")]
-        alice = await accounts.lookup_key(store, "sk-alice")
+        listed = await users.list_users(store)
+        assert [(u.id, u.username) for u in listed] == [(1, "alice"), (2, "bob")]
+        alice = await users.lookup_key(store, "sk-alice")
         assert alice is not None and (alice.key_id, alice.user_id) == (1, 1)
         assert alice.limits.requests_per_day == 7
-        assert (await accounts.lookup_key(store, "sk-master")) is not None
-        assert await accounts.reveal_key(store, cipher, 2) == "sk-bob"
+        assert (await users.lookup_key(store, "sk-master")) is not None
+        assert await users.reveal_key(store, cipher, 2) == "sk-bob"
         # Ids the request log still names are not handed out again.
-        dan = await accounts.create_user(store, "dan", None)
+        dan = await users.create_user(store, "dan", None)
         assert dan.id == 4
-        await accounts.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=dan.id)
-        row = await accounts.live_key_row(store, user_id=dan.id, kind="user")
+        await users.rotate_key(store, cipher, kind="user", prefix="sk-", user_id=dan.id)
+        row = await users.live_key_row(store, user_id=dan.id, kind="user")
         assert row is not None and row["id"] == 6
         # Foreign keys still cascade after the rebuild.
-        assert await accounts.delete_user(store, 1)
+        assert await users.delete_user(store, 1)
         assert await store.fetchone("SELECT 1 FROM api_keys WHERE user_id = 1") is None
         assert await store.fetchone("SELECT 1 FROM limit_snapshots WHERE user_id = 1") is None
-        erin = await accounts.create_user(store, "erin", None)
+        erin = await users.create_user(store, "erin", None)
         assert erin.id == 5
     finally:
         await store.close()

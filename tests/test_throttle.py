@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codexpool.errors import ApiError
-from codexpool.throttle import Limit, LoginThrottle, RateGate, SlidingCounter
+from codexpool.login_throttle import Limit, LoginThrottle, RateGate, SlidingCounter
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codexpool.tool_names import CODEX_TOOL_NAMES, alias, unalias
+from codexpool.openai.tool_names import CODEX_TOOL_NAMES, alias, unalias
 
 
 @pytest.mark.parametrize(

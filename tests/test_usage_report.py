@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts
-from codexpool.keys import STORE
+from codexpool import users
+from codexpool.app_keys import STORE
 from codexpool.usage import prune
 from codexpool.usage_report import since
 
-from .accounts_helpers import (
+from .users_helpers import (
     admin_login,
     assert_openai_error,
     call,
@@ -43,9 +43,9 @@ async def test_admin_and_portal_usage(api: Any) -> None:
     ivy = await new_portal_user(api, "ivy")
     await rotate_user_key(api, ivy)
     jon = await new_portal_user(api, "jon")
-    ivy_id = (await accounts.get_user(store, "ivy")).id  # type: ignore[union-attr]
-    jon_id = (await accounts.get_user(store, "jon")).id  # type: ignore[union-attr]
-    ivy_key = await accounts.live_key_row(store, user_id=ivy_id, kind="user")
+    ivy_id = (await users.get_user(store, "ivy")).id  # type: ignore[union-attr]
+    jon_id = (await users.get_user(store, "jon")).id  # type: ignore[union-attr]
+    ivy_key = await users.live_key_row(store, user_id=ivy_id, kind="user")
     assert ivy_key is not None
     now = time.time()
     yesterday = since(1, now) - 3600

@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from codexpool import accounts
-from codexpool.keys import STORE
+from codexpool import users
+from codexpool.app_keys import STORE
 
-from .accounts_helpers import (
+from .test_request_log import add_row
+from .users_helpers import (
     admin_login,
     assert_openai_error,
     call,
     new_portal_user,
     rotate_user_key,
 )
-from .test_request_log import add_row
 
 
 async def get(api: Any, path: str, cookie: str) -> dict[str, Any]:
@@ -32,9 +32,9 @@ async def test_admin_and_portal_series(api: Any) -> None:
     ivy_cookie = await new_portal_user(api, "ivy")
     await rotate_user_key(api, ivy_cookie)
     jon_cookie = await new_portal_user(api, "jon")
-    ivy = (await accounts.get_user(store, "ivy")).id  # type: ignore[union-attr]
-    jon = (await accounts.get_user(store, "jon")).id  # type: ignore[union-attr]
-    key = await accounts.live_key_row(store, user_id=ivy, kind="user")
+    ivy = (await users.get_user(store, "ivy")).id  # type: ignore[union-attr]
+    jon = (await users.get_user(store, "jon")).id  # type: ignore[union-attr]
+    key = await users.live_key_row(store, user_id=ivy, kind="user")
     assert key is not None
     now = time.time()
     hour = now - now % 3600

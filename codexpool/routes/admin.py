@@ -6,9 +6,8 @@ import json
 
 from aiohttp import web
 
-from .. import accounts, admin_users, audit, key_limits, sessions, usage_report
-from ..errors import ApiError, read_json_object, whole_number
-from ..keys import (
+from .. import admin_users, audit, key_limits, sessions, usage_report, users
+from ..app_keys import (
     ADMIN_AUTH,
     CIPHER,
     DEVICE_LOGINS,
@@ -21,6 +20,7 @@ from ..keys import (
     THROTTLE,
     USAGE,
 )
+from ..errors import ApiError, read_json_object, whole_number
 from .common import ip_of, ok, read_credentials, read_optional_object
 
 ADMIN_SCOPE = "admin"
@@ -83,7 +83,7 @@ async def reveal_key(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     store = request.app[STORE]
     user = await admin_users.find_user(store, body.get("username"))
-    row = await accounts.live_key_row(store, user_id=user.id, kind="user")
+    row = await users.live_key_row(store, user_id=user.id, kind="user")
     if row is None:
         raise ApiError(404, f"User {user.username!r} has no endpoint key.", "key_not_found")
     key = request.app[CIPHER].decrypt(row["ciphertext"])
@@ -125,17 +125,17 @@ async def rotate_master_key(request: web.Request) -> web.Response:
     """Mint a new master key, revoke the old one at once, and return the new key once."""
     await sessions.require_admin(request)
     body = await read_optional_object(request)
-    label = accounts.validate_label(body.get("label")) or "master"
+    label = users.validate_label(body.get("label")) or "master"
     settings = request.app[SETTINGS]
     store = request.app[STORE]
-    key = await accounts.rotate_key(
+    key = await users.rotate_key(
         store,
         request.app[CIPHER],
         kind="master",
         prefix=settings.openai_master_key_prefix,
         label=label,
     )
-    row = await accounts.live_key_row(store, user_id=None, kind="master")
+    row = await users.live_key_row(store, user_id=None, kind="master")
     assert row is not None
     await audit.record(store, "admin", "master_key.rotate", label, None, ip_of(request))
     return web.json_response(
@@ -163,7 +163,7 @@ async def set_key_limits(request: web.Request) -> web.Response:
             400, "Send either `username` or `master: true`.", "invalid_request", param="master"
         )
     limits = key_limits.parse_limits(body)
-    if not await accounts.set_key_limits(store, owner, limits):
+    if not await users.set_key_limits(store, owner, limits):
         raise ApiError(404, f"{target!r} has no live key to limit.", "key_not_found")
     use = await request.app[KEY_QUOTAS].usage_of(owner)
     await audit.record(

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from .. import sessions
 from ..alerts import Alerts, PoolState, run_watcher
+from ..app_keys import ALERTS, ENGINE, LIMITS, POOL, SETTINGS, STORE, USAGE
 from ..config import Settings
-from ..keys import ALERTS, ENGINE, LIMITS, POOL, SETTINGS, STORE, USAGE
 
 
 def panel_url(settings: Settings) -> str:

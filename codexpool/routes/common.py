@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..app_keys import SETTINGS
 from ..errors import ApiError, read_json_object
-from ..keys import SETTINGS
 from ..netinfo import client_ip
 
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .. import audit, sessions, stale_users
+from ..app_keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from ..device_login import DeviceLogins
-from ..keys import CODEX_BIN, DEVICE_LOGINS, ENGINE, POOL, REFUSALS, SETTINGS, STORE
 from ..nodes import node_id
 from ..shared_device_login import SharedDeviceLogins
 from .common import ip_of

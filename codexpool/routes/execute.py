@@ -12,17 +12,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import shutdown, sse
+from .. import shutdown
 from ..api_auth import require_api_key
+from ..app_keys import CODEX_BIN, EXECUTIONS, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
 from ..codex.events import TurnError
 from ..errors import REQUEST_ID, ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
-from ..keys import CODEX_BIN, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
+from ..openai import sse
 from ..usage import UsageRow
 from .openai_api import PREFIX
-
-EXECUTIONS = web.AppKey("executions", Executions)
 
 
 def _stopped_error(exc: ExecStopped) -> ApiError:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
+from ..app_keys import CODEX_BIN, ENGINE, POOL, STORE
 from ..errors import ApiError
-from ..keys import CODEX_BIN, ENGINE, POOL, STORE
 from ..sessions import require_admin
 from .common import metrics_token_sent
 

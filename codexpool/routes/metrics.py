@@ -14,14 +14,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..conversations import CONVERSATIONS
+from ..app_keys import (
+    CONVERSATIONS,
+    ENGINE,
+    EXECUTIONS,
+    HELD_TURNS,
+    METRICS,
+    POOL,
+    PRINCIPAL,
+    REFUSALS,
+    STORE,
+    USAGE,
+)
 from ..errors import ApiError
-from ..keys import ENGINE, POOL, PRINCIPAL, REFUSALS, STORE, USAGE
-from ..observe import METRICS, Metrics, access_middleware_factory
+from ..observe import Metrics, access_middleware_factory
 from ..sessions import require_admin
-from ..tool_turns import HELD_TURNS
 from .common import metrics_token_sent
-from .execute import EXECUTIONS
 
 _LOGGER = logging.getLogger(__name__)
 

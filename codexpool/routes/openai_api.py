@@ -6,11 +6,12 @@ import time
 
 from aiohttp import web
 
-from .. import dispatch, responses_api
 from ..api_auth import require_api_key
+from ..app_keys import ENGINE, MODELS, POOL
 from ..errors import ApiError, read_json_object
-from ..keys import ENGINE, MODELS, POOL
-from ..openai_compat import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
+from ..openai import dispatch
+from ..openai import responses as responses_api
+from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
 
 PREFIX = "/api/openai/v1"
 

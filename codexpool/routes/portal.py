@@ -7,9 +7,9 @@ import time
 
 from aiohttp import web
 
-from .. import accounts, admin_users, audit, linking, sessions, usage_report
+from .. import admin_users, audit, linking, sessions, usage_report, users
+from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..errors import ApiError, read_json_object
-from ..keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..security import hash_password, verify_password
 from .common import ip_of, ok, read_credentials, read_optional_object
 
@@ -19,13 +19,13 @@ PORTAL_SCOPE = "portal"
 async def register(request: web.Request) -> web.Response:
     """Create a portal user and sign them in."""
     body = await read_json_object(request)
-    username = accounts.normalize_username(body.get("username"))
-    password = accounts.validate_password(body.get("password"))
+    username = users.normalize_username(body.get("username"))
+    password = users.validate_password(body.get("password"))
     ip = ip_of(request)
     await request.app[THROTTLE].take_registration(ip)
     store = request.app[STORE]
     hashed = await asyncio.to_thread(hash_password, password)
-    user = await accounts.create_user(store, username, hashed)
+    user = await users.create_user(store, username, hashed)
     await sessions.start_portal_session(request, user)
     await audit.record(store, f"user:{username}", "user.register", username, None, ip)
     return web.json_response({"ok": True, "username": user.username}, status=201)
@@ -39,7 +39,7 @@ async def login(request: web.Request) -> web.Response:
     throttle = request.app[THROTTLE]
     await throttle.guard(PORTAL_SCOPE, username, ip)
     store = request.app[STORE]
-    found = await accounts.get_password_hash(store, username)
+    found = await users.get_password_hash(store, username)
     hashed = found[1] if found and not found[0].disabled else None
     # An unknown name still costs one bcrypt check, so timing does not reveal who exists.
     if not await asyncio.to_thread(verify_password, password, hashed) or found is None:
@@ -59,7 +59,7 @@ async def logout(request: web.Request) -> web.Response:
     await sessions.end_portal_session(request)
     if user is not None:
         store = request.app[STORE]
-        await accounts.bump_session_epoch(store, user.id)
+        await users.bump_session_epoch(store, user.id)
         await audit.record(
             store, f"user:{user.username}", "user.logout", user.username, None, ip_of(request)
         )
@@ -70,7 +70,7 @@ async def me(request: web.Request) -> web.Response:
     """Return the signed-in user's account, key summary and device-login state."""
     user = await sessions.require_portal_user(request)
     app = request.app
-    key = await accounts.live_key_row(app[STORE], user_id=user.id, kind="user")
+    key = await users.live_key_row(app[STORE], user_id=user.id, kind="user")
     device = await app[DEVICE_LOGINS].current(user.id)
     pool = app[POOL]
     await pool.candidates()
@@ -102,10 +102,10 @@ async def rotate_key(request: web.Request) -> web.Response:
     """Mint the user's new endpoint key, revoke the old one at once, return the key once."""
     user = await sessions.require_portal_user(request)
     body = await read_optional_object(request)
-    label = accounts.validate_label(body.get("label"))
+    label = users.validate_label(body.get("label"))
     app = request.app
     store = app[STORE]
-    key = await accounts.rotate_key(
+    key = await users.rotate_key(
         store,
         app[CIPHER],
         kind="user",
@@ -114,7 +114,7 @@ async def rotate_key(request: web.Request) -> web.Response:
         label=label,
     )
     app[POOL].invalidate()  # a first key makes the account a pool candidate
-    row = await accounts.live_key_row(store, user_id=user.id, kind="user")
+    row = await users.live_key_row(store, user_id=user.id, kind="user")
     assert row is not None
     await audit.record(
         store, f"user:{user.username}", "key.rotate", user.username, None, ip_of(request)
@@ -132,7 +132,7 @@ async def pool_opt_in(request: web.Request) -> web.Response:
     if not isinstance(opt_in, bool):
         raise ApiError(400, "optIn must be true or false", "invalid_request", param="optIn")
     store = request.app[STORE]
-    await accounts.set_pool_opt_in(store, user.id, opt_in)
+    await users.set_pool_opt_in(store, user.id, opt_in)
     request.app[POOL].invalidate()
     await audit.record(
         store,

@@ -13,15 +13,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import dispatch, sessions
-from ..accounts import KeyPrincipal, User, live_key_row
+from .. import sessions
 from ..api_auth import extract_key, require_api_key
+from ..app_keys import MODELS, POOL, RUN_GATE, STORE
 from ..errors import ApiError, read_json_object
-from ..keys import MODELS, POOL, RUN_GATE, STORE
 from ..linking import is_linked
-from ..models import DEFAULT_ALIAS
-from ..openai_compat import ChatRequest, json_int
+from ..openai import dispatch
+from ..openai.models import DEFAULT_ALIAS
+from ..openai.translate import ChatRequest, json_int
 from ..pool import Account
+from ..users import KeyPrincipal, User, live_key_row
 
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_TIMEOUT_MS = 120_000

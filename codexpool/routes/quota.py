@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import quota_history, sessions
+from ..app_keys import LIMITS, SETTINGS, STORE
 from ..errors import ApiError, whole_number
-from ..keys import LIMITS, SETTINGS, STORE
 
 MAX_HOURS_CAP = 24 * 366
 

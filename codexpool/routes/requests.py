@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import request_log, sessions
-from ..keys import STORE, USAGE
+from ..app_keys import STORE, USAGE
 
 
 async def admin_requests(request: web.Request) -> web.Response:

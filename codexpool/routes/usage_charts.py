@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import sessions, usage_series
-from ..keys import STORE, USAGE
+from ..app_keys import STORE, USAGE
 
 
 async def admin_series(request: web.Request) -> web.Response:

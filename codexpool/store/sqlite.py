@@ -1,6 +1,6 @@
 """SQLite storage: one WAL-mode file, the default for a single machine.
 
-Domain queries live next to their logic (accounts.py, usage.py, ...); this module only owns the
+Domain queries live next to their logic (users.py, usage.py, ...); this module only owns the
 connections, migrations and transactions. The schema itself is in migrations.py, shared with
 the PostgreSQL store.
 """

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from .errors import ApiError
+from ..errors import ApiError
 
 _LOGGER = logging.getLogger(__name__)
 

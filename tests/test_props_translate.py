@@ -23,11 +23,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codexpool import chat
 from codexpool.codex.events import Heartbeat, ReasoningDelta, TextDelta, TurnError, Usage
 from codexpool.errors import ApiError
-from codexpool.models import ModelCatalog
-from codexpool.openai_compat import (
+from codexpool.openai import chat
+from codexpool.openai.models import ModelCatalog
+from codexpool.openai.responses import to_chat_body
+from codexpool.openai.translate import (
     ROLES,
     ChatRequest,
     ChunkFactory,
@@ -35,7 +36,6 @@ from codexpool.openai_compat import (
     parse_chat_request,
     trailing_tool_results,
 )
-from codexpool.responses_api import to_chat_body
 
 CATALOG = ModelCatalog()
 PROPS = settings(max_examples=150, deadline=None, derandomize=True, database=None)

@@ -28,12 +28,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .codex.engine import Engine, tool_result
-from .codex.events import ToolCalls
-from .errors import ApiError
-from .key_limits import CONCURRENCY_EXCEEDED, KeyLimits, KeyQuotas, Owner, Ticket
-from .keys import REFUSALS, SETTINGS
-from .pool import Account
+from ..app_keys import HELD_TURNS, REFUSALS, SETTINGS
+from ..codex.engine import Engine, tool_result
+from ..codex.events import ToolCalls
+from ..errors import ApiError
+from ..key_limits import CONCURRENCY_EXCEEDED, KeyLimits, KeyQuotas, Owner, Ticket
+from ..pool import Account
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -188,9 +188,6 @@ class HeldTurns:
             )
         with contextlib.suppress(Exception):
             await held.events.aclose()
-
-
-HELD_TURNS = web.AppKey("held_turns", HeldTurns)
 
 
 async def _held_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -37,9 +37,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from .codex.engine import TurnRequest
-from .config import Settings
-from .errors import ApiError
+from ..codex.engine import TurnRequest
+from ..config import Settings
+from ..errors import ApiError
 
 _LOGGER = logging.getLogger(__name__)
 

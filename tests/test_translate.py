@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from codexpool.errors import ApiError
-from codexpool.models import ModelCatalog
-from codexpool.openai_compat import (
+from codexpool.openai.models import ModelCatalog
+from codexpool.openai.translate import (
     ChunkFactory,
     completion,
     conversation_items,
@@ -228,7 +228,7 @@ def test_chunk_shapes() -> None:
 )
 def test_content_event_is_exactly_the_encoded_chunk(text: str, model: str) -> None:
     """The stream's fast path builds the same bytes as encoding the chunk object."""
-    from codexpool import sse
+    from codexpool.openai import sse
 
     f = ChunkFactory(model)
     assert f.content_event(text) == sse.encode(f.content(text))

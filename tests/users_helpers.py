@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from codexpool import accounts
-from codexpool.keys import STORE
+from codexpool import users
+from codexpool.app_keys import STORE
 from codexpool.security import hash_password
 from codexpool.sessions import COOKIE_NAME
 
@@ -72,7 +72,7 @@ async def admin_login(client: TestClient) -> str:
 
 async def make_user(client: TestClient, name: str, password: str = USER_PASSWORD) -> None:
     """Create a portal user directly (cheap bcrypt) so tests do not pay 12 rounds each."""
-    await accounts.create_user(client.app[STORE], name, hash_password(password, rounds=4))
+    await users.create_user(client.app[STORE], name, hash_password(password, rounds=4))
 
 
 async def portal_login(client: TestClient, name: str, password: str = USER_PASSWORD) -> str:

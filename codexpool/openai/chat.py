@@ -16,9 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from . import sse
-from .codex.engine import TurnRequest
-from .codex.events import (
+from ..codex.engine import TurnRequest
+from ..codex.events import (
     CaughtUp,
     Heartbeat,
     RateLimitUpdate,
@@ -28,8 +27,9 @@ from .codex.events import (
     TurnError,
     Usage,
 )
-from .errors import ApiError, error_body
-from .openai_compat import ChatRequest, ChunkFactory, completion, tool_call_objects, usage_dict
+from ..errors import ApiError, error_body
+from . import sse
+from .translate import ChatRequest, ChunkFactory, completion, tool_call_objects, usage_dict
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 
 from codexpool import linking
+from codexpool.app_keys import STORE
 from codexpool.config import Settings
-from codexpool.keys import STORE
 
-from .accounts_helpers import (
+from .conftest import ADMIN_PASSWORD
+from .users_helpers import (
     USER_PASSWORD,
     admin_login,
     assert_openai_error,
@@ -27,7 +28,6 @@ from .accounts_helpers import (
     rotate_user_key,
     session_cookie,
 )
-from .conftest import ADMIN_PASSWORD
 
 ADMIN_ROUTES = [
     ("GET", "/api/auth/me"),

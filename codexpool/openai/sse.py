@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from . import fastjson
-from .config import Settings
+from .. import fastjson
+from ..config import Settings
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -142,7 +142,10 @@ async def open_stream(
     request: web.Request, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
     """Send the SSE response headers and return the response to write events to."""
-    from .keys import REFUSALS, SETTINGS  # keys imports half the package; sse is imported early
+    from ..app_keys import (
+        REFUSALS,
+        SETTINGS,
+    )
 
     settings = request.app.get(SETTINGS)  # (a bare app, as in the chat shape's tests: defaults)
     timeout_ms = (settings or Settings).stream_write_timeout_ms

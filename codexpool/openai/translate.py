@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import fastjson
-from .errors import ApiError
-from .ids import unique_hex
+from .. import fastjson
+from ..errors import ApiError
+from ..ids import unique_hex
 from .tool_names import alias, unalias
 
 # Named reasoning modes (legacy `reasoning_mode` field) and the Codex effort each maps to.
@@ -55,7 +55,7 @@ class ChatRequest:
     images: tuple[str, ...] = ()  # image URLs (https or data:) of the turn's user message
     # Every image part of the body as (URL, where it is), for the downloads (image_fetch.py).
     image_refs: tuple[tuple[str, str], ...] = ()
-    # The conversation as Responses items (openai_compat.Conversation): items[:input_start]
+    # The conversation as Responses items (translate.Conversation): items[:input_start]
     # are history, the rest the turn's own input.
     items: tuple[dict[str, Any], ...] = ()
     input_start: int = 0

@@ -21,18 +21,26 @@ from typing import Any
 
 from aiohttp import web
 
+from ..app_keys import (
+    CONVERSATIONS,
+    ENGINE,
+    HELD_TURNS,
+    IMAGE_FETCHER,
+    KEY_QUOTAS,
+    POOL,
+    SETTINGS,
+    USAGE,
+)
+from ..codex.engine import ThreadSlot
+from ..codex.events import TurnError
+from ..conversations import ThreadRef, extend, prefix_digests
+from ..errors import REQUEST_ID, ApiError
+from ..key_limits import Ticket
+from ..pool import Account
+from ..usage import UsageRow
+from ..users import KeyPrincipal
 from . import chat
-from .accounts import KeyPrincipal
-from .codex.engine import ThreadSlot
-from .codex.events import TurnError
-from .conversations import CONVERSATIONS, ThreadRef, extend, prefix_digests
-from .errors import REQUEST_ID, ApiError
-from .key_limits import Ticket
-from .keys import ENGINE, IMAGE_FETCHER, KEY_QUOTAS, POOL, SETTINGS, USAGE
-from .openai_compat import ChatRequest
-from .pool import Account
-from .tool_turns import HELD_TURNS
-from .usage import UsageRow
+from .translate import ChatRequest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ async def run_chat(
 ) -> web.StreamResponse:
     """Answer a chat request; `account` pins it (portal cookie), else the pool chooses.
 
-    `shape` is the module that writes the answer (`chat`, or `responses_api` for /v1/responses):
+    `shape` is the module that writes the answer (`chat`, or `responses` for /v1/responses):
     it has `stream(request, events, req, outcome)` and `complete(events, req)`.
 
     A request whose trailing `role: "tool"` messages answer a parked turn's function calls
@@ -264,7 +272,7 @@ async def run_chat(
 def answer_items(outcome: chat.TurnOutcome) -> tuple[dict[str, Any], ...]:
     """Return the answer as the Responses items a client's next request repeats it with.
 
-    Built as openai_compat.conversation_items builds an assistant message, so the digest of
+    Built as translate.conversation_items builds an assistant message, so the digest of
     the conversation a client sends back matches the one remembered here: function names
     stay as the model saw them (tool_names.alias), as conversation_items writes them.
     """

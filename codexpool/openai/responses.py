@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
+from ..errors import ApiError, error_body
 from . import sse
 from .chat import TurnOutcome, _take, turn_error_to_api
-from .codex.events import CaughtUp, Heartbeat, TextDelta, ToolCalls, TurnError
-from .errors import ApiError, error_body
-from .openai_compat import ChatRequest, require_codex_json
 from .tool_names import unalias
+from .translate import ChatRequest, require_codex_json
 
 _ROLE_OK = ("user", "assistant", "system", "developer")
 
