@@ -22,7 +22,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+from .errors import ApiError
 from .key_limits import (
+    CONCURRENCY_EXCEEDED,
     SECONDS_PER_DAY,
     KeyLimits,
     KeyQuotas,
@@ -50,6 +52,8 @@ _IN_FLIGHT = "SELECT COUNT(*) AS n FROM key_slots WHERE owner = ? AND expires_at
 _COUNT_IN = "UPDATE key_day_use SET requests = requests + 1 WHERE owner = ? AND day = ?"
 _TAKE_SLOT = "INSERT INTO key_slots (slot, owner, node_id, expires_at) VALUES (?, ?, ?, ?)"
 _RENEW_CHUNK = 500
+RELEASE_GRACE_S = 0.2  # how long a concurrency refusal waits for slots being released
+RELEASE_RETRIES = 4
 
 
 def owner_key(owner: Owner) -> str:
@@ -86,8 +90,24 @@ class SharedKeyQuotas(KeyQuotas):
     async def admit(
         self, owner: Owner, limits: KeyLimits, model_names: Sequence[str] = ()
     ) -> Ticket:
-        """Count a request in, or raise the 403/429 that names the cap it would break."""
+        """Count a request in, or raise the 403/429 that names the cap it would break.
+
+        A slot is released by a write that follows the answer's last byte, so a client that
+        sends its next request the moment the previous one ended (on this node or another)
+        may find that slot still held: a request refused for concurrency only is checked
+        again a few times over RELEASE_GRACE_S before the 429.
+        """
         check_model(limits, model_names)
+        for attempt in range(RELEASE_RETRIES + 1):
+            try:
+                return await self._admit(owner, limits)
+            except ApiError as exc:
+                if exc.code != CONCURRENCY_EXCEEDED or attempt == RELEASE_RETRIES:
+                    raise
+                await asyncio.sleep(RELEASE_GRACE_S / RELEASE_RETRIES)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _admit(self, owner: Owner, limits: KeyLimits) -> Ticket:
         now = self._clock()
         today = utc_day(now)
         key = owner_key(owner)

@@ -285,3 +285,18 @@ async def test_sign_in_failures_count_across_nodes(stores: tuple[Store, Store]) 
     assert info.value.code == "too_many_registrations"
     names = await stores[0].fetchall("SELECT DISTINCT bucket FROM login_failures")
     assert all("alice" not in r["bucket"] and "10.0" not in r["bucket"] for r in names)
+
+
+async def test_a_slot_being_released_does_not_refuse_the_next_request(
+    stores: tuple[Store, Store],
+) -> None:
+    """A client with one request at a time sends its next one the moment the last ended: the
+    release (written after the answer) is waited for briefly instead of refusing."""
+    node_a, node_b = (SharedKeyQuotas(s, f"n{i}", 30) for i, s in enumerate(stores))
+    one = KeyLimits(concurrent_requests=1)
+    for _ in range(5):
+        (await node_a.admit(ALICE, one)).finish()  # released by a task, not yet written
+        (await node_b.admit(ALICE, one)).finish()
+    await node_a.close()
+    await node_b.close()
+    assert (await node_a.usage_of(ALICE)).in_flight == 0
