@@ -295,6 +295,39 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_checks(settings, Report())
 
 
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    """Copy the SQLite file into an empty PostgreSQL database (then set databaseUrl)."""
+    from .store import POSTGRES_SCHEMES, SqliteStore, postgres_store
+    from .store.copy import copy_sqlite_to_postgres
+
+    if not args.to.startswith(POSTGRES_SCHEMES):
+        return _fail("--to must be a postgresql:// URL")
+    source_path = Path(args.source) if args.source else _settings(args).db_path
+    if not source_path.is_file():
+        return _fail(f"no SQLite database at {source_path}")
+
+    async def copy() -> int:
+        source = SqliteStore(source_path)
+        target = postgres_store(args.to)
+        await source.open()
+        try:
+            await target.open()
+            try:
+                print(f"Copying {source.describe()} to {target.describe()}")
+                counts = await copy_sqlite_to_postgres(source, target)
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+        print(
+            f'Copied {sum(counts.values())} rows in {len(counts)} tables. Set "databaseUrl" '
+            "in settings.json to this URL and start the gateway; the SQLite file is unchanged."
+        )
+        return 0
+
+    return asyncio.run(copy())
+
+
 SETTINGS_HELP = "settings.json path (default: $CODEXPOOL_SETTINGS or ./data/settings.json)"
 
 
@@ -383,6 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="check settings, data folder, codex binary and accounts", parents=common
     )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "migrate-store",
+        help="copy the SQLite database into an empty PostgreSQL database (stop the gateway first)",
+        parents=common,
+    )
+    p.add_argument("--to", required=True, metavar="postgresql://...", help="target database URL")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="SQLite file to copy (default: codexpool.sqlite3 in the settings' dataDir)",
+    )
+    p.set_defaults(func=cmd_migrate_store)
     return parser
 
 

@@ -128,6 +128,18 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return factory
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_settings(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> Callable[..., Settings]:
+    """Return make_settings on each store backend: the SQLite file, then a fresh PostgreSQL
+    database. A module runs its app tests on both by overriding `settings` with it."""
+    if request.param == "sqlite":
+        return make_settings
+    url = request.getfixturevalue("pg_url")
+    return lambda **overrides: make_settings(databaseUrl=url, **overrides)
+
+
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """Return default test settings (no codex overrides)."""

@@ -53,6 +53,12 @@ PORTAL_ROUTES = [
 ]
 
 
+@pytest.fixture
+def settings(backend_settings: Callable[..., Settings]) -> Settings:
+    """Run this module's app tests on both store backends (SQLite, PostgreSQL)."""
+    return backend_settings()
+
+
 async def test_admin_login_me_logout(api: Any) -> None:
     resp = await call(api, "GET", "/api/auth/me")
     err = await assert_openai_error(resp, 401, "authentication_required")

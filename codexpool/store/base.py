@@ -138,6 +138,10 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def schema_version(self) -> int:
+        """Return the database's schema version (the number of migrations applied)."""
+
+    @abstractmethod
     def change_stamp(self) -> tuple[int, ...]:
         """Return a value that changes whenever any process wrote through a Store.
 

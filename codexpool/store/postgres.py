@@ -265,9 +265,9 @@ class PostgresStore(Store):
         return (self.generation, self._notified, self._blind)
 
     # --- queries ----------------------------------------------------------------------------
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+    async def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         if self._pool is not None:
-            self._pool.expire_connections()  # idle ones are likely dead too: replace them all
+            await self._pool.expire_connections()  # idle ones are likely dead too: replace all
         _LOGGER.warning("Database %s unreachable: %s", redact(self.url), exc)
         return StoreUnavailable(f"database unreachable: {exc}")
 
@@ -281,8 +281,8 @@ class PostgresStore(Store):
                 if not unreachable(exc):
                     raise
                 if attempt == 2:
-                    raise self._unavailable(exc) from exc
-                self.pool.expire_connections()
+                    raise await self._unavailable(exc) from exc
+                await self.pool.expire_connections()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -302,7 +302,7 @@ class PostgresStore(Store):
                     await self._announce(conn)
         except Exception as exc:
             if unreachable(exc):
-                raise self._unavailable(exc) from exc
+                raise await self._unavailable(exc) from exc
             raise
         return count
 
@@ -315,7 +315,7 @@ class PostgresStore(Store):
                     await self._announce(conn)
         except Exception as exc:
             if unreachable(exc):
-                raise self._unavailable(exc) from exc
+                raise await self._unavailable(exc) from exc
             raise
         return int(new_id or 0)
 
@@ -360,7 +360,7 @@ class PostgresStore(Store):
                 yield PostgresConnection(conn)
         except Exception as exc:
             if unreachable(exc):
-                raise self._unavailable(exc) from exc
+                raise await self._unavailable(exc) from exc
             raise
         if not bookkeeping:
             self.generation += 1

@@ -153,6 +153,11 @@ class SqliteStore(Store):
             if broken:
                 _LOGGER.warning("Database %s has dangling references: %s", self.path, broken[:5])
 
+    async def schema_version(self) -> int:
+        """Return the database's schema version (PRAGMA user_version)."""
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
     async def close(self) -> None:
         """Close the connections (idempotent)."""
         for name in ("_reader", "_db"):
