@@ -2,10 +2,11 @@
 
 The same admission as key_limits.KeyQuotas, with the counts in two tables instead of memory:
 `key_day_use` (an owner's requests and tokens per UTC day) and `key_slots` (one row per
-request running now). Admission is one transaction: the owner's day row is locked by a no-op
-UPDATE (a row lock on PostgreSQL; SQLite's IMMEDIATE transaction locks the file), the caps are
-checked against it and the live slots, then the count goes up and a slot row goes in, so two
-nodes admitting at once are serialized and never both pass a cap.
+request running now). Admission is one transaction: an UPDATE counts the request in on the
+owner's day row, which locks it (a row lock on PostgreSQL; SQLite's IMMEDIATE transaction
+locks the file), and returns the counts before it; the live slots are counted, the caps are
+checked (a refusal rolls the count back), then a slot row goes in. Two nodes admitting
+at once are serialized and never both pass a cap.
 
 A slot names the node holding it and expires unless that node renews it (every third of
 `slotLeaseSeconds`): a node killed mid-request does not hold its slots forever, and expired
@@ -40,16 +41,20 @@ from .store import Connection, Store
 
 _LOGGER = logging.getLogger(__name__)
 
-_LOCK_DAY = (
-    "UPDATE key_day_use SET requests = requests WHERE owner = ? AND day = ? "
-    "RETURNING requests, tokens"
+# Counts the request in and locks the owner's day row (a row lock on PostgreSQL) in one
+# statement, returning the counts before it; a refusal rolls it back. The running slots are
+# counted by a statement of their own, after the lock: on PostgreSQL a statement that waited
+# for the lock still reads with the snapshot it started with, a new one sees the slots that
+# the transaction holding the lock inserted.
+_COUNT_IN = (
+    "UPDATE key_day_use SET requests = requests + 1 WHERE owner = ? AND day = ? "
+    "RETURNING requests - 1, tokens"
 )
+_IN_FLIGHT = "SELECT COUNT(*) FROM key_slots WHERE owner = ? AND expires_at > ?"
 _SEED_DAY = (
     "INSERT INTO key_day_use (owner, day, requests, tokens) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (owner, day) DO NOTHING"
 )
-_IN_FLIGHT = "SELECT COUNT(*) AS n FROM key_slots WHERE owner = ? AND expires_at > ?"
-_COUNT_IN = "UPDATE key_day_use SET requests = requests + 1 WHERE owner = ? AND day = ?"
 _TAKE_SLOT = "INSERT INTO key_slots (slot, owner, node_id, expires_at) VALUES (?, ?, ?, ?)"
 _RENEW_CHUNK = 500
 RELEASE_GRACE_S = 0.2  # how long a concurrency refusal waits for slots being released
@@ -115,16 +120,15 @@ class SharedKeyQuotas(KeyQuotas):
         seed: OwnerUse | None = None
         while True:
             async with self._store.transaction(bookkeeping=True) as db:
-                row = await _one(db, _LOCK_DAY, (key, today))
+                row = await _one(db, _COUNT_IN, (key, today))
                 if row is None and seed is not None:
                     await db.execute(_SEED_DAY, (key, today, seed.requests, seed.tokens))
-                    row = await _one(db, _LOCK_DAY, (key, today))
+                    row = await _one(db, _COUNT_IN, (key, today))
                 if row is not None:
-                    in_flight = (await _one(db, _IN_FLIGHT, (key, now)))[0]
-                    refused = cap_error(limits, row[0], row[1], in_flight, today, now)
+                    in_flight = int((await _one(db, _IN_FLIGHT, (key, now)))[0])
+                    refused = cap_error(limits, int(row[0]), int(row[1]), in_flight, today, now)
                     if refused is not None:
-                        raise refused
-                    await db.execute(_COUNT_IN, (key, today))
+                        raise refused  # rolls the count back
                     await db.execute(_TAKE_SLOT, (slot, key, self.node_id, now + self.lease_s))
                     self._held.add(slot)
                     return Ticket(self, owner, today, slot)
@@ -144,14 +148,18 @@ class SharedKeyQuotas(KeyQuotas):
         task.add_done_callback(self._tasks.discard)
 
     async def _release(self, key: str, day: int, tokens: int, slot: str) -> None:
+        # Two statements on their own (no transaction around them: one round trip each); a
+        # lost second one costs a request's tokens, never a slot.
         try:
-            async with self._store.transaction(bookkeeping=True) as db:
-                await db.execute("DELETE FROM key_slots WHERE slot = ?", (slot,))
-                if tokens:
-                    await db.execute(
-                        "UPDATE key_day_use SET tokens = tokens + ? WHERE owner = ? AND day = ?",
-                        (tokens, key, day),
-                    )
+            await self._store.execute(
+                "DELETE FROM key_slots WHERE slot = ?", (slot,), bookkeeping=True
+            )
+            if tokens:
+                await self._store.execute(
+                    "UPDATE key_day_use SET tokens = tokens + ? WHERE owner = ? AND day = ?",
+                    (tokens, key, day),
+                    bookkeeping=True,
+                )
         except Exception as exc:  # the slot then expires by itself; the tokens are lost
             _LOGGER.warning("Cannot release key slot %s: %s", slot, exc)
 
