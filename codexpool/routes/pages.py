@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..errors import ApiError
 from ..sessions import require_admin
@@ -49,8 +50,8 @@ async def portal_page(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def static_headers(request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
-    """Add the security headers to static files too."""
+async def static_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Add the security headers to static files too (create_app places this middleware)."""
     resp = await handler(request)
     if request.path.startswith("/static/"):
         resp.headers.update(SECURITY_HEADERS)
@@ -63,4 +64,3 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
     app.router.add_get("/openai", portal_page)
     app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False, append_version=False)
-    app.middlewares.append(static_headers)
