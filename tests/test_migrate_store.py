@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from codexpool import audit, users
+from codexpool.account_limits import Limits
 from codexpool.config import Settings
 from codexpool.conversations import ThreadRef
 from codexpool.key_limits import KeyLimits
@@ -101,8 +102,6 @@ async def populate(store: SqliteStore) -> dict[str, int]:
         (alice.id, now),
     )
     history = QuotaHistory(store, thin_s=1)
-    from codexpool.account_limits import Limits
-
     history.take(alice.id, Limits(10.0, 300, 1_900_000_000, 5.0, 10080, 1_900_500_000, "plus", now))
     await history.write()
     # Shared state (sharedState, docs/cluster-state.md): a running request, a cooldown, a
@@ -137,15 +136,18 @@ async def test_migrate_store_copies_every_table_row_by_row(
     settings = make_settings()
     source = SqliteStore(settings.db_path)
     await source.open()
-    ids = await populate(source)
-    tables = [
-        r[0]
-        for r in await source.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-    ]
-    max_key = (await source.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'api_keys'"))[0]
-    await source.close()
+    try:
+        ids = await populate(source)
+        tables = [
+            r[0]
+            for r in await source.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        seq = await source.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'api_keys'")
+        max_key = seq[0]
+    finally:
+        await source.close()
 
     done = run_cli(settings, "migrate-store", "--to", pg_url)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -154,8 +156,8 @@ async def test_migrate_store_copies_every_table_row_by_row(
     source = SqliteStore(settings.db_path)
     target = postgres_store(pg_url)
     await source.open()
-    await target.open()
     try:
+        await target.open()
         assert {"users", "api_keys", "requests", "audit", "deleted_users"} <= set(tables)
         for table in tables:
             want = await rows_of(source, table, "1")  # the id (limit_snapshots: user id)

@@ -221,3 +221,35 @@ def test_the_real_server_serves_on_postgresql(
 
     rows = asyncio.run(settled())
     assert [(r["status"], r["username"]) for r in rows] == [(200, "pgalice")]
+
+
+async def test_a_key_rotated_on_another_node_is_refused_here_at_once(
+    aiohttp_client: Any, make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    """Two nodes on one database: node A has the key in its lookup cache (valid up to 5 s);
+    node B rotates it; A refuses the old key at once, because B's NOTIFY reached A's store."""
+    from codexpool.app import create_app
+    from codexpool.app_keys import STORE
+
+    from .users_helpers import models_status
+
+    node_a = await aiohttp_client(create_app(make_settings(databaseUrl=pg_url)))
+    node_b = await aiohttp_client(create_app(make_settings(databaseUrl=pg_url)))
+    for node in (node_a, node_b):  # each listens for the other's changes
+        assert await eventually(lambda n=node: _listening(n.app[STORE]), within=10)
+    cookie = await new_portal_user(node_b, "bea")
+    old = await rotate_user_key(node_b, cookie)
+    assert await models_status(node_a, old) == 200  # now cached on A
+    new = await rotate_user_key(node_b, cookie)
+    started = time.monotonic()
+
+    async def refused() -> bool:
+        return await models_status(node_a, old) == 401
+
+    assert await eventually(refused, within=3)
+    assert time.monotonic() - started < 2.0  # not the cache's 5 s backstop
+    assert await models_status(node_a, new) == 200
+
+
+async def _listening(store: Any) -> bool:
+    return getattr(store, "_listener", None) is not None
