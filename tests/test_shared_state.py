@@ -217,11 +217,14 @@ async def test_change_feed_carries_a_write_to_the_other_node(
     await settle()
     await a.execute("UPDATE users SET disabled = 1 WHERE id = 1")
     assert await moved() and heard == [1]
+    await asyncio.sleep(0.3)  # a notification still on its way is taken in here
+    await feed.poll()
     await a.execute("UPDATE api_keys SET last_used_at = 1", bookkeeping=True)
     await asyncio.sleep(0.1)
     assert await feed.poll() is False  # bookkeeping: no cache depends on it
+    heard.clear()
     await a.announce_change()
-    assert await moved() and heard == [1, 1]
+    assert await moved() and heard == [1]
 
 
 async def test_limits_and_cooldowns_of_one_node_reach_the_other(
