@@ -298,6 +298,26 @@ class Settings:
             "the write lock; then admin writes answer 503 database_busy and usage rows retry.",
         ),
     )
+    shared_state: bool = field(
+        default=False,
+        metadata=_opt(
+            "sharedState",
+            "Keep the state several gateway nodes on one database must agree on (per-key day "
+            "counters and concurrency, account cooldowns, conversation threads, sign-in "
+            "throttling, cache invalidation) in the database instead of this process's memory "
+            "(docs/cluster-state.md). Always on with a PostgreSQL databaseUrl. Off: a single "
+            "node keeps it in memory, as fast as before.",
+        ),
+    )
+    slot_lease_seconds: int = field(
+        default=30,
+        metadata=_opt(
+            "slotLeaseSeconds",
+            "With sharedState: how long a key's concurrency slot held by a node that stopped "
+            "renewing it (killed, cut off) still counts; live nodes renew theirs every third "
+            "of it.",
+        ),
+    )
     usage_retention_days: int = field(
         default=90,
         metadata=_opt("usageRetentionDays", "Per-request usage rows older than this are pruned."),
@@ -489,6 +509,13 @@ class Settings:
         return self.data_path / "codexpool.sqlite3"
 
     @property
+    def shares_state(self) -> bool:
+        """Tell whether shared state lives in the database (several nodes on one database):
+        asked for, or implied by a PostgreSQL databaseUrl (the engine for several nodes) or by
+        cluster mode (clusterSecret)."""
+        return self.shared_state or bool(self.database_url) or bool(self.cluster_secret)
+
+    @property
     def codex_state_path(self) -> Path:
         """Return the folder of the codex processes' private SQLite homes (codex/state_dir.py)."""
         return self.data_path / "codex-state"
@@ -618,6 +645,7 @@ def _validate(s: Settings) -> None:
         ("streamWriteTimeoutMs", s.stream_write_timeout_ms),
         ("maxConnections", s.max_connections),
         ("clusterLeaseSeconds", s.cluster_lease_seconds),
+        ("slotLeaseSeconds", s.slot_lease_seconds),
     ):
         if value <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {value}")

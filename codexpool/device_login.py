@@ -223,6 +223,10 @@ class DeviceLogins:
             }
         return flow.snapshot(linked)
 
+    async def current(self, user_id: int) -> dict[str, Any]:
+        """Return the user's flow status (the shared variant may ask the database)."""
+        return self.status(user_id)
+
     async def start(self, user_id: int, username: str) -> dict[str, Any]:
         """Start a new flow (cancelling the user's old one) and wait briefly for link + code."""
         async with self._lock(user_id):

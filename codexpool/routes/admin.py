@@ -36,13 +36,13 @@ async def login(request: web.Request) -> web.Response:
     username, password = await read_credentials(request)
     ip = ip_of(request)
     throttle = request.app[THROTTLE]
-    throttle.check(ADMIN_SCOPE, username, ip)
+    await throttle.guard(ADMIN_SCOPE, username, ip)
     store = request.app[STORE]
     if not await request.app[ADMIN_AUTH].verify(username, password):
-        throttle.failed(ADMIN_SCOPE, username, ip)
+        await throttle.record_failure(ADMIN_SCOPE, username, ip)
         await audit.record(store, "anonymous", "admin.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
-    throttle.succeeded(ADMIN_SCOPE, username, ip)
+    await throttle.record_success(ADMIN_SCOPE, username, ip)
     await sessions.start_admin_session(request)
     await audit.record(store, "admin", "admin.login", username, None, ip)
     return ok(username=request.app[ADMIN_AUTH].username)
@@ -57,6 +57,8 @@ async def logout(request: web.Request) -> web.Response:
         return ok()
     await sessions.end_admin_session(request)
     await audit.record(request.app[STORE], "admin", "admin.logout", None, None, ip_of(request))
+    if request.app[SETTINGS].shares_state:  # the other nodes reload the fence
+        await request.app[STORE].announce_change()
     return ok()
 
 
