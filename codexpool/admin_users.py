@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import linking, users
@@ -75,6 +75,7 @@ async def user_table(
     pool: Pool | None = None,
     quotas: KeyQuotas | None = None,
     instruction_fallbacks: Mapping[str, float] | None = None,
+    linked_check: Callable[[int], bool] | None = None,
 ) -> dict[str, Any]:
     """Return the admin table: one row per portal user, totals, pool state and master key.
 
@@ -82,7 +83,8 @@ async def user_table(
     turn), falling back to the persisted snapshot for accounts not read since start-up.
     `instruction_fallbacks` maps account keys to when the backend refused the client's
     instructions there (the engine's memory), shown so the admin knows which accounts pay for
-    Codex's full instructions.
+    Codex's full instructions. `linked_check` tells whether an account has a login (a cluster
+    asks the database's copy); by default its local auth.json is read.
     """
     fallbacks = instruction_fallbacks or {}
     now = time.time()
@@ -97,7 +99,11 @@ async def user_table(
     use = await quotas.usage(owners) if quotas is not None else {}
     for r in rows:
         uid = r["id"]
-        linked = linking.is_linked(linking.codex_home(settings, uid))
+        linked = (
+            linked_check(uid)
+            if linked_check is not None
+            else linking.is_linked(linking.codex_home(settings, uid))
+        )
         has_key = r["key_hint"] is not None
         key = (
             {

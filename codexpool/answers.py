@@ -187,12 +187,39 @@ class UserTotals(Struct, kw_only=True):
     nextResetAt: float | None  # noqa: N815
 
 
+class LeasedAccount(Struct, kw_only=True):
+    userId: int  # noqa: N815
+    heldForS: float  # noqa: N815
+    expiresInS: float  # noqa: N815
+
+
+class ClusterNode(Struct, kw_only=True):
+    id: str
+    url: str
+    self: bool
+    live: bool
+    heartbeatAgeS: float  # noqa: N815
+    startedAt: float  # noqa: N815
+    accounts: list[LeasedAccount]
+
+
+class ClusterState(Struct, kw_only=True):
+    """Cluster mode only (`clusterSecret`): the nodes on the database, the accounts each owns
+    and the ages of their leases, as this node read them at its last tick."""
+
+    nodeId: str  # noqa: N815
+    leaseSeconds: float  # noqa: N815
+    database: Literal["ok", "unavailable"]
+    nodes: list[ClusterNode]
+
+
 class UserTable(Struct, kw_only=True):
     """The portal user table, totals and the master key summary."""
 
     users: list[AdminUserRow]
     totals: UserTotals
     masterKey: KeySummary  # noqa: N815
+    cluster: ClusterState | None = None  # cluster mode only
 
 
 class RevealedKey(Struct, kw_only=True):
@@ -552,6 +579,7 @@ class Health(Struct, kw_only=True):
     codex: CodexBinary | None = None
     accounts: AccountCounts | None = None
     codexProcesses: int | None = None  # noqa: N815
+    cluster: ClusterState | None = None  # cluster mode only
 
 
 OpenApiDocument = Annotated[dict[str, Any], Meta(title="OpenApiDocument")]

@@ -261,6 +261,14 @@ def cmd_link_import(args: argparse.Namespace) -> int:
         user = await users.get_user(store, users.normalize_username(args.name))
         if user is None:
             return _fail(f"no user {args.name!r} (create it with `codexpool user add`)")
+        if settings.clustered:  # the database's copy is the login; its owner node writes it
+            from .cluster import logins
+
+            data = json.dumps(linking.read_auth_json(Path(args.auth_json)), indent=2)
+            cipher = KeyCipher(settings.openai_key_encryption_secret)
+            await logins.save(store, cipher, user.id, data.encode(), "cli")
+            print(f"Linked {user.username} (stored in the cluster's database)")
+            return 0
         home = linking.codex_home(settings, user.id)
         linking.import_auth_json(home, Path(args.auth_json))
         print(f"Linked {user.username}: {home / 'auth.json'}")

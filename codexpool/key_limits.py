@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from msgspec import Meta, Struct
 
@@ -165,22 +165,66 @@ class OwnerUse:
         return {"requests": self.requests, "tokens": self.tokens, "inFlight": self.in_flight}
 
 
+class _Finisher(Protocol):
+    def _finish(self, owner: Owner, day: int, tokens: int, slot: str | None) -> None: ...
+
+
 class Ticket:
-    """An admitted request; `finish(tokens)` must be called once when it ends."""
+    """An admitted request; `finish(tokens)` must be called once when it ends.
 
-    __slots__ = ("_quotas", "_owner", "_day", "_done")
+    `slot` names its concurrency slot in the database when the state is shared
+    (shared_quotas.py); the in-memory quotas need none.
+    """
 
-    def __init__(self, quotas: KeyQuotas, owner: Owner, day: int) -> None:
+    __slots__ = ("_quotas", "_owner", "_day", "_slot", "_done")
+
+    def __init__(self, quotas: _Finisher, owner: Owner, day: int, slot: str | None = None) -> None:
         self._quotas = quotas
         self._owner = owner
         self._day = day
+        self._slot = slot
         self._done = False
 
     def finish(self, tokens: int = 0) -> None:
         """Release the concurrency slot and add the request's tokens (idempotent)."""
         if not self._done:
             self._done = True
-            self._quotas._finish(self._owner, self._day, tokens)
+            self._quotas._finish(self._owner, self._day, tokens, self._slot)
+
+
+def check_model(limits: KeyLimits, model_names: Sequence[str]) -> None:
+    """Raise the 403 `model_not_allowed` when the key may not use the request's model."""
+    if model_names and not limits.allows_model(*model_names):
+        allowed = ", ".join(limits.allowed_models or ()) or "none"
+        raise ApiError(
+            403,
+            f"This API key may not use model {model_names[0]!r}; allowed: {allowed}.",
+            MODEL_NOT_ALLOWED,
+            param="model",
+            type="permission_error",
+        )
+
+
+def cap_error(
+    limits: KeyLimits, requests: int, tokens: int, in_flight: int, day: int, now: float
+) -> ApiError | None:
+    """Return the 429 naming the first cap one more request would break, or None."""
+    tomorrow = str(max(1, int((day + 1) * SECONDS_PER_DAY - now) + 1))
+    for cap, used, what, code, retry in (
+        (limits.requests_per_day, requests, "requests per day (UTC)", REQUESTS_EXCEEDED, tomorrow),
+        (limits.tokens_per_day, tokens, "tokens per day (UTC)", TOKENS_EXCEEDED, tomorrow),
+        (limits.concurrent_requests, in_flight, "requests at once", CONCURRENCY_EXCEEDED, "1"),
+    ):  # fmt: skip
+        if cap is not None and used >= cap:
+            when = "when one has finished" if retry == "1" else "after midnight UTC"
+            return ApiError(
+                429,
+                f"This API key's limit of {cap} {what} is reached; retry {when}.",
+                code,
+                type="rate_limit_error",
+                headers={"Retry-After": retry},
+            )
+    return None
 
 
 _DAY_USE_SQL = (
@@ -204,37 +248,17 @@ class KeyQuotas:
         self, owner: Owner, limits: KeyLimits, model_names: Sequence[str] = ()
     ) -> Ticket:
         """Count a request in, or raise the 403/429 that names the cap it would break."""
-        if model_names and not limits.allows_model(*model_names):
-            allowed = ", ".join(limits.allowed_models or ()) or "none"
-            raise ApiError(
-                403,
-                f"This API key may not use model {model_names[0]!r}; allowed: {allowed}.",
-                MODEL_NOT_ALLOWED,
-                param="model",
-                type="permission_error",
-            )
+        check_model(limits, model_names)
         now = self._clock()
         use = await self._current(owner, now)
-        tomorrow = str(max(1, int((use.day + 1) * SECONDS_PER_DAY - now) + 1))
-        for cap, used, what, code, retry in (
-            (limits.requests_per_day, use.requests, "requests per day (UTC)", REQUESTS_EXCEEDED, tomorrow),
-            (limits.tokens_per_day, use.tokens, "tokens per day (UTC)", TOKENS_EXCEEDED, tomorrow),
-            (limits.concurrent_requests, use.in_flight, "requests at once", CONCURRENCY_EXCEEDED, "1"),
-        ):  # fmt: skip
-            if cap is not None and used >= cap:
-                when = "when one has finished" if retry == "1" else "after midnight UTC"
-                raise ApiError(
-                    429,
-                    f"This API key's limit of {cap} {what} is reached; retry {when}.",
-                    code,
-                    type="rate_limit_error",
-                    headers={"Retry-After": retry},
-                )
+        refused = cap_error(limits, use.requests, use.tokens, use.in_flight, use.day, now)
+        if refused is not None:
+            raise refused
         use.requests += 1
         use.in_flight += 1
         return Ticket(self, owner, use.day)
 
-    def _finish(self, owner: Owner, day: int, tokens: int) -> None:
+    def _finish(self, owner: Owner, day: int, tokens: int, slot: str | None) -> None:
         use = self._use.get(owner)
         if use is None:
             return
@@ -282,14 +306,15 @@ class KeyQuotas:
         use.day, use.requests, use.tokens = today, 0, 0
 
     async def _load(self, today: int, owner: Owner | None) -> dict[Owner, OwnerUse]:
-        params: list[Any] = [today * SECONDS_PER_DAY]
-        owner_filter = ""
-        if owner is not None:
-            owner_filter = "AND k.kind = ? AND k.user_id IS ?"
-            params += [owner[0], owner[1]]
-        rows = await self._store.fetchall(
-            _DAY_USE_SQL.replace("{owner_filter}", owner_filter), params
-        )
-        return {
-            (r["kind"], r["user_id"]): OwnerUse(today, int(r["n"]), int(r["tokens"])) for r in rows
-        }
+        return await load_day_use(self._store, today, owner)
+
+
+async def load_day_use(store: Store, today: int, owner: Owner | None) -> dict[Owner, OwnerUse]:
+    """Count each owner's use today from the request log (one owner, or all with None)."""
+    params: list[Any] = [today * SECONDS_PER_DAY]
+    owner_filter = ""
+    if owner is not None:
+        owner_filter = "AND k.kind = ? AND k.user_id IS ?"
+        params += [owner[0], owner[1]]
+    rows = await store.fetchall(_DAY_USE_SQL.replace("{owner_filter}", owner_filter), params)
+    return {(r["kind"], r["user_id"]): OwnerUse(today, int(r["n"]), int(r["tokens"])) for r in rows}

@@ -15,16 +15,25 @@ import pytest
 
 from codexpool import audit, users
 from codexpool.account_limits import Limits
+from codexpool.cluster import leases, logins
 from codexpool.config import Settings
+from codexpool.conversations import ThreadRef
 from codexpool.key_limits import KeyLimits
+from codexpool.login_throttle import SharedLoginThrottle
 from codexpool.quota_history import QuotaHistory
 from codexpool.security import KeyCipher
+from codexpool.shared_conversations import SharedConversations
+from codexpool.shared_quotas import SharedKeyQuotas
 from codexpool.store import SqliteStore, Store, postgres_store
 from codexpool.usage import UsageRecorder, UsageRow
 
 from .conftest import REPO
 
 pytest.importorskip("asyncpg")
+
+
+async def _no_release(account_key: str, thread_id: str) -> None:
+    return None
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -96,6 +105,27 @@ async def populate(store: SqliteStore) -> dict[str, int]:
     history = QuotaHistory(store, thin_s=1)
     history.take(alice.id, Limits(10.0, 300, 1_900_000_000, 5.0, 10080, 1_900_500_000, "plus", now))
     await history.write()
+    # Cluster mode (issue 18): a node, alice's stored login and its lease.
+    await leases.heartbeat(store, "node-a", "http://10.0.0.11:8080", now - 60, now, now + 15)
+    await logins.save(store, cipher, alice.id, b'{"tokens": {"access_token": "a"}}', "cli")
+    assert await leases.acquire(store, alice.id, "node-a", now, now + 15, now - 7.5)
+    # Shared state (sharedState, docs/cluster-state.md): a running request, a cooldown, a
+    # conversation, a Responses answer, a device flow's row and a failed sign-in.
+    await SharedKeyQuotas(store, "node-a:8080", 30).admit(("user", bob.id), KeyLimits())
+    await store.execute(
+        "INSERT INTO account_cooldowns (user_id, until_ts, reason) VALUES (?, ?, 'usage_limit')",
+        (alice.id, now + 600),
+    )
+    conversations = SharedConversations(_no_release)
+    conversations.attach(store, "node-a:8080")
+    await conversations.remember(b"d" * 32, ThreadRef(alice.id, str(alice.id), "thread-1"))
+    await conversations.remember_response("resp_1", "key:1", ({"type": "message"},))
+    await store.execute(
+        "INSERT INTO device_flows (user_id, node_id, status, cancel, updated_at) "
+        "VALUES (?, 'node-a:8080', '{}', 0, ?)",
+        (bob.id, now),
+    )
+    await SharedLoginThrottle(store).record_failure("portal", "alice", "127.0.0.1")
     # The newest user and key go: their ids must not come back on PostgreSQL either.
     assert await users.delete_user(store, carol.id)
     return {"carol": carol.id}

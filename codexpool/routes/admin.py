@@ -10,6 +10,7 @@ from .. import admin_users, answers, audit, key_limits, sessions, usage_report, 
 from ..app_keys import (
     ADMIN_AUTH,
     CIPHER,
+    CLUSTER,
     DEVICE_LOGINS,
     ENGINE,
     KEY_QUOTAS,
@@ -21,6 +22,7 @@ from ..app_keys import (
     USAGE,
 )
 from ..bodies import USER_REF_CODES, Credentials, KeyLabel, KeyLimitsChange, UserRef
+from ..cluster import links
 from ..errors import ApiError
 from ..validate import read_body, read_optional_body, whole_number
 from .common import ip_of, ok, read_credentials
@@ -34,13 +36,13 @@ async def login(request: web.Request) -> web.Response:
     username, password = await read_credentials(request)
     ip = ip_of(request)
     throttle = request.app[THROTTLE]
-    throttle.check(ADMIN_SCOPE, username, ip)
+    await throttle.guard(ADMIN_SCOPE, username, ip)
     store = request.app[STORE]
     if not await request.app[ADMIN_AUTH].verify(username, password):
-        throttle.failed(ADMIN_SCOPE, username, ip)
+        await throttle.record_failure(ADMIN_SCOPE, username, ip)
         await audit.record(store, "anonymous", "admin.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
-    throttle.succeeded(ADMIN_SCOPE, username, ip)
+    await throttle.record_success(ADMIN_SCOPE, username, ip)
     await sessions.start_admin_session(request)
     await audit.record(store, "admin", "admin.login", username, None, ip)
     return ok(username=request.app[ADMIN_AUTH].username)
@@ -55,6 +57,8 @@ async def logout(request: web.Request) -> web.Response:
         return ok()
     await sessions.end_admin_session(request)
     await audit.record(request.app[STORE], "admin", "admin.logout", None, None, ip_of(request))
+    if request.app[SETTINGS].shares_state:  # the other nodes reload the fence
+        await request.app[STORE].announce_change()
     return ok()
 
 
@@ -74,7 +78,10 @@ async def list_users(request: web.Request) -> web.Response:
         app[POOL],
         app[KEY_QUOTAS],
         app[ENGINE].instructions.fallbacks(),
+        linked_check=(lambda uid: links.is_linked(app, uid)) if CLUSTER in app else None,
     )
+    if CLUSTER in app:
+        table["cluster"] = app[CLUSTER].describe()
     return web.json_response(table)
 
 

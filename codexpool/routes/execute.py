@@ -26,6 +26,7 @@ from ..app_keys import (
     USAGE,
 )
 from ..bodies import EXECUTE_CODES, ExecuteRun
+from ..cluster.routing import route
 from ..codex.events import TurnError
 from ..errors import ApiError
 from ..execrun import ExecStopped, Executions
@@ -59,6 +60,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
             "The execute endpoint is disabled on this server (setting executeEnabled).",
             "execute_disabled",
         )
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded  # the account lives on another node (cluster)
     body = await read_body(request, ExecuteRun, codes=EXECUTE_CODES)
     req = parse_execute_request(body, settings)
     codex_bin = request.app[CODEX_BIN]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__, answers
-from ..app_keys import CODEX_BIN, ENGINE, POOL, STORE
+from ..app_keys import CLUSTER, CODEX_BIN, ENGINE, POOL, STORE
 from ..errors import ApiError
 from ..sessions import require_admin
 from .common import metrics_token_sent
@@ -37,6 +37,9 @@ async def health(request: web.Request) -> web.Response:
     """
     app = request.app
     db_ok = await app[STORE].ping()
+    cluster = app.get(CLUSTER)
+    if cluster is not None:  # a node that cannot renew its leases takes no new work
+        db_ok = db_ok and cluster.available()
     codex_bin = app[CODEX_BIN]
     ready = db_ok and bool(codex_bin)
     status = 200 if ready else 503
@@ -52,6 +55,8 @@ async def health(request: web.Request) -> web.Response:
         "accounts": {"linked": len(linked), "eligible": eligible},
         "codexProcesses": app[ENGINE].live_processes(),
     }
+    if cluster is not None:  # the nodes, which accounts each owns, lease ages
+        body["cluster"] = cluster.describe()
     return web.json_response(body, status=status)
 
 

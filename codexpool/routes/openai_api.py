@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import answers
 from ..api_auth import require_api_key
 from ..app_keys import ENGINE, MODELS, POOL, SETTINGS
+from ..cluster.routing import route
 from ..errors import ApiError
 from ..openai import dispatch
 from ..openai import responses as responses_api
@@ -26,6 +27,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Answer an OpenAI chat completion (streamed or not) from a Codex turn."""
     started = time.monotonic()
     principal = await require_api_key(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded  # the account lives on another node (cluster)
     body = await read_json_object(request)
     req = parse_chat_request(body, request.app[MODELS].resolve)
     return await dispatch.run_chat(
@@ -37,6 +40,8 @@ async def responses(request: web.Request) -> web.StreamResponse:
     """Answer `POST /v1/responses` through the chat path, shaped as the Responses API."""
     started = time.monotonic()
     principal = await require_api_key(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded
     body = await read_json_object(request)
     responses_api.check_body(body)  # the declared body first: types, bounds
     plan = plan_tools(body.get("tools"), web_search=request.app[SETTINGS].web_search)

@@ -7,9 +7,10 @@ import time
 
 from aiohttp import web
 
-from .. import admin_users, answers, audit, linking, sessions, usage_report, users
+from .. import admin_users, answers, audit, sessions, usage_report, users
 from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
 from ..bodies import REGISTRATION_CODES, Credentials, KeyLabel, PoolOptIn, Registration
+from ..cluster import links
 from ..errors import ApiError
 from ..security import hash_password, verify_password
 from ..validate import read_body, read_optional_body
@@ -25,7 +26,7 @@ async def register(request: web.Request) -> web.Response:
     username = users.normalize_username(body.username)
     password = body.password
     ip = ip_of(request)
-    request.app[THROTTLE].registrations.take(ip)
+    await request.app[THROTTLE].take_registration(ip)
     store = request.app[STORE]
     hashed = await asyncio.to_thread(hash_password, password)
     user = await users.create_user(store, username, hashed)
@@ -40,17 +41,17 @@ async def login(request: web.Request) -> web.Response:
     username = raw_name.casefold()
     ip = ip_of(request)
     throttle = request.app[THROTTLE]
-    throttle.check(PORTAL_SCOPE, username, ip)
+    await throttle.guard(PORTAL_SCOPE, username, ip)
     store = request.app[STORE]
     found = await users.get_password_hash(store, username)
     hashed = found[1] if found and not found[0].disabled else None
     # An unknown name still costs one bcrypt check, so timing does not reveal who exists.
     if not await asyncio.to_thread(verify_password, password, hashed) or found is None:
-        throttle.failed(PORTAL_SCOPE, username, ip)
+        await throttle.record_failure(PORTAL_SCOPE, username, ip)
         await audit.record(store, "anonymous", "user.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
     user = found[0]
-    throttle.succeeded(PORTAL_SCOPE, username, ip)
+    await throttle.record_success(PORTAL_SCOPE, username, ip)
     await sessions.start_portal_session(request, user)
     await audit.record(store, f"user:{user.username}", "user.login", user.username, None, ip)
     return ok(username=user.username)
@@ -74,7 +75,7 @@ async def me(request: web.Request) -> web.Response:
     user = await sessions.require_portal_user(request)
     app = request.app
     key = await users.live_key_row(app[STORE], user_id=user.id, kind="user")
-    device = app[DEVICE_LOGINS].status(user.id)
+    device = await app[DEVICE_LOGINS].current(user.id)
     pool = app[POOL]
     await pool.candidates()
     reason = admin_users.pool_reason(pool.view(), user.id, key is not None)
@@ -84,7 +85,7 @@ async def me(request: web.Request) -> web.Response:
             "authenticated": True,
             "username": user.username,
             "createdAt": user.created_at,
-            "linked": linking.is_linked(linking.codex_home(app[SETTINGS], user.id)),
+            "linked": links.is_linked(app, user.id),
             **users.key_fields(users.key_summary(key, use)),
             "poolOptIn": user.pool_opt_in,
             "limits": admin_users.limit_fields(pool.limits_of(user.id), time.time()),

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from .. import answers, sessions
 from ..api_auth import extract_key, require_api_key
-from ..app_keys import MODELS, POOL, RUN_GATE, STORE
+from ..app_keys import CLUSTER, MODELS, POOL, RUN_GATE, STORE
 from ..bodies import QuickTest
+from ..cluster.routing import route, route_account
 from ..errors import ApiError
 from ..linking import is_linked
 from ..openai import dispatch
@@ -67,6 +68,16 @@ async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | 
     return account, await _own_key(request, user)
 
 
+async def _route(request: web.Request) -> web.StreamResponse | None:
+    """Forward to the node that owns the caller's account (cluster mode); None: run here."""
+    if CLUSTER not in request.app:
+        return None  # a single node: no second key lookup
+    if extract_key(request) is not None:
+        return await route(request, await require_api_key(request))
+    user = await sessions.require_portal_user(request)
+    return await route_account(request, user.id)
+
+
 async def _own_key(request: web.Request, user: User) -> KeyPrincipal | None:
     """Return the signed-in user's live key, whose limits and counts the quick test shares.
 
@@ -83,6 +94,8 @@ async def _own_key(request: web.Request, user: User) -> KeyPrincipal | None:
 async def execute_session(request: web.Request) -> web.StreamResponse:
     """Run one quick turn and answer as a chat completion (or a chunk stream)."""
     started = time.monotonic()
+    if (forwarded := await _route(request)) is not None:
+        return forwarded  # the caller's account lives on another node (cluster)
     account, principal = await _caller(request)
     body = await read_body(request, QuickTest)
     req = parse_quick_request(body, request.app[MODELS].resolve)

@@ -149,6 +149,12 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def announce_change(self) -> None:
+        """Tell every cache of stored state, in every process on this database, that something
+        they depend on changed although it was written as bookkeeping (an admin logout lives
+        in the audit log): `change_stamp` moves here and elsewhere."""
+
+    @abstractmethod
     def describe(self) -> str:
         """Return a one-line, password-free description: engine and location."""
 

@@ -113,7 +113,10 @@ async def copy_sqlite_to_postgres(
                 ]
                 await conn.copy_records_to_table(table, records=records, columns=columns)
                 counts[table] += len(records)
-            top = max(int(await conn.fetchval(_max_id(table, columns)) or 0), 0)
+            numeric_id = pg_columns[table].get("id") in ("bigint", "integer", "smallint")
+            top = (
+                max(int(await conn.fetchval(_max_id(table, columns)) or 0), 0) if numeric_id else 0
+            )
             top = max(top, sequences.get(table, 0))
             sequence = (
                 await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)

@@ -316,6 +316,114 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX quota_history_ts ON quota_history(ts);
         """,
     },
+    # 6: several nodes on one database (issue 18, cluster/): the nodes that run, each linked
+    # account's auth.json (Fernet ciphertext, the source of truth in cluster mode) and which
+    # node owns each account until when.
+    {
+        "sqlite": """
+        CREATE TABLE cluster_nodes (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+        CREATE TABLE account_logins (
+            user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            ciphertext TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE account_leases (
+            user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            acquired_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX account_leases_node ON account_leases(node_id);
+        """,
+        "postgresql": """
+        CREATE TABLE cluster_nodes (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE account_logins (
+            user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            ciphertext TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE account_leases (
+            user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            acquired_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX account_leases_node ON account_leases(node_id);
+        """,
+    },
+    # 7: shared state (issue 18 item 2, docs/cluster-state.md): what several nodes on one
+    # database must agree on. One text for both engines: keys made by the nodes (no identity
+    # columns), BIGINT ids and counts, DOUBLE PRECISION times. key_day_use holds each key
+    # owner's counts per UTC day ('user:<id>' or 'master'), key_slots the requests running
+    # now, each tied to the node that renews it until expires_at. device_flows is each user's
+    # device login as the node running its codex process last published it.
+    """
+    CREATE TABLE key_day_use (
+        owner TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        requests BIGINT NOT NULL DEFAULT 0,
+        tokens BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, day)
+    );
+    CREATE TABLE key_slots (
+        slot TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX key_slots_owner ON key_slots(owner, expires_at);
+    CREATE INDEX key_slots_node ON key_slots(node_id);
+    CREATE TABLE account_cooldowns (
+        user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        until_ts DOUBLE PRECISION NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE conversation_threads (
+        digest TEXT PRIMARY KEY,
+        account_id BIGINT NOT NULL,
+        account_key TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX conversation_threads_account ON conversation_threads(account_id, used_at);
+    CREATE INDEX conversation_threads_used ON conversation_threads(used_at);
+    CREATE INDEX conversation_threads_node ON conversation_threads(node_id);
+    CREATE TABLE conversation_responses (
+        response_id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        items TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX conversation_responses_used ON conversation_responses(used_at);
+    CREATE TABLE device_flows (
+        user_id BIGINT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        node_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE login_failures (
+        bucket TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX login_failures_bucket ON login_failures(bucket, ts);
+    CREATE INDEX login_failures_ts ON login_failures(ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

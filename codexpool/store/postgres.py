@@ -319,6 +319,16 @@ class PostgresStore(Store):
             raise
         return int(new_id or 0)
 
+    async def announce_change(self) -> None:
+        """Move `change_stamp` here and, through NOTIFY, on every other node."""
+        try:
+            async with self.pool.acquire() as conn:
+                await self._announce(conn)
+        except Exception as exc:
+            if unreachable(exc):
+                raise self._unavailable(exc) from exc
+            raise
+
     async def _announce(self, conn: asyncpg.Connection) -> None:
         self.generation += 1
         await conn.execute("SELECT pg_notify($1, '')", CHANGES_CHANNEL)

@@ -236,6 +236,10 @@ class SqliteStore(Store):
             if not bookkeeping:
                 self._changed()  # after the commit: a cache filled before it is dropped
 
+    async def announce_change(self) -> None:
+        """Move `change_stamp` here and, through the marker file, in other processes."""
+        self._changed()
+
     def _changed(self) -> None:
         self.generation += 1
         try:
