@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .app_keys import METRICS
@@ -142,8 +143,7 @@ class Metrics:
 def route_label(request: web.Request) -> str:
     """Return the route template (bounded label set), not the raw path."""
     info = request.match_info
-    route = info.route if info is not None else None
-    resource = route.resource if route is not None else None
+    resource = info.route.resource
     if resource is None or getattr(info, "http_exception", None) is not None:
         return "unmatched"  # 404/405: raw paths would let clients grow the label set
     return resource.canonical
@@ -151,7 +151,7 @@ def route_label(request: web.Request) -> str:
 
 def access_middleware_factory(
     principal_of: Callable[[web.Request], object | None],
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Return the middleware that logs one line and counts each request.
 
     `principal_of` reads the authenticated API key principal (if any) off the request.

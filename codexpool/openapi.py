@@ -59,7 +59,7 @@ N_INT = _nullable(INT)
 N_BOOL = _nullable(BOOL)
 
 
-def _closed(required: tuple[str, ...] = (), **props: Schema) -> Schema:
+def _closed(required: tuple[str, ...] = (), /, **props: Schema) -> Schema:
     """A response object whose keys are exactly these (all always present)."""
     return {
         "type": "object",
@@ -641,9 +641,9 @@ COMPONENTS: dict[str, Any] = {
 # --- operations -------------------------------------------------------------------------------
 
 NONE: list[dict[str, list[str]]] = []
-ADMIN = [{"adminSession": []}]
-PORTAL = [{"portalSession": []}]
-API_KEY = [{"apiKey": []}, {"apiKeyHeader": []}]
+ADMIN: list[dict[str, list[str]]] = [{"adminSession": []}]
+PORTAL: list[dict[str, list[str]]] = [{"portalSession": []}]
+API_KEY: list[dict[str, list[str]]] = [{"apiKey": []}, {"apiKeyHeader": []}]
 
 
 def _json(schema: Schema, description: str = "OK") -> dict[str, Any]:

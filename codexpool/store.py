@@ -306,7 +306,7 @@ class Store:
             )
         if current < SCHEMA_VERSION:
             async with self.db.execute("PRAGMA foreign_key_check") as cur:
-                broken = await cur.fetchall()
+                broken = list(await cur.fetchall())
             if broken:
                 _LOGGER.warning("Database %s has dangling references: %s", self.path, broken[:5])
 
@@ -334,9 +334,9 @@ class Store:
         async with self._tx_lock:
             try:
                 async with self.db.execute(sql, params) as cur:
-                    return (
-                        cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
-                    )
+                    if sql.lstrip().upper().startswith("INSERT"):
+                        return cur.lastrowid or 0  # an INSERT sets it; 0 = no row inserted yet
+                    return cur.rowcount
             finally:
                 if not bookkeeping:
                     self._changed()  # after the statement: a cache filled before it is dropped

@@ -25,16 +25,17 @@ from ..codex.events import (
     TextDelta,
     ToolCalls,
     TurnError,
+    TurnErrorKind,
     Usage,
 )
-from ..errors import ApiError, error_body
+from ..errors import ApiError, Source, error_body
 from . import sse
 from .translate import ChatRequest, ChunkFactory, completion, tool_call_objects, usage_dict
 
 _LOGGER = logging.getLogger(__name__)
 
 # TurnError.kind -> (HTTP status, error code, who produced it)
-_ERROR_MAP: dict[str, tuple[int, str, str]] = {
+_ERROR_MAP: dict[TurnErrorKind, tuple[int, str, Source]] = {
     "usage_limit": (429, "usage_limit_reached", "upstream"),
     "unauthorized": (502, "account_unauthorized", "upstream"),
     "not_linked": (403, "account_not_linked", "gateway"),
@@ -60,7 +61,7 @@ def turn_error_to_api(exc: TurnError) -> ApiError:
         message = f"{message} (the account's Codex limit resets at unix time {exc.resets_at})"
     elif exc.kind == "busy":
         headers["Retry-After"] = "1"
-    return ApiError(status, message, code, source=source, headers=headers)  # type: ignore[arg-type]
+    return ApiError(status, message, code, source=source, headers=headers)
 
 
 @dataclass
@@ -116,7 +117,9 @@ def _take(event: object, outcome: TurnOutcome) -> None:
         outcome.usage = event
 
 
-async def complete(events: AsyncIterator[object], req: ChatRequest) -> tuple[dict, TurnOutcome]:
+async def complete(
+    events: AsyncIterator[object], req: ChatRequest
+) -> tuple[dict[str, Any], TurnOutcome]:
     """Run a turn to the end and return one `chat.completion` object."""
     outcome = TurnOutcome()
     try:

@@ -32,11 +32,11 @@ from ..app_keys import (
     USAGE,
 )
 from ..codex.engine import ThreadSlot
-from ..codex.events import TurnError
+from ..codex.events import TurnError, TurnErrorKind
 from ..conversations import ThreadRef, extend, prefix_digests
 from ..errors import REQUEST_ID, ApiError
 from ..key_limits import Ticket
-from ..pool import Account
+from ..selection import Account
 from ..usage import UsageRow
 from ..users import KeyPrincipal
 from . import chat
@@ -45,7 +45,7 @@ from .translate import ChatRequest
 _LOGGER = logging.getLogger(__name__)
 
 MAX_TRIES = 3
-FAILOVER_KINDS = frozenset({"usage_limit", "unauthorized"})
+FAILOVER_KINDS: frozenset[TurnErrorKind] = frozenset({"usage_limit", "unauthorized"})
 
 
 async def run_chat(
@@ -166,7 +166,7 @@ async def run_chat(
             answered = False
             try:
                 if req.stream:
-                    resp = await shape.stream(request, events, req, outcome)
+                    resp: web.StreamResponse = await shape.stream(request, events, req, outcome)
                 else:
                     body, outcome = await shape.complete(events, req)
                     resp = web.json_response(body)
@@ -214,7 +214,7 @@ async def run_chat(
                     # keeps this request's place in the key's concurrency until then.
                     u = outcome.usage
                     await held_turns.park(
-                        events,  # type: ignore[arg-type]
+                        events,
                         outcome.tool_calls,
                         served,
                         key_id,

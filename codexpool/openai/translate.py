@@ -185,8 +185,8 @@ def _message_parts(content: Any, index: int) -> tuple[list[str], list[str]]:
     images: list[str] = []
     for part in content:
         if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
-            ref = part.get("image_url")
-            images.append(ref.get("url") if isinstance(ref, dict) else ref)
+            ref: Any = part.get("image_url")  # a URL string or {"url": ...}
+            images.append(ref["url"] if isinstance(ref, dict) else ref)
     texts = [_content_text(content, index)]
     return texts, images
 

@@ -8,14 +8,15 @@ the pool's next account).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from .. import shutdown
 from ..api_auth import require_api_key
 from ..app_keys import CODEX_BIN, EXECUTIONS, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
-from ..codex.events import TurnError
+from ..codex.events import TurnError, TurnErrorKind
 from ..errors import REQUEST_ID, ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
@@ -32,7 +33,10 @@ def _stopped_error(exc: ExecStopped) -> ApiError:
     return ApiError(503, exc.message, "server_shutting_down")
 
 
-_COOLDOWN_KINDS = {"usage_limit_reached": "usage_limit", "account_unauthorized": "unauthorized"}
+_COOLDOWN_KINDS: dict[str | None, TurnErrorKind] = {
+    "usage_limit_reached": "usage_limit",
+    "account_unauthorized": "unauthorized",
+}
 
 
 async def execute(request: web.Request) -> web.StreamResponse:
@@ -69,7 +73,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
     result = ExecResult()
     status, error_code = 499, None  # stay so only when the client goes away mid-run
     failure: ApiError | None = None
-    events: AsyncIterator[dict] = request.app[EXECUTIONS].events(
+    events: AsyncGenerator[dict[str, Any], None] = request.app[EXECUTIONS].events(
         exec_argv(codex_bin, req, settings),
         req.prompt,
         account.codex_home,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..errors import ApiError
 from ..sessions import require_admin
@@ -49,7 +50,7 @@ async def portal_page(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def static_headers(request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+async def static_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Add the security headers to static files too."""
     resp = await handler(request)
     if request.path.startswith("/static/"):

@@ -21,7 +21,7 @@ from ..linking import is_linked
 from ..openai import dispatch
 from ..openai.models import DEFAULT_ALIAS
 from ..openai.translate import ChatRequest, json_int
-from ..pool import Account
+from ..selection import Account
 from ..users import KeyPrincipal, User, live_key_row
 
 MAX_PROMPT_CHARS = 32_000
