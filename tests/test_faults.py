@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
-from tests.conftest import ADMIN_PASSWORD, LiveServer, _child_env, write_settings
+from tests.conftest import ADMIN_PASSWORD, LiveServer, _child_env, async_openai, write_settings
 from tests.e2e_helpers import link_user
 from tests.e2e_helpers import usage_rows as request_rows
 
@@ -217,7 +217,7 @@ async def test_database_locked_by_another_process(server: LiveServer, fake_backe
     db = server.settings.db_path
     admin = aiohttp.ClientSession(server.url, cookie_jar=aiohttp.CookieJar(unsafe=True))
     login = {"username": "admin", "password": ADMIN_PASSWORD}
-    client = openai.AsyncOpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]
+    client = async_openai(server, server.key)  # type: ignore[attr-defined]
     async with admin, client:
         assert (await admin.post("/api/auth/login", json=login)).status == 200
         holder = LockHolder(db)
@@ -259,7 +259,7 @@ async def test_restart_while_usage_rows_are_written(server: LiveServer, fake_bac
     received in full has its usage row, every row is a clean outcome, and the restarted
     gateway serves."""
     fake_backend.set_default_delay(40)  # each answer streams for a while
-    client = openai.AsyncOpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]
+    client = async_openai(server, server.key)  # type: ignore[attr-defined]
 
     async def one() -> str:
         stream = await client.chat.completions.create(model="codex", messages=HI, stream=True)
