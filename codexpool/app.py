@@ -29,6 +29,7 @@ from .app_keys import (
     LIMITS,
     MODELS,
     POOL,
+    PRINCIPAL,
     REFUSALS,
     RUN_GATE,
     SETTINGS,
@@ -38,14 +39,17 @@ from .app_keys import (
 from .codex.engine import Engine, EngineConfig
 from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
-from .errors import error_middleware, request_id_header, request_id_middleware
+from .csrf import csrf_middleware
+from .errors import error_middleware
 from .key_cache import KeyCache
 from .key_limits import KeyQuotas
+from .observe import access_middleware_factory
 from .openai import tool_turns
 from .openai.image_fetch import FetchLimits, ImageFetcher
 from .openai.models import ModelCatalog
 from .pool import Pool
 from .quota_history import QuotaHistory
+from .request_id import request_id_header, request_id_middleware
 from .routes import (
     admin,
     alerts,
@@ -62,8 +66,10 @@ from .routes import (
     requests,
     usage_charts,
 )
+from .routes.pages import static_headers
 from .run_gate import RunGate
 from .security import KeyCipher
+from .sessions import session_middleware
 from .store import Store
 from .usage import UsageRecorder, run_pruner
 
@@ -163,15 +169,25 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, settings_file: Path | None = None) -> web.Application:
     """Build the gateway application for these settings (no I/O happens here); the sandbox
     of model commands also hides `settings_file` (the data folder's is hidden anyway)."""
-    # Middleware order: the request id comes first so every later error can name it; error
-    # shaping wraps everything else so no route can leak a traceback or an HTML error page;
-    # sessions.setup then appends the CSRF guard (rejects cross-site cookie state changes
-    # before any session is read) and the session middleware (innermost: it saves the cookie
-    # on the handler's response).
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[request_id_middleware, error_middleware],
-    )
+    # Every middleware, outermost first; no module adds one elsewhere. Order matters:
+    middlewares = [
+        # Access log line and request counters: outermost, so they see the status error
+        # shaping made and the latency of the whole request, streams included.
+        access_middleware_factory(lambda request: request.get(PRINCIPAL)),
+        # Request id: before anything that can fail, so every error and log line names it.
+        request_id_middleware,
+        # Error shaping: wraps everything below, so no middleware or route can answer with a
+        # traceback or an HTML error page (a CSRF refusal is an OpenAI error too).
+        error_middleware,
+        # CSRF guard: before the session, so a rejected cross-site state change never loads
+        # or rewrites a session cookie.
+        csrf_middleware,
+        # Session cookie: saves a session the handler changed into the handler's response.
+        session_middleware(settings),
+        # Security headers of static files: on the handler's own response, innermost.
+        static_headers,
+    ]
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
     app.on_response_prepare.append(request_id_header)
     app[CIPHER] = KeyCipher(settings.openai_key_encryption_secret)
@@ -189,7 +205,7 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
         [_store_ctx, _usage_ctx, _engine_ctx, _image_fetcher_ctx, _background_ctx]
     )
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
-    sessions.setup(app)  # + admin credentials context; before every cookie route
+    sessions.setup(app)  # sign-in throttle + admin credentials context
     health.setup(app)
     openapi_doc.setup(app)  # GET /api/openapi.json
     openai_api.setup(app)
@@ -207,7 +223,7 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     quicktest.setup(app)
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
     pages.setup(app)  # /, /login, /openai and /static/ with a strict CSP
-    metrics.setup(app)  # access log as the outermost middleware, /metrics, usage hook
+    metrics.setup(app)  # /metrics and the usage hook
     return app
 
 

@@ -64,3 +64,5 @@ HELD_TURNS: web.AppKey[HeldTurns] = web.AppKey("held_turns")
 EXECUTIONS: web.AppKey[Executions] = web.AppKey("executions")
 
 PRINCIPAL: web.RequestKey[KeyPrincipal] = web.RequestKey("principal")
+# This request's id (request_id.py): in error bodies, log lines and usage rows.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")

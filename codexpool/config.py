@@ -196,6 +196,15 @@ class Settings:
             "(the client's messages follow as developer instructions). Empty: none.",
         ),
     )
+    web_search: bool = field(
+        default=False,
+        metadata=_opt(
+            "webSearch",
+            "Serve a `web_search` tool offered on /v1/responses with Codex's own web search "
+            "(run by the ChatGPT backend, on the account's quota). Off: the tool is dropped and "
+            "the response names it (x-codexpool-dropped-tools header, `warnings`).",
+        ),
+    )
     max_body_bytes: int = field(
         default=8 * 1024 * 1024,
         metadata=_opt("maxBodyBytes", "Largest request body accepted (413 above it)."),

@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from . import jsoncheck
-from .ids import unique_hex
+from .app_keys import REQUEST_ID
 
 _LOGGER = logging.getLogger(__name__)
 
 Source = Literal["gateway", "upstream"]
 SOURCE_HEADER = "x-codexpool-error-source"
-REQUEST_ID_HEADER = "x-request-id"
-REQUEST_ID = web.RequestKey("request_id", str)
 
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -97,31 +96,6 @@ def json_error_response(
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request an id (echoed in a header) so log lines and errors can be matched."""
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else unique_hex(32)
-    request[REQUEST_ID] = rid
-    try:
-        resp = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers[REQUEST_ID_HEADER] = rid
-        raise
-    return resp  # request_id_header adds the header as the response is prepared
-
-
-async def request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """Echo the request id on every response as its headers go out (on_response_prepare), so
-    streams carry it too: the middleware sees a stream only once it is on the wire."""
-    rid = request.get(REQUEST_ID)
-    if rid is not None:
-        response.headers[REQUEST_ID_HEADER] = rid
 
 
 @web.middleware

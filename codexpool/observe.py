@@ -12,16 +12,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .app_keys import METRICS
-from .errors import REQUEST_ID
+from .app_keys import METRICS, REQUEST_ID
 from .usage import UsageRow
 
 ACCESS_LOGGER = logging.getLogger("codexpool.access")
@@ -32,7 +31,6 @@ SERVED_ACCOUNT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "served_account", default=None
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 

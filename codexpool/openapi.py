@@ -1167,6 +1167,10 @@ def _paths() -> dict[str, dict[str, Any]]:
                     }
                 },
                 body=_body(_ref("ResponsesRequest")),
+                description="Function and `custom` tools reach the model (custom tools as "
+                "functions of one string, called back as `custom_tool_call` items); `web_search` "
+                "is served when the `webSearch` setting is on; other hosted tools are dropped, "
+                "named in the `x-codexpool-dropped-tools` header and a `warnings` entry.",
             )
         },
         "/api/openai/v1/models": {

@@ -1,4 +1,4 @@
-"""Cookie sessions for the admin panel and the portal, plus their CSRF guard.
+"""Cookie sessions for the admin panel and the portal (their CSRF guard is csrf.py).
 
 One encrypted cookie (`codexpool_session`, aiohttp-session + Fernet) holds two independent
 slots: `admin` and `portal`. Each route reads only its own slot, so an admin sign-in never
@@ -23,17 +23,17 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from aiohttp_session import AbstractStorage, Session, SessionData
 from cryptography.fernet import Fernet, InvalidToken
-from yarl import URL
 
 from . import users
 from .admin_auth import load_admin_auth
-from .api_auth import extract_key, require_api_key
 from .app_keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
-from .errors import ApiError, Handler
+from .config import Settings
+from .errors import ApiError
 from .login_throttle import LoginThrottle
-from .netinfo import is_https, public_host
+from .netinfo import is_https
 from .security import derive_fernet_key
 from .users import User
 
@@ -43,18 +43,6 @@ COOKIE_NAME = "codexpool_session"
 SESSION_MAX_AGE = 7 * 24 * 3600
 ADMIN_SLOT = "admin"
 PORTAL_SLOT = "portal"
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Cookie-authenticated route groups whose state changes need a same-origin request.
-CSRF_PREFIXES = (
-    "/api/auth/",
-    "/api/admin/",
-    "/api/openai/auth/",
-    "/api/openai/keys/",
-    "/api/openai/codex/",
-    "/api/openai/pool/",
-)
-# Routes inside CSRF_PREFIXES that also take an API key (which then wins over the cookie).
-KEY_OR_COOKIE_ROUTES = frozenset({"/api/openai/codex/execute-session"})
 
 
 def auth_required() -> ApiError:
@@ -141,8 +129,12 @@ async def _drop_slot(request: web.Request, slot: str) -> None:
         request[_CHANGED] = True
 
 
-def session_middleware(storage: _Storage) -> Any:
-    """Return a middleware that saves a changed session into the handler's response."""
+def session_middleware(settings: Settings) -> Middleware:
+    """Return the middleware that gives handlers the session cookie's storage and saves a
+    changed session into the handler's response (create_app places it)."""
+    storage = _Storage(
+        derive_fernet_key(settings.session_secret, b"session-cookie"), settings.trusted_proxy
+    )
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -226,67 +218,6 @@ async def end_portal_session(request: web.Request) -> None:
     await _drop_slot(request, PORTAL_SLOT)
 
 
-# --- CSRF ---------------------------------------------------------------------------------
-
-
-def _host_port(authority: str) -> tuple[str, str]:
-    """Split host[:port] and drop default web ports so equal origins compare equal."""
-    url = URL(f"http://{authority}")
-    port = url.explicit_port
-    return (url.raw_host or "").lower(), "" if port in (None, 80, 443) else str(port)
-
-
-def is_cross_site(request: web.Request, trusted_proxy: bool) -> bool:
-    """Tell whether a browser marked this request as coming from another site or origin."""
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        return True
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not a browser (curl, scripts): they cannot ride a victim's cookie
-    try:
-        url = URL(origin)
-        if not url.absolute or url.raw_host is None:
-            return True  # "null" and other opaque origins
-        port = url.explicit_port
-        theirs = (url.raw_host.lower(), "" if port in (None, 80, 443) else str(port))
-        return theirs != _host_port(public_host(request, trusted_proxy))
-    except ValueError:
-        return True
-
-
-async def authenticated_by_key(request: web.Request) -> bool:
-    """Tell whether this request is one that authenticates by a valid API key alone.
-
-    Only such a request may skip the CSRF guard: a cross-site attacker cannot know the key. A
-    bare `Authorization` or `x-api-key` header proves nothing (`Authorization: Basic ...` with
-    the victim's cookie used to pass), and admin and portal routes never take a key at all.
-    """
-    if request.path not in KEY_OR_COOKIE_ROUTES or extract_key(request) is None:
-        return False
-    try:
-        await require_api_key(request)  # the handler then uses this key, never the cookie
-    except ApiError:
-        return False
-    return True
-
-
-@web.middleware
-async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Reject cross-site state changes on cookie-authenticated route groups with a 403."""
-    if (
-        request.method in UNSAFE_METHODS
-        and request.path.startswith(CSRF_PREFIXES)
-        and is_cross_site(request, request.app[SETTINGS].trusted_proxy)
-        and not await authenticated_by_key(request)
-    ):
-        raise ApiError(
-            403,
-            "Cross-site request rejected: this route only accepts same-origin requests.",
-            "csrf_rejected",
-        )
-    return await handler(request)
-
-
 # --- wiring -------------------------------------------------------------------------------
 
 
@@ -297,17 +228,10 @@ async def _admin_auth_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """Install the CSRF guard and the session middleware, and the admin credentials context.
+    """Install the sign-in throttle and the admin credentials context.
 
-    Call after the store's cleanup context is registered and before any route that reads a
-    session; both middlewares sit inside error shaping so their failures are OpenAI errors.
+    Call after the store's cleanup context is registered (the middleware is in create_app's
+    list).
     """
-    settings = app[SETTINGS]
-    storage = _Storage(
-        derive_fernet_key(settings.session_secret, b"session-cookie"), settings.trusted_proxy
-    )
-    # CSRF first: a rejected request never loads or rewrites a session.
-    app.middlewares.append(csrf_middleware)
-    app.middlewares.append(session_middleware(storage))
     app[THROTTLE] = LoginThrottle()
     app.cleanup_ctx.append(_admin_auth_ctx)

@@ -73,7 +73,7 @@ async def test_app_server_is_recycled_without_cutting_running_turns(tmp_path: Pa
     old one finish there; then it ends."""
     config = EngineConfig(
         codex_bin=FAKE_CODEX,
-        extra_env={"FAKE_CODEX_DELAY_MS": "150"},  # a turn takes ~600 ms
+        extra_env={"FAKE_CODEX_DELAY_MS": "600"},  # a turn takes ~2.4 s: slow enough under load
         scratch_root=tmp_path / "scratch",
         recycle_above_mib=1,  # any process is past it: recycle at the first reading
         recycle_check_every=2,

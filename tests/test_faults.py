@@ -105,6 +105,32 @@ def test_malformed_sse_mid_answer_ends_the_stream_with_an_error(
         assert stream_text(client) == "next"
 
 
+def test_mid_stream_upstream_failure_is_labelled_upstream_on_both_routes(
+    server: LiveServer, fake_backend: Any
+):
+    """An upstream failure after the headers went out says it came from upstream, on chat
+    chunks and on Responses events alike (the Responses stream used to label it "gateway"),
+    and the Responses `error` event keeps its own `type` ("error", as OpenAI sends it)."""
+    client = openai.OpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]
+    with client:
+        fake_backend.script("acct_faye", fake_backend.reply("a b c d", chunks=4, malformed_after=2))
+        with pytest.raises(openai.APIError) as info:
+            for _ in client.chat.completions.create(model="codex", messages=HI, stream=True):
+                pass
+        assert info.value.body["source"] == "upstream", info.value.body  # type: ignore[index]
+        assert info.value.body["code"] == "upstream_error"  # type: ignore[index]
+
+        fake_backend.script("acct_faye", fake_backend.reply("a b c d", chunks=4, malformed_after=2))
+        events = list(client.responses.create(model="codex", input="hi", stream=True))
+        kinds = [e.type for e in events]
+        assert "response.output_text.delta" in kinds and "response.completed" not in kinds
+        error = events[-1].to_dict()
+        assert error["source"] == "upstream" and error["code"] == "upstream_error", error
+        assert error["type"] == "error", error
+        assert "stream" in error["message"]
+    assert rows_eventually(server, 2) == [(502, "upstream_error"), (502, "upstream_error")]
+
+
 def test_backend_hangs_mid_answer_hits_the_deadline(server: LiveServer, fake_backend: Any):
     fake_backend.script("acct_faye", fake_backend.reply("abcdefgh", chunks=4, hang_after=2))
     client = openai.OpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]

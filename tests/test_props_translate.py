@@ -5,7 +5,7 @@ a clean 4xx ApiError; on valid conversations every message becomes items of its 
 place (leading system and developer messages the instructions), tool calls and results keep
 their call ids, and the last user message is the turn's input.
 
-Answers: the real `chat.stream` / `chat.complete` driven by generated Codex event sequences
+Answers: the real `driver.stream` / `driver.complete` with the chat writer, driven by generated Codex event sequences
 (served by a real aiohttp server and read back over loopback): the content deltas add up to the
 text, every event is a well-formed `chat.completion.chunk`, exactly one finish_reason, a usage
 chunk only when asked, `[DONE]` last; a failure mid-stream is one error event before `[DONE]`.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 from codexpool.codex.events import Heartbeat, ReasoningDelta, TextDelta, TurnError, Usage
 from codexpool.errors import ApiError
-from codexpool.openai import chat
+from codexpool.openai import chat, driver
 from codexpool.openai.models import ModelCatalog
 from codexpool.openai.responses import to_chat_body
+from codexpool.openai.responses_writer import ResponsesWriter
 from codexpool.openai.translate import (
     ROLES,
     ChatRequest,
@@ -269,13 +270,19 @@ async def _events(events: list[Any], fail: bool) -> AsyncIterator[Any]:
         raise TurnError("upstream", "boom")
 
 
-async def _serve(events: list[Any], fail: bool, include_usage: bool) -> tuple[int, bytes]:
-    """Serve one chat stream from these events through a real aiohttp server; read it back."""
+async def _serve(
+    events: list[Any],
+    fail: bool,
+    include_usage: bool,
+    shape: Callable[[ChatRequest], driver.AnswerWriter] = chat.ChatWriter,
+) -> tuple[int, bytes]:
+    """Serve one stream from these events through a real aiohttp server; read it back."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         req = _req(True, include_usage)
         try:
-            return await chat.stream(request, _events(events, fail), req, chat.TurnOutcome())
+            writer = shape(req)
+            return await driver.stream(request, _events(events, fail), writer, driver.TurnOutcome())
         except ApiError as exc:
             return exc.response()
 
@@ -362,10 +369,55 @@ def test_stream_chunks_add_up_to_the_text(
         assert usage_chunks == []
 
 
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(events=st.lists(EVENT, max_size=8), fail=st.booleans())
+def test_responses_stream_events_are_numbered_and_add_up(events: list[Any], fail: bool) -> None:
+    """The same driver with the Responses writer: every event's `event:` line names its data's
+    `type`, sequence numbers count 1, 2, ..., the text deltas and the completed response both
+    hold the text, and a failure mid-stream is one `error` event that says it came upstream."""
+    status, raw = asyncio.run(_serve(events, fail, False, ResponsesWriter))
+    if fail and not events:
+        assert status == 502 and json.loads(raw)["error"]["source"] == "upstream"
+        return
+    assert status == 200
+    parsed = []
+    for block in raw.decode().split("\n\n"):
+        if not block or block.startswith(":"):
+            continue  # keep-alive comment
+        head, data = block.split("\n")
+        assert head.startswith("event: ") and data.startswith("data: "), block
+        event = json.loads(data[len("data: ") :])
+        assert event["type"] == head[len("event: ") :], block
+        parsed.append(event)
+    kinds = [e["type"] for e in parsed]
+    assert [e["sequence_number"] for e in parsed] == list(range(1, len(parsed) + 1))
+    assert kinds[0] == "response.created"
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert "".join(e["delta"] for e in parsed if e["type"] == "response.output_text.delta") == text
+    if fail:
+        assert kinds.count("error") == 1 and "response.completed" not in kinds
+        error = parsed[-1]
+        assert error["source"] == "upstream" and error["code"] == "upstream_error", error
+        return
+    assert kinds[-1] == "response.completed" and "error" not in kinds
+    response = parsed[-1]["response"]
+    assert response["status"] == "completed" and response["id"].startswith("resp_")
+    assert "".join(p["text"] for item in response["output"] for p in item["content"]) == text
+
+
 @PROPS
 @given(events=st.lists(EVENT, max_size=8))
 def test_complete_answer_holds_the_whole_text(events: list[Any]) -> None:
-    body, outcome = asyncio.run(chat.complete(_events(events, False), _req(False, False)))
+    req = _req(False, False)
+    body = asyncio.run(
+        driver.complete(_events(events, False), chat.ChatWriter(req), driver.TurnOutcome())
+    )
     (choice,) = body["choices"]
     assert body["object"] == "chat.completion"
     assert choice["message"]["content"] == "".join(

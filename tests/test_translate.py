@@ -345,7 +345,7 @@ def test_every_turn_error_kind_has_its_http_error() -> None:
     from typing import get_args
 
     from codexpool.codex.events import TurnError, TurnErrorKind
-    from codexpool.openai.chat import turn_error_to_api
+    from codexpool.openai.driver import turn_error_to_api
 
     answers = {kind: turn_error_to_api(TurnError(kind, "x")) for kind in get_args(TurnErrorKind)}
     assert len(answers) == 11

@@ -141,6 +141,7 @@ class TurnRequest:
     tools: tuple[dict[str, Any], ...] = ()  # DynamicToolSpec objects (client functions)
     images: tuple[str, ...] = ()  # image URLs (https or data:) given to the model
     history: tuple[dict[str, Any], ...] = ()  # Responses items before the input (injected)
+    web_search: str | None = None  # Codex's own web search for the thread: "live", "cached"
     thread: ThreadSlot | None = None  # keep the thread for the conversation's next turn
 
 
@@ -396,6 +397,8 @@ class Engine:
             params["model"] = request.model
         if request.tools:
             params["dynamicTools"] = list(request.tools)
+        if request.web_search:  # the lean profile turns it off for the whole app-server
+            params["config"] = {**params.get("config", {}), "web_search": request.web_search}
         return params
 
     def _turn_ended(self, acct: _Account, server: AppServer) -> None:

@@ -1,1 +1,2 @@
-"""The OpenAI-facing side: request parsing, chunks, chat and Responses answers, dispatch, tool turns, SSE."""
+"""The OpenAI-facing side: request parsing, dispatch, one stream driver with a writer per
+answer shape (chat, Responses), tool turns, SSE."""

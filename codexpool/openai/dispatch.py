@@ -4,7 +4,7 @@ A master-key turn that fails before any byte reached the client because its acco
 usage limit or lost its login is retried on the next eligible account (at most `MAX_TRIES`
 accounts in all); the failed account is cooled down until its reset. Response headers go out
 only with the first upstream event, or once the turn stayed silent past the keep-alive interval
-(see chat.py), so the client never sees the first failure and nothing has to be buffered.
+(see driver.py), so the client never sees the first failure and nothing has to be buffered.
 
 A turn the backend refused because of its instructions (not Codex's own, see
 codex/instructions.py) runs once more on the same account with Codex's own, which the account
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -28,18 +29,20 @@ from ..app_keys import (
     IMAGE_FETCHER,
     KEY_QUOTAS,
     POOL,
+    REQUEST_ID,
     SETTINGS,
     USAGE,
 )
 from ..codex.engine import ThreadSlot
 from ..codex.events import TurnError, TurnErrorKind
 from ..conversations import ThreadRef, extend, prefix_digests
-from ..errors import REQUEST_ID, ApiError
+from ..errors import ApiError
 from ..key_limits import Ticket
 from ..selection import Account
 from ..usage import UsageRow
 from ..users import KeyPrincipal
-from . import chat
+from . import chat, driver
+from .driver import AnswerWriter, TurnOutcome
 from .translate import ChatRequest
 
 _LOGGER = logging.getLogger(__name__)
@@ -56,14 +59,14 @@ async def run_chat(
     principal: KeyPrincipal | None,
     account: Account | None = None,
     started: float | None = None,
-    shape: Any = chat,
+    shape: Callable[[ChatRequest], AnswerWriter] = chat.ChatWriter,
     previous_response_id: str | None = None,
     keep_response: bool = False,
 ) -> web.StreamResponse:
     """Answer a chat request; `account` pins it (portal cookie), else the pool chooses.
 
-    `shape` is the module that writes the answer (`chat`, or `responses` for /v1/responses):
-    it has `stream(request, events, req, outcome)` and `complete(events, req)`.
+    `shape` makes the writer of the answer's shape (chat.ChatWriter, or
+    responses_writer.ResponsesWriter for /v1/responses); driver.py runs the turn through it.
 
     A request whose trailing `role: "tool"` messages answer a parked turn's function calls
     resumes that turn on its account; unknown or expired call ids run a fresh turn with the
@@ -94,7 +97,10 @@ async def run_chat(
         prior = record.items
     items = prior + req.items
     history = items[: len(prior) + req.input_start]
-    digests = prefix_digests(scope, req.developer_instructions, req.tools, items)
+    tools = req.tools
+    if req.tool_plan.web_search:  # a thread with web search is not one without
+        tools = (*tools, {"type": "web_search", "mode": req.tool_plan.web_search})
+    digests = prefix_digests(scope, req.developer_instructions, tools, items)
     turn = chat.turn_request(req, app[SETTINGS].openai_codex_timeout_ms, history)
     resume = (
         held_turns.take([cid for cid, _ in req.tool_results], key_id) if req.tool_results else None
@@ -108,7 +114,7 @@ async def run_chat(
     can_fail_over = account is None and principal is not None and principal.kind == "master"
     thread: ThreadRef | None = None
     served: Account | None = account
-    outcome = chat.TurnOutcome()
+    outcome = TurnOutcome()
     status = 499  # stays so only when the client goes away mid-request
     tried: set[int] = set()
     ticket: Ticket | None = None
@@ -142,7 +148,7 @@ async def run_chat(
                     turn, req.image_refs, fallback_param="previous_response_id"
                 )
                 fetch_images = False
-            outcome = chat.TurnOutcome()
+            outcome = TurnOutcome()
             resumed = resume is not None and attempt == 1 and not same_account
             slot = ThreadSlot()
             if resumed:
@@ -165,16 +171,17 @@ async def run_chat(
             same_account = False
             answered = False
             try:
+                writer = shape(req)
                 if req.stream:
-                    resp: web.StreamResponse = await shape.stream(request, events, req, outcome)
+                    resp = await driver.stream(request, events, writer, outcome)
                 else:
-                    body, outcome = await shape.complete(events, req)
-                    resp = web.json_response(body)
+                    body = await driver.complete(events, writer, outcome)
+                    resp = web.json_response(body, headers=writer.headers())
                 status = outcome.status
                 answered = outcome.error is None
                 return resp
             except ApiError as exc:
-                # A raised error means nothing reached the client yet (chat.py contract).
+                # A raised error means nothing reached the client yet (driver.py contract).
                 cause = exc.__cause__
                 if (
                     isinstance(cause, TurnError)
@@ -269,7 +276,7 @@ async def run_chat(
         )
 
 
-def answer_items(outcome: chat.TurnOutcome) -> tuple[dict[str, Any], ...]:
+def answer_items(outcome: TurnOutcome) -> tuple[dict[str, Any], ...]:
     """Return the answer as the Responses items a client's next request repeats it with.
 
     Built as translate.conversation_items builds an assistant message, so the digest of

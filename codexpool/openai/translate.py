@@ -15,6 +15,7 @@ from typing import Any
 from .. import fastjson
 from ..errors import ApiError
 from ..ids import unique_hex
+from .tool_kinds import NO_TOOLS, ToolPlan
 from .tool_names import alias, unalias
 
 # Named reasoning modes (legacy `reasoning_mode` field) and the Codex effort each maps to.
@@ -59,6 +60,9 @@ class ChatRequest:
     # are history, the rest the turn's own input.
     items: tuple[dict[str, Any], ...] = ()
     input_start: int = 0
+    # What became of a Responses request's tools of other types (custom, hosted): set by the
+    # Responses route, read when the answer is shaped and by the engine (web search).
+    tool_plan: ToolPlan = NO_TOOLS
     extras: dict[str, Any] = field(default_factory=dict)
 
 

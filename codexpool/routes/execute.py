@@ -15,9 +15,19 @@ from aiohttp import web
 
 from .. import shutdown
 from ..api_auth import require_api_key
-from ..app_keys import CODEX_BIN, EXECUTIONS, ISOLATION, KEY_QUOTAS, POOL, RUN_GATE, SETTINGS, USAGE
+from ..app_keys import (
+    CODEX_BIN,
+    EXECUTIONS,
+    ISOLATION,
+    KEY_QUOTAS,
+    POOL,
+    REQUEST_ID,
+    RUN_GATE,
+    SETTINGS,
+    USAGE,
+)
 from ..codex.events import TurnError, TurnErrorKind
-from ..errors import REQUEST_ID, ApiError, read_json_object
+from ..errors import ApiError, read_json_object
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..openai import sse

@@ -21,13 +21,12 @@ from ..app_keys import (
     HELD_TURNS,
     METRICS,
     POOL,
-    PRINCIPAL,
     REFUSALS,
     STORE,
     USAGE,
 )
 from ..errors import ApiError
-from ..observe import Metrics, access_middleware_factory
+from ..observe import Metrics
 from ..sessions import require_admin
 from .common import metrics_token_sent
 
@@ -146,15 +145,13 @@ async def _usage_hook_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """Register /metrics, the access-log middleware (outermost) and the usage hook.
+    """Register /metrics, its collectors and the usage hook (the access-log middleware that
+    counts requests is in create_app's list).
 
     Call after the usage writer's cleanup context is registered: the hook needs it running.
     """
     app[METRICS] = Metrics.create()
     app[METRICS].registry.register(_EngineCounters(app))
     app[METRICS].registry.register(_BoundCounters(app))
-    # Outermost, so the line and the counters see the final status the error middleware made
-    # and the latency of the whole request, streams included.
-    app.middlewares.insert(0, access_middleware_factory(lambda r: r.get(PRINCIPAL)))
     app.cleanup_ctx.append(_usage_hook_ctx)
     app.router.add_get("/metrics", metrics_handler)

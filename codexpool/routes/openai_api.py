@@ -7,10 +7,12 @@ import time
 from aiohttp import web
 
 from ..api_auth import require_api_key
-from ..app_keys import ENGINE, MODELS, POOL
+from ..app_keys import ENGINE, MODELS, POOL, SETTINGS
 from ..errors import ApiError, read_json_object
 from ..openai import dispatch
 from ..openai import responses as responses_api
+from ..openai.responses_writer import ResponsesWriter
+from ..openai.tool_kinds import plan_tools
 from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
 
 PREFIX = "/api/openai/v1"
@@ -32,7 +34,9 @@ async def responses(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     principal = await require_api_key(request)
     body = await read_json_object(request)
-    req = parse_chat_request(responses_api.to_chat_body(body), request.app[MODELS].resolve)
+    plan = plan_tools(body.get("tools"), web_search=request.app[SETTINGS].web_search)
+    req = parse_chat_request(responses_api.to_chat_body(body, plan), request.app[MODELS].resolve)
+    req.tool_plan = plan
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
         raise ApiError(
@@ -47,7 +51,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         endpoint="responses",
         principal=principal,
         started=started,
-        shape=responses_api,
+        shape=ResponsesWriter,
         previous_response_id=previous,
         keep_response=body.get("store") is not False,
     )

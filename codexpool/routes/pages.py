@@ -51,7 +51,7 @@ async def portal_page(request: web.Request) -> web.StreamResponse:
 
 @web.middleware
 async def static_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Add the security headers to static files too."""
+    """Add the security headers to static files too (create_app places this middleware)."""
     resp = await handler(request)
     if request.path.startswith("/static/"):
         resp.headers.update(SECURITY_HEADERS)
@@ -64,4 +64,3 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
     app.router.add_get("/openai", portal_page)
     app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False, append_version=False)
-    app.middlewares.append(static_headers)
