@@ -274,6 +274,15 @@ _CONTENT_PART: Schema = {
             type={"enum": ["image_url", "input_image"]},
             image_url={"anyOf": [_IMAGE_URL, _obj(("url",), url=_IMAGE_URL)]},
         ),
+        _obj(
+            ("type", "file"),
+            type={"const": "file"},
+            file={
+                **_obj(filename=STR, file_data=STR),
+                "description": "A text file as a base64 data URL (or base64) in `file_data`, "
+                "inlined into the prompt; other files and `file_id` get a 400.",
+            },
+        ),
     ]
 }
 
@@ -284,7 +293,7 @@ _MESSAGE: Schema = {
         "role": {"enum": list(ROLES)},
         "content": {
             "description": "Text, or a list of parts (`text`, `input_text`, `output_text`, "
-            "`refusal`, `image_url`, `input_image`; plain strings count as text).",
+            "`refusal`, `image_url`, `input_image`, `file`; plain strings count as text).",
             "anyOf": [STR, {"type": "null"}, {"type": "array", "items": _CONTENT_PART}],
         },
         "name": STR,
@@ -380,10 +389,18 @@ RESPONSES_REQUEST: Schema = _obj(
                                                     "output_text",
                                                     "text",
                                                     "input_image",
+                                                    "input_file",
                                                 ]
                                             },
                                             text=STR,
                                             image_url=STR,
+                                            filename=STR,
+                                            file_data={
+                                                **STR,
+                                                "description": "input_file: a text file as a "
+                                                "base64 data URL (or base64), inlined into the "
+                                                "prompt; other files get a 400",
+                                            },
                                         ),
                                     },
                                 ]

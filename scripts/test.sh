@@ -4,6 +4,7 @@
 #   scripts/test.sh e2e      real server + real codex binary against the fake ChatGPT backend
 #   scripts/test.sh fuzz     schemathesis fuzzing of every route (a subset of e2e)
 #   scripts/test.sh browser  headless Chromium against the real server
+#   scripts/test.sh clients  real clients (SDKs, agent frameworks) against the real server
 #   scripts/test.sh [all]    everything
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ case "$part" in
   e2e) exec "$PY" -m pytest -m "e2e" "$@" ;;
   fuzz) exec "$PY" -m pytest -m "fuzz" "$@" ;;
   browser) exec "$PY" -m pytest -m "browser" "$@" ;;
+  clients) exec "$PY" -m pytest -m "clients" tests/clients "$@" ;;
   all) exec "$PY" -m pytest "$@" ;;
-  *) echo "usage: scripts/test.sh [unit|e2e|fuzz|browser|all] [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test.sh [unit|e2e|fuzz|browser|clients|all] [pytest args]" >&2; exit 2 ;;
 esac

@@ -408,7 +408,14 @@ def test_responses_stream_events_are_numbered_and_add_up(events: list[Any], fail
     assert kinds[-1] == "response.completed" and "error" not in kinds
     response = parsed[-1]["response"]
     assert response["status"] == "completed" and response["id"].startswith("resp_")
-    assert "".join(p["text"] for item in response["output"] for p in item["content"]) == text
+    messages = [item for item in response["output"] if item["type"] == "message"]
+    assert "".join(p["text"] for item in messages for p in item["content"]) == text
+    # The reasoning summary streamed before the text is the reasoning item's summary.
+    streamed = "".join(
+        e["delta"] for e in parsed if e["type"] == "response.reasoning_summary_text.delta"
+    )
+    summary = [i["summary"] for i in response["output"] if i["type"] == "reasoning"]
+    assert summary == ([[{"type": "summary_text", "text": streamed}]] if streamed else [])
 
 
 @PROPS

@@ -614,7 +614,11 @@ class Engine:
                     yield TextDelta(str(params.get("delta", "")))
                 elif method in ("item/reasoning/summaryTextDelta", "item/reasoning/textDelta"):
                     unflushed = True
-                    yield ReasoningDelta(str(params.get("delta", "")))
+                    # summaryIndex: which part of the summary (each a paragraph of its own).
+                    index = params.get("summaryIndex")
+                    yield ReasoningDelta(
+                        str(params.get("delta", "")), index if isinstance(index, int) else 0
+                    )
                 elif method == "thread/tokenUsage/updated":
                     # The thread's running total: this turn's own usage is what it added.
                     total = (params.get("tokenUsage") or {}).get("total") or {}

@@ -20,9 +20,10 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class ReasoningDelta:
-    """A piece of the model's reasoning summary."""
+    """A piece of the model's reasoning summary, in its part `summary_index`."""
 
     text: str
+    summary_index: int = 0
 
 
 @dataclass(frozen=True)

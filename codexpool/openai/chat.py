@@ -54,7 +54,7 @@ class ChatWriter:
         """Return a content chunk (the hot path: see ChunkFactory.content_event)."""
         return self._chunks.content_event(delta)
 
-    def reasoning(self, delta: str) -> bytes:
+    def reasoning(self, delta: str, summary_index: int = 0) -> bytes:
         """Return a `reasoning_content` chunk."""
         return sse.encode(self._chunks.reasoning(delta))
 

@@ -72,6 +72,7 @@ class TurnOutcome:
 
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    reasoning_parts: list[int] = field(default_factory=list)  # each piece's summaryIndex
     usage: Usage | None = None
     first_token_at: float | None = None
     error: ApiError | None = None
@@ -97,6 +98,7 @@ class TurnOutcome:
             self.text.append(event.text)
         elif isinstance(event, ReasoningDelta):
             self.reasoning.append(event.text)
+            self.reasoning_parts.append(event.summary_index)
         elif isinstance(event, Usage):
             self.usage = event
 
@@ -123,8 +125,9 @@ class AnswerWriter(Protocol):
         """Return the events of a piece of the answer's text."""
         ...
 
-    def reasoning(self, delta: str) -> bytes:
-        """Return the events of a piece of the reasoning summary."""
+    def reasoning(self, delta: str, summary_index: int = 0) -> bytes:
+        """Return the events of a piece of the reasoning summary (in its part
+        `summary_index`)."""
         ...
 
     def tool_calls(self, calls: ToolCalls) -> bytes:
@@ -208,7 +211,7 @@ async def stream(
                     pending.append(writer.text(event.text))
             elif isinstance(event, ReasoningDelta):
                 if event.text:
-                    pending.append(writer.reasoning(event.text))
+                    pending.append(writer.reasoning(event.text, event.summary_index))
             # Usage is kept in the outcome; RateLimitUpdate went to the engine's hook.
     except TurnError as exc:
         err = turn_error_to_api(exc)

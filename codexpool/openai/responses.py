@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ApiError
+from .input_files import file_part_text
+from .responses_writer import ECHO_DEFAULTS
 from .tool_kinds import ToolPlan, custom_arguments, output_text, plan_tools
 from .translate import require_codex_json
 
@@ -42,8 +44,14 @@ def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
             if not isinstance(url, str):
                 raise _bad("an input_image part needs an `image_url` string", f"{param}[{j}]")
             parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif kind == "input_file":
+            text = file_part_text(part, f"{param}[{j}]")
+            parts.append({"type": "text", "text": text})
         else:
-            raise _bad("only text and input_image content parts are supported", f"{param}[{j}]")
+            raise _bad(
+                "only input_text, input_image and input_file content parts are supported",
+                f"{param}[{j}]",
+            )
     if all(p["type"] == "text" for p in parts):
         return "\n".join(p["text"] for p in parts)
     return parts
@@ -134,6 +142,14 @@ def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str
     if response_format is not None:
         chat["response_format"] = response_format
     return chat
+
+
+def echoed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Return the request fields the `response` object repeats (kept in ChatRequest.extras)."""
+    return {
+        name: default if body.get(name) is None else body[name]
+        for name, default in ECHO_DEFAULTS.items()
+    }
 
 
 def text_format(text: Any) -> dict[str, Any] | None:

@@ -20,6 +20,33 @@ from .tool_kinds import custom_input
 from .tool_names import unalias
 from .translate import ChatRequest
 
+# Request fields a Responses object repeats, as OpenAI's does (clients read `tools` and
+# `tool_choice` back from it); each defaults to what OpenAI reports when the request left it out.
+ECHO_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+    "text": {"format": {"type": "text"}},
+    "reasoning": None,
+    "max_output_tokens": None,
+    "previous_response_id": None,
+    "metadata": {},
+}
+
+
+def summary_parts(outcome: TurnOutcome) -> list[str]:
+    """Return the turn's reasoning summary as its parts' texts (Codex's summaryIndex)."""
+    parts: list[str] = []
+    last: int | None = None
+    for text, index in zip(outcome.reasoning, outcome.reasoning_parts, strict=True):
+        if text:
+            if index != last:
+                parts.append("")
+                last = index
+            parts[-1] += text
+    return parts
+
 
 class ResponsesWriter:
     """Writes an answer as the Responses API: `response.*` events, or one `response` object
@@ -29,11 +56,20 @@ class ResponsesWriter:
         self.response_id: str | None = "resp_" + uuid.uuid4().hex[:24]
         self.id = self.response_id
         self.msg_id = "msg_" + uuid.uuid4().hex[:24]
+        # What the request said, repeated in the response (responses.echoed_fields).
+        self.echo: dict[str, Any] = req.extras.get("response_echo") or dict(ECHO_DEFAULTS)
         self.model = req.raw_model
         self.plan = req.tool_plan  # custom tools' names, dropped hosted tools (tool_kinds.py)
         self.created_at = int(time.time())
         self.seq = 0
         self.started_text = False  # the message item and its text part were announced
+        self.rs_id = "rs_" + uuid.uuid4().hex[:24]
+        self.reasoning_open = False  # the reasoning item is announced and not closed yet
+        # The streamed summary: its parts' texts, and Codex's summaryIndex of the last part.
+        self.summary: list[str] = []
+        self.part_index = 0
+        # Reasoning that came after the answer's text began (not streamed, not in output).
+        self.late_reasoning = False
 
     def event(self, kind: str, **fields: Any) -> bytes:
         """Encode one Responses stream event."""
@@ -49,6 +85,16 @@ class ResponsesWriter:
             "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": []}],
         }
+
+    def reasoning_item(self, parts: list[str]) -> dict[str, Any]:
+        """Return the reasoning output item with these summary parts (none while it streams)."""
+        summary = [{"type": "summary_text", "text": text} for text in parts]
+        return {"type": "reasoning", "id": self.rs_id, "summary": summary}
+
+    @property
+    def msg_index(self) -> int:
+        """The message's output index: after the reasoning item when there is one."""
+        return 1 if self.summary else 0
 
     def response(
         self, status: str, outcome: TurnOutcome | None, output: list[dict[str, Any]]
@@ -71,9 +117,7 @@ class ResponsesWriter:
             "status": status,
             "model": self.model,
             "output": output,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
+            **self.echo,
             "error": None,
             "incomplete_details": None,
             "usage": usage,
@@ -84,9 +128,14 @@ class ResponsesWriter:
         return body
 
     def output(self, outcome: TurnOutcome) -> list[dict[str, Any]]:
-        """Return the output items: the text message, then a function call or a custom tool
-        call for each tool the model called."""
+        """Return the output items: the reasoning summary, the text message, then a function
+        call or a custom tool call for each tool the model called."""
         items: list[dict[str, Any]] = []
+        # Streamed: the summary as streamed; whole: all of it.
+        # Streamed: the summary as streamed; whole: all of it, part by part.
+        summary = self.summary or ([] if self.late_reasoning else summary_parts(outcome))
+        if summary:
+            items.append(self.reasoning_item(summary))
         if outcome.text:
             items.append(self.message_item("".join(outcome.text)))
         if outcome.tool_calls is not None:
@@ -128,7 +177,7 @@ class ResponsesWriter:
 
     def text(self, delta: str) -> bytes:
         """Return a text delta, announcing the message item and its text part first."""
-        ref = {"item_id": self.msg_id, "output_index": 0, "content_index": 0}
+        ref = {"item_id": self.msg_id, "output_index": self.msg_index, "content_index": 0}
         if self.started_text:
             return self.event("response.output_text.delta", **ref, delta=delta)
         self.started_text = True
@@ -137,15 +186,65 @@ class ResponsesWriter:
         part = {"type": "output_text", "text": "", "annotations": []}
         return b"".join(
             [
-                self.event("response.output_item.added", output_index=0, item=item),
+                self._close_reasoning(),
+                self.event(
+                    "response.output_item.added", output_index=ref["output_index"], item=item
+                ),
                 self.event("response.content_part.added", **ref, part=part),
                 self.event("response.output_text.delta", **ref, delta=delta),
             ]
         )
 
-    def reasoning(self, delta: str) -> bytes:
-        """Return nothing: the reasoning summary is not streamed on this route (yet)."""
-        return b""
+    def reasoning(self, delta: str, summary_index: int = 0) -> bytes:
+        """Return a reasoning summary delta, announcing the reasoning item (output 0) and a
+        summary part first, as OpenAI streams them; a new `summary_index` closes the part
+        and opens the next. Codex reasons before it answers; a summary piece arriving once
+        the answer's text began is left out of the stream."""
+        if self.started_text:
+            self.late_reasoning = True
+            return b""
+        out: list[bytes] = []
+        if not self.reasoning_open:
+            self.reasoning_open = True
+            item = self.reasoning_item([])
+            out.append(self.event("response.output_item.added", output_index=0, item=item))
+        if not self.summary or summary_index != self.part_index:
+            out.append(self._close_part())
+            self.summary.append("")
+            self.part_index = summary_index
+            part = {"type": "summary_text", "text": ""}
+            out.append(
+                self.event("response.reasoning_summary_part.added", **self._ref(), part=part)
+            )
+        self.summary[-1] += delta
+        out.append(self.event("response.reasoning_summary_text.delta", **self._ref(), delta=delta))
+        return b"".join(out)
+
+    def _ref(self) -> dict[str, Any]:
+        """Return where the summary part being streamed is (numbered 0, 1, ... as streamed)."""
+        return {"item_id": self.rs_id, "output_index": 0, "summary_index": len(self.summary) - 1}
+
+    def _close_part(self) -> bytes:
+        """Return the events that close the summary part being streamed, when there is one."""
+        if not self.summary:
+            return b""
+        text = self.summary[-1]
+        part = {"type": "summary_text", "text": text}
+        return b"".join(
+            [
+                self.event("response.reasoning_summary_text.done", **self._ref(), text=text),
+                self.event("response.reasoning_summary_part.done", **self._ref(), part=part),
+            ]
+        )
+
+    def _close_reasoning(self) -> bytes:
+        """Return the events that close the reasoning item, when one is open."""
+        if not self.reasoning_open:
+            return b""
+        self.reasoning_open = False
+        closed = self._close_part()
+        item = self.reasoning_item(self.summary)
+        return closed + self.event("response.output_item.done", output_index=0, item=item)
 
     def tool_calls(self, calls: ToolCalls) -> bytes:
         """Return nothing yet: function calls are output items after the message, so `finish`
@@ -161,8 +260,10 @@ class ResponsesWriter:
     def finish(self, outcome: TurnOutcome) -> bytes:
         """Return each output item's closing events, then `response.completed`."""
         items = self.output(outcome)
-        out: list[bytes] = []
+        out: list[bytes] = [self._close_reasoning()]
         for index, item in enumerate(items):
+            if item["type"] == "reasoning":
+                continue  # closed before the message began, or just above
             if item["type"] == "function_call":
                 out += _function_call_events(self, index, item)
                 continue

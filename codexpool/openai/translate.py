@@ -15,6 +15,7 @@ from typing import Any
 from .. import fastjson
 from ..errors import ApiError
 from ..ids import unique_hex
+from .input_files import file_part_text
 from .tool_kinds import NO_TOOLS, ToolPlan
 from .tool_names import alias, unalias
 
@@ -96,6 +97,11 @@ def _content_text(content: Any, index: int) -> str:
             texts.append(str(part.get("refusal", "")))
         elif ptype in ("image_url", "input_image"):
             continue  # images are items of their own (conversation_items)
+        elif ptype == "file":  # a text file is inlined, anything else refused (input_files)
+            file = part.get("file")
+            if not isinstance(file, dict):
+                raise _bad("a file content part needs a `file` object", f"{param}[{j}].file")
+            texts.append(file_part_text(file, f"{param}[{j}]"))
         else:
             raise _bad(
                 f"content part type {ptype!r} is not supported by this gateway yet",
@@ -424,6 +430,9 @@ NAMED_TOOL_INSTRUCTION = "Every reply must call the function `{name}`; never ans
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
     if raw is None or raw == []:
+        if choice == "required" or isinstance(choice, dict):
+            # OpenAI refuses this too: a forced call with nothing to call cannot be honoured.
+            raise _bad("`tool_choice` requires `tools`: none were given", "tool_choice")
         return (), None
     if not isinstance(raw, list):
         raise _bad("`tools` must be an array", "tools")

@@ -37,6 +37,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     plan = plan_tools(body.get("tools"), web_search=request.app[SETTINGS].web_search)
     req = parse_chat_request(responses_api.to_chat_body(body, plan), request.app[MODELS].resolve)
     req.tool_plan = plan
+    req.extras["response_echo"] = responses_api.echoed_fields(body)
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
         raise ApiError(

@@ -302,6 +302,8 @@ class FakeBackendApp:
             rid = "resp_" + secrets.token_hex(6)
             await resp.write(_sse({"type": "response.created", "response": {"id": rid}}))
             if kind == "function_call":
+                if step.get("reasoning"):  # the model reasoned, then called
+                    await self._reasoning(resp, list(step["reasoning"]))
                 # One call, or several parallel calls in one response (`calls`).
                 for call in step.get("calls") or [step]:
                     item = {
@@ -316,16 +318,8 @@ class FakeBackendApp:
             else:
                 text = str(step.get("text", DEFAULT_REPLY))
                 between = float(step.get("delay_between_ms", delay)) / 1000
-                for reasoning in step.get("reasoning", []):
-                    await resp.write(
-                        _sse(
-                            {
-                                "type": "response.reasoning_summary_text.delta",
-                                "delta": reasoning,
-                                "summary_index": 0,
-                            }
-                        )
-                    )
+                if step.get("reasoning"):  # a reasoning item with one summary part first
+                    await self._reasoning(resp, list(step["reasoning"]))
                 msg_id = "msg_" + secrets.token_hex(4)
                 await resp.write(
                     _sse(
@@ -394,6 +388,49 @@ class FakeBackendApp:
                 self.state.closed_streams += 1
             raise
         return resp
+
+    async def _reasoning(self, resp: web.StreamResponse, pieces: list[Any]) -> None:
+        """Stream a reasoning item as the Responses API does: added, a summary part, its
+        text deltas, done (codex announces the item to its clients from these)."""
+        rs_id = "rs_" + secrets.token_hex(4)
+        # A list of strings is one summary part; a list of lists, one part per list.
+        parts = [p if isinstance(p, list) else [p] for p in pieces]
+        if all(isinstance(p, str) for p in pieces):
+            parts = [list(pieces)]
+        events: list[dict[str, Any]] = [
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {"type": "reasoning", "id": rs_id, "summary": []},
+            }
+        ]
+        summary = []
+        for index, part in enumerate(parts):
+            ref = {"item_id": rs_id, "output_index": 0, "summary_index": index}
+            text = "".join(part)
+            summary.append({"type": "summary_text", "text": text})
+            events += [
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    **ref,
+                    "part": {"type": "summary_text", "text": ""},
+                },
+                *(
+                    {"type": "response.reasoning_summary_text.delta", **ref, "delta": d}
+                    for d in part
+                ),
+                {"type": "response.reasoning_summary_text.done", **ref, "text": text},
+                {"type": "response.reasoning_summary_part.done", **ref, "part": summary[-1]},
+            ]
+        events.append(
+            {
+                "type": "response.output_item.done",
+                "output_index": 0,
+                "item": {"type": "reasoning", "id": rs_id, "summary": summary},
+            }
+        )
+        for event in events:
+            await resp.write(_sse(event))
 
     async def models(self, request: web.Request) -> web.Response:
         self._record(request)
