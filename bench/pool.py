@@ -39,7 +39,7 @@ from codexpool.config import find_codex_bin, load_settings  # noqa: E402
 from codexpool.pool import Pool, _Index  # noqa: E402
 from codexpool.security import KeyCipher  # noqa: E402
 from codexpool.selection import Candidate, Cooldown, build_view  # noqa: E402
-from codexpool.store import Store  # noqa: E402
+from codexpool.store import SqliteStore  # noqa: E402
 from codexpool.testing.fake_backend import (  # noqa: E402
     FakeBackend,
     codex_overrides,
@@ -53,7 +53,7 @@ FAKE_CODEX = str(REPO / "codexpool" / "testing" / "fake_codex.py")
 def selection_bench(n: int, work: Path) -> None:
     """Time select() and build_view() over n accounts held in memory."""
     settings = load_settings(write_settings(work / "sel"), env={})
-    store = Store(settings.db_path)  # never opened: selection must not need it
+    store = SqliteStore(settings.db_path)  # never opened: selection must not need it
     engine = Engine(EngineConfig(codex_bin="codex"))  # never started
     limits = LimitCache(store, engine, ttl_s=60)
     pool = Pool(settings, store, limits)
@@ -118,7 +118,7 @@ async def seed(server: LiveServer, names: list[str], work: Path) -> str:
     """Create linked, keyed users and a master key straight in the store; return the key."""
     settings = server.settings
     cipher = KeyCipher(settings.openai_key_encryption_secret)
-    store = Store(settings.db_path)
+    store = SqliteStore(settings.db_path)
     await store.open()
     try:
         for name in names:

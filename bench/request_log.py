@@ -27,7 +27,7 @@ from multidict import MultiDict
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codexpool import request_log, usage_series  # noqa: E402
-from codexpool.store import Store  # noqa: E402
+from codexpool.store import SqliteStore, Store  # noqa: E402
 from codexpool.usage import INSERT_SQL  # noqa: E402
 
 USERS = 50
@@ -102,67 +102,94 @@ async def _groups(coro):  # type: ignore[no-untyped-def]
 
 
 async def run(path: Path, repeat: int, size_mib: float) -> None:
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     try:
-        count = (await store.fetchone("SELECT COUNT(*) AS n FROM requests"))["n"]  # type: ignore[index]
-        print(f"{count:,} rows in {path} ({size_mib:.0f} MiB), page of 100")
-        print(f"{'query':44} {'p50 ms':>8} {'max ms':>8} {'rows':>5}")
-
-        async def admin(**query: str):  # type: ignore[no-untyped-def]
-            f = await request_log.parse_filters(store, MultiDict(query), admin=True)
-            return await request_log.admin_page(store, f)
-
-        async def portal(user_id: int, **query: str):  # type: ignore[no-untyped-def]
-            f = await request_log.parse_filters(store, MultiDict(query), admin=False)
-            return await request_log.user_page(store, user_id, f)
-
-        # A cursor 50 pages deep (5,000 rows back), reached the way a reader would.
-        page = await admin()
-        for _ in range(49):
-            page = await admin(cursor=page["nextCursor"])
-        deep = page["nextCursor"]
-        week_ago = str(time.time() - 7 * 86_400)
-        month_ago = str(time.time() - 30 * 86_400)
-        cases = [
-            ("admin, first page", lambda: admin()),
-            ("admin, page 51 by cursor", lambda: admin(cursor=deep)),
-            ("admin, user=user07", lambda: admin(user="user07")),
-            ("admin, account=user07", lambda: admin(account="user07")),
-            ("admin, status=5xx", lambda: admin(status="5xx")),
-            ("admin, status=4xx", lambda: admin(status="4xx")),
-            ("admin, status=5xx&account=user07", lambda: admin(status="5xx", account="user07")),
-            ("admin, status=5xx&user=user07", lambda: admin(status="5xx", user="user07")),
-            ("admin, since=30 d ago&until=7 d ago", lambda: admin(since=month_ago, until=week_ago)),
-            ("portal, user07's own + served", lambda: portal(7)),
-            ("portal, user07, status=5xx", lambda: portal(7, status="5xx")),
-        ]
-        for name, factory in cases:
-            p50, worst, got = await timed(repeat, factory)
-            print(f"{name:44} {p50:8.2f} {worst:8.2f} {got:5}")
-        # The usage charts read the same table: one aggregate per answer.
-        series = [
-            ("usage series, 24 hours by account", "hour", "account", 24),
-            ("usage series, 14 days by account", "day", "account", 14),
-            ("usage series, 14 days by key", "day", "key", 14),
-            ("usage series, 90 days by account", "day", "account", 90),
-        ]
-        for name, bucket, split, n in series:
-            p50, worst, _ = await timed(
-                max(3, repeat // 4),
-                lambda b=bucket, s=split, n=n: _groups(usage_series.admin_series(store, b, s, n)),
-            )
-            print(f"{name:44} {p50:8.2f} {worst:8.2f}")
-        # What the indexes cost the usage writer: batches of 500 rows (its BATCH_MAX).
-        params = [(time.time(), "chat.completions", 7, "user", 7, "gpt-5.5", 1, 200, *[None] * 12)]
-        t0 = time.perf_counter()
-        for _ in range(20):
-            await store.executemany(INSERT_SQL, params * 500, bookkeeping=True)
-        per_row = (time.perf_counter() - t0) / 10_000 * 1e6
-        print(f"write: 20 transactions of 500 rows, {per_row:.1f} us per row")
-        await store.execute("DELETE FROM requests WHERE id > ?", (count,), bookkeeping=True)
+        await measure(store, f"{path} ({size_mib:.0f} MiB)", repeat)
     finally:
         await store.close()
+
+
+async def run_postgres(path: Path, repeat: int) -> None:
+    """Copy the SQLite file into a private PostgreSQL cluster (as migrate-store does) and time
+    the same queries there, after the ANALYZE autovacuum would run after such a load."""
+    from codexpool.store import postgres_store
+    from codexpool.store.copy import copy_sqlite_to_postgres
+    from codexpool.testing.pg_cluster import PgCluster
+
+    with PgCluster.running() as cluster:
+        source, target = SqliteStore(path), postgres_store(cluster.create_database("bench"))
+        await source.open()
+        await target.open()
+        try:
+            t0 = time.perf_counter()
+            await copy_sqlite_to_postgres(source, target, say=lambda _line: None)
+            print(f"copied into PostgreSQL (migrate-store) in {time.perf_counter() - t0:.1f} s")
+            await target.execute("ANALYZE", bookkeeping=True)
+            await measure(target, f"PostgreSQL 127.0.0.1:{cluster.port}", repeat)
+        finally:
+            await source.close()
+            await target.close()
+
+
+async def measure(store: Store, where: str, repeat: int) -> None:
+    """Print the timings of every case on one store."""
+    count = (await store.fetchone("SELECT COUNT(*) AS n FROM requests"))["n"]  # type: ignore[index]
+    print(f"{count:,} rows in {where}, page of 100")
+    print(f"{'query':44} {'p50 ms':>8} {'max ms':>8} {'rows':>5}")
+
+    async def admin(**query: str):  # type: ignore[no-untyped-def]
+        f = await request_log.parse_filters(store, MultiDict(query), admin=True)
+        return await request_log.admin_page(store, f)
+
+    async def portal(user_id: int, **query: str):  # type: ignore[no-untyped-def]
+        f = await request_log.parse_filters(store, MultiDict(query), admin=False)
+        return await request_log.user_page(store, user_id, f)
+
+    # A cursor 50 pages deep (5,000 rows back), reached the way a reader would.
+    page = await admin()
+    for _ in range(49):
+        page = await admin(cursor=page["nextCursor"])
+    deep = page["nextCursor"]
+    week_ago = str(time.time() - 7 * 86_400)
+    month_ago = str(time.time() - 30 * 86_400)
+    cases = [
+        ("admin, first page", lambda: admin()),
+        ("admin, page 51 by cursor", lambda: admin(cursor=deep)),
+        ("admin, user=user07", lambda: admin(user="user07")),
+        ("admin, account=user07", lambda: admin(account="user07")),
+        ("admin, status=5xx", lambda: admin(status="5xx")),
+        ("admin, status=4xx", lambda: admin(status="4xx")),
+        ("admin, status=5xx&account=user07", lambda: admin(status="5xx", account="user07")),
+        ("admin, status=5xx&user=user07", lambda: admin(status="5xx", user="user07")),
+        ("admin, since=30 d ago&until=7 d ago", lambda: admin(since=month_ago, until=week_ago)),
+        ("portal, user07's own + served", lambda: portal(7)),
+        ("portal, user07, status=5xx", lambda: portal(7, status="5xx")),
+    ]
+    for name, factory in cases:
+        p50, worst, got = await timed(repeat, factory)
+        print(f"{name:44} {p50:8.2f} {worst:8.2f} {got:5}")
+    # The usage charts read the same table: one aggregate per answer.
+    series = [
+        ("usage series, 24 hours by account", "hour", "account", 24),
+        ("usage series, 14 days by account", "day", "account", 14),
+        ("usage series, 14 days by key", "day", "key", 14),
+        ("usage series, 90 days by account", "day", "account", 90),
+    ]
+    for name, bucket, split, n in series:
+        p50, worst, _ = await timed(
+            max(3, repeat // 4),
+            lambda b=bucket, s=split, n=n: _groups(usage_series.admin_series(store, b, s, n)),
+        )
+        print(f"{name:44} {p50:8.2f} {worst:8.2f}")
+    # What the indexes cost the usage writer: batches of 500 rows (its BATCH_MAX).
+    params = [(time.time(), "chat.completions", 7, "user", 7, "gpt-5.5", 1, 200, *[None] * 12)]
+    t0 = time.perf_counter()
+    for _ in range(20):
+        await store.executemany(INSERT_SQL, params * 500, bookkeeping=True)
+    per_row = (time.perf_counter() - t0) / 10_000 * 1e6
+    print(f"write: 20 transactions of 500 rows, {per_row:.1f} us per row")
+    await store.execute("DELETE FROM requests WHERE id > ?", (count,), bookkeeping=True)
 
 
 def main() -> None:
@@ -170,6 +197,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--db", type=Path, help="reuse (or create) this database file")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="then copy it into a private PostgreSQL cluster and time the same queries there",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.db or Path(tmp) / "requests.sqlite3"
@@ -180,10 +212,12 @@ def main() -> None:
             generate(path, args.rows)
             print(f"generated {args.rows:,} rows in {time.perf_counter() - t0:.0f} s")
         asyncio.run(run(path, args.repeat, path.stat().st_size / 2**20))
+        if args.postgres:
+            asyncio.run(run_postgres(path, args.repeat))
 
 
 async def _migrate(path: Path) -> None:
-    store = Store(path)
+    store = SqliteStore(path)
     await store.open()
     await store.close()
 

@@ -35,6 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 READ_TRIES = 3
 READ_BACKOFF_S = (0.3, 1.0)  # waits between the tries of one read
 REFRESH_CONCURRENCY = 2  # each read may start an app-server: ~0.3 s of CPU on a small box
+MERGE_EVERY_S = 2.0  # sharedState: how often other nodes' stored snapshots are taken in
 JITTER = 0.2  # a read is due between (1 - JITTER) * ttl and ttl after the last one
 
 
@@ -253,6 +254,40 @@ class LimitCache:
             if snapshot is not None:
                 entries[r["user_id"]] = snapshot
         self._entries = entries
+
+    async def merge_stored(self) -> int:
+        """Take the snapshots other nodes stored that are newer than ours (sharedState).
+
+        A merged snapshot counts as a fresh read, so this node does not read that account's
+        limits again while another node keeps them current; it is not written back.
+        """
+        rows = await self._store.fetchall(f"SELECT user_id, {_COLUMNS} FROM limit_snapshots")
+        newer: dict[int, Limits] = {}
+        for r in rows:
+            mine = self._entries.get(r["user_id"])
+            if r["fetched_at"] is None or (
+                mine is not None and mine.fetched_at >= float(r["fetched_at"])
+            ):
+                continue
+            snapshot = snapshot_from_row(r)
+            if snapshot is not None:
+                newer[r["user_id"]] = snapshot
+        if newer:
+            self._entries = {**self._entries, **newer}
+            now = time.monotonic()
+            for user_id, lim in newer.items():
+                self._read_at[user_id] = now - max(0.0, time.time() - lim.fetched_at)
+                self._changed(user_id)
+        return len(newer)
+
+    async def run_merger(self, every_s: float = MERGE_EVERY_S) -> None:
+        """Merge other nodes' snapshots every `every_s` until cancelled (sharedState)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.merge_stored()
+            except Exception as exc:  # the database away: next round
+                _LOGGER.debug("Cannot merge stored limit snapshots: %s", exc)
 
     async def flush(self) -> None:
         """Write every changed snapshot to `limit_snapshots` in one transaction."""

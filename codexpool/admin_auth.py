@@ -45,11 +45,16 @@ async def load_admin_auth(settings: Settings, store: Store) -> AdminAuth:
         hashed = configured
     else:
         hashed = await asyncio.to_thread(hash_password, configured)
-    # The last admin logout survives restarts through the audit log.
-    row = await store.fetchone("SELECT MAX(ts) AS ts FROM audit WHERE action = 'admin.logout'")
     return AdminAuth(
         username=settings.admin_username,
         password_hash=hashed,
         fingerprint=admin_fingerprint(settings.session_secret, settings.admin_username, configured),
-        not_before=float(row["ts"]) if row and row["ts"] is not None else 0.0,
+        not_before=await last_admin_logout(store),
     )
+
+
+async def last_admin_logout(store: Store) -> float:
+    """Return when the admin last logged out, on any node: the audit log keeps it across
+    restarts, and other nodes reload it when the shared state changes (change_feed.py)."""
+    row = await store.fetchone("SELECT MAX(ts) AS ts FROM audit WHERE action = 'admin.logout'")
+    return float(row["ts"]) if row and row["ts"] is not None else 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import linking, users
@@ -17,7 +17,7 @@ from .codex.state_dir import remove_spares
 from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
-from .key_limits import KeyLimits, KeyQuotas, Owner, OwnerUse
+from .key_limits import KeyLimits, KeyQuotas, Owner
 from .pool import Pool
 from .selection import PoolView
 from .store import Store
@@ -76,6 +76,7 @@ async def user_table(
     pool: Pool | None = None,
     quotas: KeyQuotas | None = None,
     instruction_fallbacks: Mapping[str, float] | None = None,
+    linked_check: Callable[[int], bool] | None = None,
 ) -> dict[str, Any]:
     """Return the admin table: one row per portal user, totals, pool state and master key.
 
@@ -83,7 +84,8 @@ async def user_table(
     turn), falling back to the persisted snapshot for accounts not read since start-up.
     `instruction_fallbacks` maps account keys to when the backend refused the client's
     instructions there (the engine's memory), shown so the admin knows which accounts pay for
-    Codex's full instructions.
+    Codex's full instructions. `linked_check` tells whether an account has a login (a cluster
+    asks the database's copy); by default its local auth.json is read.
     """
     fallbacks = instruction_fallbacks or {}
     now = time.time()
@@ -98,8 +100,23 @@ async def user_table(
     use = await quotas.usage(owners) if quotas is not None else {}
     for r in rows:
         uid = r["id"]
-        linked = linking.is_linked(linking.codex_home(settings, uid))
+        linked = (
+            linked_check(uid)
+            if linked_check is not None
+            else linking.is_linked(linking.codex_home(settings, uid))
+        )
         has_key = r["key_hint"] is not None
+        key = (
+            {
+                "label": r["key_label"],
+                "hint": r["key_hint"],
+                "created_at": r["key_created_at"],
+                "last_used_at": r["key_last_used_at"],
+                "limits": KeyLimits.from_row(r),
+            }
+            if has_key
+            else None
+        )
         lim = (pool.limits_of(uid) if pool is not None else None) or snapshot_from_row(r)
         fields = limit_fields(lim, now)
         cooldown = pool.cooldown_of(uid, now) if pool is not None else None
@@ -110,12 +127,7 @@ async def user_table(
                 "username": r["username"],
                 "createdAt": r["created_at"],
                 "linked": linked,
-                "hasKey": has_key,
-                "keyLabel": r["key_label"],
-                "keyHint": r["key_hint"],
-                "keyCreatedAt": r["key_created_at"],
-                "keyLimits": KeyLimits.from_row(r).as_json() if has_key else None,
-                "keyUsageToday": _use_json(use.get(("user", uid))),
+                **users.key_fields(users.key_summary(key, use.get(("user", uid)))),
                 **fields,
                 "lastUsedAt": _latest(r["key_last_used_at"], r["last_request_at"]),
                 "requestsServed": r["served"],
@@ -144,20 +156,8 @@ async def user_table(
             "eligible": len(view.eligible) if view is not None else None,
             "nextResetAt": view.next_reset if view is not None else None,
         },
-        "masterKey": {
-            "exists": master is not None,
-            "label": master["label"] if master else None,
-            "hint": master["hint"] if master else None,
-            "createdAt": master["created_at"] if master else None,
-            "lastUsedAt": master["last_used_at"] if master else None,
-            "limits": master["limits"].as_json() if master else None,
-            "usageToday": _use_json(use.get(("master", None))),
-        },
+        "masterKey": users.key_summary(master, use.get(("master", None))),
     }
-
-
-def _use_json(use: OwnerUse | None) -> dict[str, int] | None:
-    return use.as_json() if use is not None else None
 
 
 def pool_reason(view: PoolView | None, user_id: int, has_key: bool) -> str | None:

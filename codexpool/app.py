@@ -8,6 +8,7 @@ that fails halfway only tears down what actually started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections import Counter
@@ -16,9 +17,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import conversations, sessions, shutdown
+from . import conversations, sessions, shared_quotas, shutdown
 from .account_limits import LimitCache
+from .admin_auth import last_admin_logout
 from .app_keys import (
+    ADMIN_AUTH,
     CIPHER,
     CODEX_BIN,
     ENGINE,
@@ -36,6 +39,8 @@ from .app_keys import (
     STORE,
     USAGE,
 )
+from .change_feed import ChangeFeed
+from .cluster.lifetime import cluster_ctx
 from .codex.engine import Engine, EngineConfig
 from .codex.isolation import Isolation, gateway_isolation
 from .config import Settings, find_codex_bin
@@ -70,7 +75,8 @@ from .routes.pages import static_headers
 from .run_gate import RunGate
 from .security import KeyCipher
 from .sessions import session_middleware
-from .store import Store
+from .shared_quotas import SharedKeyQuotas
+from .store import create_store
 from .usage import UsageRecorder, run_pruner
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,11 +110,16 @@ def engine_config(
         state_root=settings.codex_state_path,
         # Only app-servers whose model can run commands need the sandbox (and pay its start).
         isolation=None if settings.chat_lean_features else sandbox,
+        extra_env=(
+            {"CODEX_REFRESH_TOKEN_URL_OVERRIDE": settings.testing_refresh_token_url}
+            if settings.testing_refresh_token_url
+            else {}
+        ),
     )
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = Store(app[SETTINGS].db_path, app[SETTINGS].database_busy_timeout_ms)
+    store = create_store(app[SETTINGS])
     await store.open()
     app[STORE] = store
     app[KEY_CACHE] = KeyCache(store)
@@ -120,8 +131,15 @@ async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = UsageRecorder(app[STORE], app[SETTINGS].data_path / "usage-spool.jsonl")
     await recorder.start()
     app[USAGE] = recorder
-    app[KEY_QUOTAS] = KeyQuotas(app[STORE])
-    yield
+    settings = app[SETTINGS]
+    if not settings.shares_state:
+        app[KEY_QUOTAS] = KeyQuotas(app[STORE])
+        yield
+    else:  # the counts in the database: caps hold across nodes (shared_quotas.py)
+        quotas = SharedKeyQuotas(app[STORE], settings.node_name, settings.slot_lease_seconds)
+        app[KEY_QUOTAS] = quotas
+        async with shared_quotas.running(quotas):
+            yield
     await recorder.close()  # after the engine stopped: every finished request gets its row
 
 
@@ -139,6 +157,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await engine.close()  # ends every app-server process group
     await limits.close()  # cancels reads in flight, writes the last snapshots
+    await app[POOL].close()  # cooldown writes under way (sharedState)
 
 
 async def _image_fetcher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -160,10 +179,31 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             run_pruner(app[STORE], settings.usage_retention_days), name="usage-pruner"
         ),
     ]
+    if settings.shares_state:  # other nodes' limit readings and pushes (limits.py)
+        tasks.append(asyncio.create_task(limits.run_merger(), name="limits-merger"))
     yield
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _change_feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With sharedState: follow the other nodes' writes (change_feed.py) and drop this node's
+    caches: key lookups (through the store's generation), the pool index with its cooldowns,
+    the admin session fence."""
+    store, pool, auth = app[STORE], app[POOL], app[ADMIN_AUTH]
+
+    async def reload_fence() -> None:
+        auth.not_before = max(auth.not_before, await last_admin_logout(store))
+
+    feed = ChangeFeed(store)
+    feed.add_listener(pool.reload)
+    feed.add_listener(reload_fence)
+    task = asyncio.create_task(feed.run(), name="change-feed")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings, settings_file: Path | None = None) -> web.Application:
@@ -201,8 +241,11 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
         app[ISOLATION] = isolation(settings, settings_file)
     # Lifetimes, in dependency order: database, usage writer, engine (+ limits, pool), the
     # image fetcher, then the background tasks that use them all.
+    # With clusterSecret, the cluster node joins right after the engine: it leases this
+    # node's share of the accounts before the refresher and the routes see the pool.
+    cluster = [cluster_ctx] if settings.clustered else []
     app.cleanup_ctx.extend(
-        [_store_ctx, _usage_ctx, _engine_ctx, _image_fetcher_ctx, _background_ctx]
+        [_store_ctx, _usage_ctx, _engine_ctx, *cluster, _image_fetcher_ctx, _background_ctx]
     )
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # sign-in throttle + admin credentials context
@@ -224,6 +267,8 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
     pages.setup(app)  # /, /login, /openai and /static/ with a strict CSP
     metrics.setup(app)  # /metrics and the usage hook
+    if settings.shares_state:
+        app.cleanup_ctx.append(_change_feed_ctx)  # after the admin credentials' context
     return app
 
 

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # types only: the modules these keys belong to import this one
+    import aiohttp
+
     from .account_limits import LimitCache
     from .admin_auth import AdminAuth
     from .alerts import Alerts
+    from .cluster.node import ClusterNode
     from .codex.engine import Engine
     from .codex.isolation import Isolation
     from .config import Settings
@@ -62,6 +65,10 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
 HELD_TURNS: web.AppKey[HeldTurns] = web.AppKey("held_turns")
 EXECUTIONS: web.AppKey[Executions] = web.AppKey("executions")
+# This node's cluster membership and the client session of forwarded requests; absent on a
+# single node (no clusterSecret).
+CLUSTER: web.AppKey[ClusterNode] = web.AppKey("cluster")
+CLUSTER_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("cluster_session")
 
 PRINCIPAL: web.RequestKey[KeyPrincipal] = web.RequestKey("principal")
 # This request's id (request_id.py): in error bodies, log lines and usage rows.

@@ -28,7 +28,7 @@ from .config import (
 from .errors import ApiError
 from .logsafe import EscapingFormatter
 from .security import KeyCipher, hash_password, is_bcrypt_hash, random_secret
-from .store import PRIVATE_UMASK, Store, StoreError, make_private
+from .store import PRIVATE_UMASK, Store, StoreError, create_store, make_private
 
 _LOGGER = logging.getLogger("codexpool")
 
@@ -189,7 +189,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[int]]) -> int:
-    store = Store(settings.db_path)
+    store = create_store(settings)
     await store.open()
     try:
         return await fn(store)
@@ -261,6 +261,14 @@ def cmd_link_import(args: argparse.Namespace) -> int:
         user = await users.get_user(store, users.normalize_username(args.name))
         if user is None:
             return _fail(f"no user {args.name!r} (create it with `codexpool user add`)")
+        if settings.clustered:  # the database's copy is the login; its owner node writes it
+            from .cluster import logins
+
+            data = json.dumps(linking.read_auth_json(Path(args.auth_json)), indent=2)
+            cipher = KeyCipher(settings.openai_key_encryption_secret)
+            await logins.save(store, cipher, user.id, data.encode(), "cli")
+            print(f"Linked {user.username} (stored in the cluster's database)")
+            return 0
         home = linking.codex_home(settings, user.id)
         linking.import_auth_json(home, Path(args.auth_json))
         print(f"Linked {user.username}: {home / 'auth.json'}")
@@ -293,6 +301,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("     fix: edit settings.json (see settings.example.json) or run `codexpool init`")
         return 1
     return run_checks(settings, Report())
+
+
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    """Copy the SQLite file into an empty PostgreSQL database (then set databaseUrl)."""
+    from .store import POSTGRES_SCHEMES, SqliteStore, postgres_store
+    from .store.copy import copy_sqlite_to_postgres
+
+    if not args.to.startswith(POSTGRES_SCHEMES):
+        return _fail("--to must be a postgresql:// URL")
+    source_path = Path(args.source) if args.source else _settings(args).db_path
+    if not source_path.is_file():
+        return _fail(f"no SQLite database at {source_path}")
+
+    async def copy() -> int:
+        source = SqliteStore(source_path)
+        target = postgres_store(args.to)
+        await source.open()
+        try:
+            await target.open()
+            try:
+                print(f"Copying {source.describe()} to {target.describe()}")
+                counts = await copy_sqlite_to_postgres(source, target)
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+        print(
+            f'Copied {sum(counts.values())} rows in {len(counts)} tables. Set "databaseUrl" '
+            "in settings.json to this URL and start the gateway; the SQLite file is unchanged."
+        )
+        return 0
+
+    return asyncio.run(copy())
 
 
 SETTINGS_HELP = "settings.json path (default: $CODEXPOOL_SETTINGS or ./data/settings.json)"
@@ -383,6 +424,20 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="check settings, data folder, codex binary and accounts", parents=common
     )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "migrate-store",
+        help="copy the SQLite database into an empty PostgreSQL database (stop the gateway first)",
+        parents=common,
+    )
+    p.add_argument("--to", required=True, metavar="postgresql://...", help="target database URL")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="SQLite file to copy (default: codexpool.sqlite3 in the settings' dataDir)",
+    )
+    p.set_defaults(func=cmd_migrate_store)
     return parser
 
 

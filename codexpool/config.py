@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -278,12 +279,43 @@ class Settings:
             "interrupted with a final error chunk (keep below systemd's TimeoutStopSec).",
         ),
     )
+    database_url: str = field(
+        default="",
+        metadata=_opt(
+            "databaseUrl",
+            "Where the data lives. Empty: the SQLite file in dataDir (one machine). "
+            "postgresql://user:password@host:5432/db: a PostgreSQL database several nodes "
+            "share (needs the codexpool[postgres] extra; see `codexpool migrate-store`).",
+            "CODEXPOOL_DATABASE_URL",  # prefixed: a bare DATABASE_URL often belongs to another app
+            secret=True,
+        ),
+    )
     database_busy_timeout_ms: int = field(
         default=5000,
         metadata=_opt(
             "databaseBusyTimeoutMs",
             "How long a database write waits while another process (a backup, the CLI) holds "
             "the write lock; then admin writes answer 503 database_busy and usage rows retry.",
+        ),
+    )
+    shared_state: bool = field(
+        default=False,
+        metadata=_opt(
+            "sharedState",
+            "Keep the state several gateway nodes on one database must agree on (per-key day "
+            "counters and concurrency, account cooldowns, conversation threads, sign-in "
+            "throttling, cache invalidation) in the database instead of this process's memory "
+            "(docs/cluster-state.md). Always on with a PostgreSQL databaseUrl. Off: a single "
+            "node keeps it in memory, as fast as before.",
+        ),
+    )
+    slot_lease_seconds: int = field(
+        default=30,
+        metadata=_opt(
+            "slotLeaseSeconds",
+            "With sharedState: how long a key's concurrency slot held by a node that stopped "
+            "renewing it (killed, cut off) still counts; live nodes renew theirs every third "
+            "of it.",
         ),
     )
     usage_retention_days: int = field(
@@ -404,6 +436,42 @@ class Settings:
             "limit is raised to its hard limit at start).",
         ),
     )
+    cluster_secret: str = field(
+        default="",
+        metadata=_opt(
+            "clusterSecret",
+            "Shared secret of the gateway nodes on one database (at least 32 characters); "
+            "setting it turns cluster mode on: accounts are leased to one node at a time and "
+            "requests are forwarded to the owner. Empty: a single node.",
+            "CODEXPOOL_CLUSTER_SECRET",
+            secret=True,
+        ),
+    )
+    node_url: str = field(
+        default="",
+        metadata=_opt(
+            "nodeUrl",
+            "Where the other nodes reach this one (cluster mode). Default: http://<host>:<port>, "
+            "with this machine's name when host is 0.0.0.0.",
+            "CODEXPOOL_NODE_URL",
+        ),
+    )
+    node_id: str = field(
+        default="",
+        metadata=_opt(
+            "nodeId",
+            "This node's name in the cluster, unique per node. Default: <host name>:<port>.",
+            "CODEXPOOL_NODE_ID",
+        ),
+    )
+    cluster_lease_seconds: int = field(
+        default=15,
+        metadata=_opt(
+            "clusterLeaseSeconds",
+            "How long an account's lease lasts without renewal (renewed every fifth of it); "
+            "a dead node's accounts move after this plus half of it.",
+        ),
+    )
     testing_login_issuer: str = field(
         default="",
         metadata=_opt(
@@ -412,6 +480,14 @@ class Settings:
         ),
     )
 
+    testing_refresh_token_url: str = field(
+        default="",
+        metadata=_opt(
+            "testingRefreshTokenUrl",
+            "TEST ONLY: where codex app-servers refresh their tokens (a fake's /oauth/token). "
+            "Never set in production.",
+        ),
+    )
     testing_image_fetch_loopback: bool = field(
         default=False,
         metadata=_opt(
@@ -433,6 +509,13 @@ class Settings:
         return self.data_path / "codexpool.sqlite3"
 
     @property
+    def shares_state(self) -> bool:
+        """Tell whether shared state lives in the database (several nodes on one database):
+        asked for, or implied by a PostgreSQL databaseUrl (the engine for several nodes) or by
+        cluster mode (clusterSecret)."""
+        return self.shared_state or bool(self.database_url) or bool(self.cluster_secret)
+
+    @property
     def codex_state_path(self) -> Path:
         """Return the folder of the codex processes' private SQLite homes (codex/state_dir.py)."""
         return self.data_path / "codex-state"
@@ -441,6 +524,25 @@ class Settings:
     def needs_isolation(self) -> bool:
         """Tell whether a model may run commands: then codex runs in a sandbox (isolation.py)."""
         return self.execute_enabled or not self.chat_lean_features
+
+    @property
+    def clustered(self) -> bool:
+        """Tell whether this node shares its database with others (clusterSecret is set)."""
+        return bool(self.cluster_secret)
+
+    @property
+    def node_name(self) -> str:
+        """Return this node's id in the cluster (nodeId, else host name and port)."""
+        return self.node_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def node_address(self) -> str:
+        """Return the URL other nodes reach this one at (nodeUrl, else host and port)."""
+        if self.node_url:
+            return self.node_url.rstrip("/")
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else socket.gethostname()
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     @property
     def codex_homes(self) -> Path:
@@ -542,11 +644,15 @@ def _validate(s: Settings) -> None:
         ("maxDeviceLogins", s.max_device_logins),
         ("streamWriteTimeoutMs", s.stream_write_timeout_ms),
         ("maxConnections", s.max_connections),
+        ("clusterLeaseSeconds", s.cluster_lease_seconds),
+        ("slotLeaseSeconds", s.slot_lease_seconds),
     ):
         if number <= 0:
             raise SettingsError(f"setting {key!r} must be positive, got {number}")
     if not 1 <= s.alert_quota_percent <= 100:
         raise SettingsError("setting 'alertQuotaPercent' must be 1-100")
+    if s.database_url and not s.database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("setting 'databaseUrl' must be empty or a postgresql:// URL")
     if s.alert_database_busy_seconds <= 0:
         raise SettingsError("setting 'alertDatabaseBusySeconds' must be positive")
     for key, url in (
@@ -571,6 +677,10 @@ def _validate(s: Settings) -> None:
         )
     if s.execute_sandbox not in {"read-only", "workspace-write"}:
         raise SettingsError("setting 'executeSandbox' must be read-only or workspace-write")
+    if s.cluster_secret and len(s.cluster_secret) < 32:
+        raise SettingsError("setting 'clusterSecret' must be at least 32 characters")
+    if s.node_url and not s.node_url.startswith(("http://", "https://")):
+        raise SettingsError("setting 'nodeUrl' must be an http:// or https:// URL")
     for item in s.codex_config_overrides:
         if "=" not in item:
             raise SettingsError(f"setting 'codexConfigOverrides' entry {item!r} is not key=value")

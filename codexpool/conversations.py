@@ -13,7 +13,10 @@ Bounded per account (least recently used evicted) and by idle time; an evicted t
 released on its app-server. Responses API answers are also kept by response id, with their
 items, so `previous_response_id` can continue them.
 
-Everything lives in this process's memory behind the narrow `Conversations` interface.
+Everything lives in this process's memory behind the narrow `Conversations` interface; with
+the setting sharedState, `SharedConversations` (shared_conversations.py) keeps the same in the
+database so a conversation continues from any node. The interface is async for that reason; the
+in-memory methods never wait.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class Conversations:
         """Return how many conversations one account holds a thread for."""
         return len(self._by_account.get(account_id, ()))
 
-    def claim(self, digests: Sequence[bytes]) -> tuple[int, ThreadRef] | None:
+    async def claim(self, digests: Sequence[bytes]) -> tuple[int, ThreadRef] | None:
         """Take the longest remembered prefix among `digests` (index k: the first k items).
 
         Returns (k, its thread) and forgets it: the caller runs the next turn on that thread
@@ -139,7 +142,7 @@ class Conversations:
             return k, entry.ref
         return None
 
-    def remember(self, digest: bytes, ref: ThreadRef) -> None:
+    async def remember(self, digest: bytes, ref: ThreadRef) -> None:
         """Remember that the conversation with this digest continues on `ref`."""
         old = self._by_digest.get(digest)
         if old is not None:  # the same conversation answered twice: keep the newer thread
@@ -172,13 +175,13 @@ class Conversations:
                 del self._by_account[entry.ref.account_id]
 
     # --- Responses API answers -------------------------------------------------------------
-    def remember_response(self, response_id: str, scope: str, items: Items) -> None:
+    async def remember_response(self, response_id: str, scope: str, items: Items) -> None:
         """Keep an answered Responses conversation for `previous_response_id`."""
         self._responses[response_id] = ResponseRecord(scope, items, time.monotonic())
         while len(self._responses) > self.max_responses:
             self._responses.popitem(last=False)
 
-    def response(self, response_id: str, scope: str) -> ResponseRecord | None:
+    async def response(self, response_id: str, scope: str) -> ResponseRecord | None:
         """Return the conversation a response ended, if it is known to this scope and fresh."""
         record = self._responses.get(response_id)
         if record is None or record.scope != scope:
@@ -205,6 +208,13 @@ class Conversations:
             _LOGGER.info("Released %s idle conversation threads", len(idle))
         return len(idle)
 
+    def attach(self, store: Any, node: str) -> None:
+        """Give the registry its database and node name (used by the shared registry only)."""
+
+    async def reap_async(self) -> int:
+        """Run `reap` (the shared registry's works in the database)."""
+        return self.reap()
+
     async def close(self) -> None:
         """Forget everything and wait for the releases under way (shutdown)."""
         self._by_digest.clear()
@@ -215,21 +225,30 @@ class Conversations:
 
 def setup(app: web.Application) -> None:
     """Own the registry's lifetime and its idle reaper (closed before the engine)."""
-    from .app_keys import CONVERSATIONS, ENGINE, SETTINGS
+    from .app_keys import CONVERSATIONS, ENGINE, SETTINGS, STORE
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        registry = Conversations(
+        factory: type[Conversations] = Conversations
+        if settings.shares_state:
+            from .shared_conversations import SharedConversations
+
+            factory = SharedConversations
+        registry = factory(
             lambda account_key, thread_id: app[ENGINE].release_thread(account_key, thread_id),
             float(settings.conversation_idle_seconds),
             int(settings.max_conversations_per_account),
         )
+        registry.attach(app[STORE], settings.node_name)
         app[CONVERSATIONS] = registry
 
         async def reaper() -> None:
             while True:
                 await asyncio.sleep(min(60.0, max(0.5, registry.idle_s / 4)))
-                registry.reap()
+                try:
+                    await registry.reap_async()
+                except Exception as exc:  # the database away: next round
+                    _LOGGER.warning("Reaping conversations failed: %s", exc)
 
         task = asyncio.create_task(reaper(), name="conversation-reaper")
         yield

@@ -190,6 +190,10 @@ class DeviceLogins:
         self._stop_account = stop_account
         self._flows: dict[int, DeviceFlow] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # A cluster node tells from the database whether an account is linked, and stores a
+        # login a flow of this node wrote (cluster/links.py); alone, the home's file counts.
+        self.linked_check: Callable[[int], bool] | None = None
+        self.on_linked: Callable[[int], Awaitable[None]] | None = None
 
     def _lock(self, user_id: int) -> asyncio.Lock:
         return self._locks.setdefault(user_id, asyncio.Lock())
@@ -200,7 +204,10 @@ class DeviceLogins:
 
     def status(self, user_id: int) -> dict[str, Any]:
         """Return the user's flow state; without a flow, `idle` or `linked` from disk."""
-        linked = linking.is_linked(self.home(user_id))
+        if self.linked_check is not None:
+            linked = self.linked_check(user_id)
+        else:
+            linked = linking.is_linked(self.home(user_id))
         flow = self._flows.get(user_id)
         if flow is None:
             return {
@@ -215,6 +222,10 @@ class DeviceLogins:
                 "error": None,
             }
         return flow.snapshot(linked)
+
+    async def current(self, user_id: int) -> dict[str, Any]:
+        """Return the user's flow status (the shared variant may ask the database)."""
+        return self.status(user_id)
 
     async def start(self, user_id: int, username: str) -> dict[str, Any]:
         """Start a new flow (cancelling the user's old one) and wait briefly for link + code."""
@@ -363,6 +374,8 @@ class DeviceLogins:
         )
         if status_code == 0 and linking.is_linked(home):
             await self.stop_account(flow.user_id)  # a warm app-server must pick up the new login
+            if self.on_linked is not None:
+                await self.on_linked(flow.user_id)
             flow.finish("linked")
             await audit.record(self._store, f"user:{flow.username}", "device.linked", flow.username)
         else:

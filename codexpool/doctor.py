@@ -2,7 +2,7 @@
 to fix each thing.
 
 It runs the same checks an operator would by hand (settings, data folder, the codex binary,
-each linked account's `codex login status`) so an install can be verified before, or without,
+the database and which backend it is, each linked account's `codex login status`) so an install can be verified before, or without,
 starting the server. Every check prints one `ok`/`FAIL`/`warn` line; a FAIL makes the exit code 1.
 """
 
@@ -19,7 +19,7 @@ from . import linking, users
 from .codex.isolation import Isolation, gateway_isolation
 from .codex.process import child_env
 from .config import Settings, find_codex_bin
-from .store import Store, StoreError
+from .store import StoreError, create_store
 
 LOGIN_STATUS_TIMEOUT_S = 20.0
 
@@ -169,22 +169,37 @@ def check_isolation(settings: Settings, report: Report) -> None:
     report.ok(f"sandbox for model commands: {sandbox.bwrap} (codex's own sandbox nests inside)")
 
 
-async def _users(settings: Settings) -> list[users.User]:
-    store = Store(settings.db_path)
+async def _open_database(settings: Settings) -> tuple[str, int, list[users.User]]:
+    store = create_store(settings)
     await store.open()
     try:
-        return await users.list_users(store)
+        return store.describe(), await store.schema_version(), await users.list_users(store)
     finally:
         await store.close()
 
 
-def check_accounts(settings: Settings, codex: str | None, report: Report) -> None:
-    """Run `codex login status` in every linked account's home and report the dead logins."""
+def check_database(settings: Settings, report: Report) -> list[users.User] | None:
+    """Report which store backend is in use and whether it answers; return the users."""
+    engine = "PostgreSQL (databaseUrl)" if settings.database_url else f"SQLite {settings.db_path}"
     try:
-        everyone = asyncio.run(_users(settings))
+        where, version, everyone = asyncio.run(_open_database(settings))
     except (StoreError, OSError) as exc:
-        report.fail(f"database {settings.db_path}: {exc}", "check the data folder and its owner")
-        return
+        fix = (
+            "check that PostgreSQL runs and that databaseUrl names the right host, port, "
+            "user, password and database"
+            if settings.database_url
+            else "check the data folder and its owner"
+        )
+        report.fail(f"database {engine} is not usable: {exc}", fix)
+        return None
+    report.ok(f"database: {where}, reachable, schema version {version}")
+    return everyone
+
+
+def check_accounts(
+    settings: Settings, everyone: list[users.User], codex: str | None, report: Report
+) -> None:
+    """Run `codex login status` in every linked account's home and report the dead logins."""
     linked = [(u, linking.codex_home(settings, u.id)) for u in everyone]
     linked = [(u, home) for u, home in linked if linking.is_linked(home)]
     if not linked:
@@ -230,8 +245,9 @@ def run_checks(settings: Settings, report: Report) -> int:
     data_ok = check_data_folder(settings, report)
     codex = check_codex(settings, report)
     check_isolation(settings, report)
-    if data_ok:
-        check_accounts(settings, codex, report)
+    everyone = check_database(settings, report) if data_ok or settings.database_url else None
+    if data_ok and everyone is not None:
+        check_accounts(settings, everyone, codex, report)
     if report.failures:
         report.out(f"{report.failures} problem(s) found")
         return 1

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import jsoncheck
 from .app_keys import REQUEST_ID
+from .store.base import StoreUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -128,6 +128,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return resp
     except ConnectionResetError:
         raise
+    except StoreUnavailable as exc:
+        # PostgreSQL cannot be reached: the pool reconnects by itself when it is back.
+        _LOGGER.warning("Database unavailable in %s %s: %s", request.method, request.path, exc)
+        return ApiError(
+            503,
+            "The database cannot be reached right now; retry shortly.",
+            "database_unavailable",
+            headers={"Retry-After": "5"},
+        ).response()
     except sqlite3.OperationalError as exc:
         # Storage trouble is the server's state, not a bug: say so and when to retry.
         locked = "locked" in str(exc) or "busy" in str(exc)
@@ -148,42 +157,3 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return ApiError(
             500, f"Internal error (request id {rid}); see the server log.", "internal_error"
         ).response()
-
-
-def whole_number(raw: str, name: str, low: int, high: int) -> int:
-    """Parse a query parameter of ASCII digits within [low, high] or raise a 400 naming it.
-
-    `str.isdigit()` alone is not enough: it accepts characters such as "²" that `int()` then
-    rejects with a ValueError (a 500), and other scripts' digits the docs do not promise.
-    """
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise ApiError(
-            400, f"{name} must be a whole number {low}-{high}", "invalid_request", param=name
-        )
-    return int(raw)
-
-
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """Parse the request body as a JSON object or raise a 400/415 ApiError saying why."""
-    ctype = request.content_type
-    if ctype not in ("application/json", "application/octet-stream", "text/plain", ""):
-        raise ApiError(
-            415, f"Content-Type must be application/json, got {ctype}", "unsupported_media_type"
-        )
-    raw = await request.read()  # client_max_size turns an oversized body into a 413 here
-    if not raw.strip():
-        raise ApiError(400, "Request body is empty; send a JSON object.", "invalid_json")
-    try:
-        # Not orjson: it would read a 100-bit integer as a float.
-        data = json.loads(raw, parse_int=jsoncheck.parse_int)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"Request body is not valid JSON: {exc}", "invalid_json") from exc
-    except RecursionError as exc:  # e.g. 5,000 nested arrays: the decoder gives up (was a 500)
-        raise ApiError(400, "Request body is nested too deeply.", "invalid_json") from exc
-    if not isinstance(data, dict):
-        raise ApiError(400, "Request body must be a JSON object.", "invalid_json")
-    # The one place every route's body passes: depth, integer size and valid Unicode.
-    problem = jsoncheck.find_problem(data)
-    if problem is not None:
-        raise ApiError(400, problem.message, "invalid_json", param=problem.param)
-    return data

@@ -9,16 +9,15 @@ never asked, and the run has a hard deadline.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bodies import EXECUTE_CODES, ExecuteRun
 from .config import Settings
 from .errors import ApiError
-
-MAX_PROMPT_CHARS = 200_000
+from .validate import decode
 
 
 @dataclass(frozen=True)
@@ -68,37 +67,14 @@ def resolve_cwd(raw: object, roots: tuple[str, ...]) -> Path:
     )
 
 
-def parse_execute_request(body: dict[str, Any], settings: Settings) -> ExecuteRequest:
+def parse_execute_request(body: dict[str, Any] | ExecuteRun, settings: Settings) -> ExecuteRequest:
     """Validate an execute body against the settings; raise a 4xx ApiError naming the field."""
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ApiError(
-            400, "`prompt` must be a non-empty string.", "invalid_prompt", param="prompt"
-        )
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ApiError(
-            400, f"`prompt` is longer than {MAX_PROMPT_CHARS} characters.", "prompt_too_long"
-        )
-    model = body.get("model")
-    if model is not None and (
-        not isinstance(model, str) or not model.strip() or model.startswith("-")
-    ):
-        raise ApiError(400, "`model` must be a model name.", "invalid_model", param="model")
+    if not isinstance(body, ExecuteRun):
+        body = decode(body, ExecuteRun, codes=EXECUTE_CODES)
     cap_ms = settings.openai_codex_timeout_ms
-    timeout_ms = body.get("timeoutMs", cap_ms)
-    if (
-        isinstance(timeout_ms, bool)
-        or not isinstance(timeout_ms, int | float)
-        or not math.isfinite(timeout_ms)  # JSON's NaN passed `<= 0` and became the deadline
-        or timeout_ms <= 0
-    ):
-        raise ApiError(
-            400, "`timeoutMs` must be a positive number.", "invalid_timeout", param="timeoutMs"
-        )
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ApiError(400, "`stream` must be true or false.", "invalid_stream", param="stream")
-    cwd = resolve_cwd(body.get("cwd"), settings.execute_allowed_roots)
+    timeout_ms = cap_ms if body.timeoutMs is None else min(int(body.timeoutMs), cap_ms)
+    model = body.model.strip() if body.model is not None else None
+    cwd = resolve_cwd(body.cwd, settings.execute_allowed_roots)
     for own in (settings.data_path, settings.codex_homes):
         real = own.resolve()
         if cwd == real or real in cwd.parents:  # the run's sandbox shows its cwd as it is
@@ -109,11 +85,11 @@ def parse_execute_request(body: dict[str, Any], settings: Settings) -> ExecuteRe
                 param="cwd",
             )
     return ExecuteRequest(
-        prompt=prompt,
+        prompt=body.prompt,
         cwd=cwd,
-        model=model.strip() if isinstance(model, str) and model.strip() != "codex" else None,
-        timeout_s=min(float(timeout_ms), float(cap_ms)) / 1000,
-        stream=stream,
+        model=model if model != "codex" else None,
+        timeout_s=timeout_ms / 1000,
+        stream=body.stream,
     )
 
 

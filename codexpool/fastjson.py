@@ -5,7 +5,7 @@ orjson does that several times faster. Where orjson refuses (NaN literals, lone 
 nesting deeper than 1,024) the standard library takes over, so those inputs behave as with
 `json`. One difference remains: orjson reads an integer beyond 64 bits as a float. That is
 harmless for what codex writes (its integers are 64-bit), so client request bodies, where a
-schema may hold any integer, are parsed with `json` (errors.read_json_object).
+schema may hold any integer, are parsed with `json` (validate.read_json_object).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ sane size, and text that is valid Unicode.
 becomes a `str` that cannot be encoded (bcrypt, SQLite and codex then fail deep inside: a 500,
 or a turn that waits for its timeout while holding a slot); a schema nested hundreds of levels
 deep parses fine but codex's reader gives up on it silently; and a 5,000-digit integer raises a
-bare ValueError. `errors.read_json_object` parses with `parse_int=parse_int` and calls
+bare ValueError. `validate.read_json_object` parses with `parse_int=parse_int` and calls
 `find_problem` once, so every route refuses these bodies at once with a 400 naming the field.
 """
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Protocol
+
+from msgspec import Meta, Struct
 
 from .errors import ApiError
-from .openai.translate import json_int
 from .store import Store
+from .validate import WholeNumber, decode
 
 SECONDS_PER_DAY = 86_400
 MAX_LIMIT_VALUE = 1_000_000_000_000
@@ -90,25 +92,40 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, "invalid_request", param=param)
 
 
-def parse_limits(body: dict[str, Any]) -> KeyLimits:
+class LimitValue(WholeNumber):
+    low, high = 0, MAX_LIMIT_VALUE
+
+
+class KeyLimitsChange(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The target (`username`, or `master: true`) and the new limits; a missing or null limit
+    means no cap."""
+
+    username: str | None = None
+    master: bool | None = None
+    requestsPerDay: LimitValue | None = None  # noqa: N815
+    tokensPerDay: LimitValue | None = None  # noqa: N815
+    concurrentRequests: LimitValue | None = None  # noqa: N815
+    allowedModels: (  # noqa: N815
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_NAME)]],
+            Meta(
+                max_length=MAX_ALLOWED_MODELS,
+                description="Distinct model ids (no line breaks); `[]` allows none, null any.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+def parse_limits(body: dict[str, Any] | KeyLimitsChange) -> KeyLimits:
     """Validate the limit fields of an admin request; a missing or null field means no cap."""
-    values: list[Any] = []
-    for name, _ in FIELDS[:3]:
-        raw = body.get(name)
-        value = json_int(raw)  # 500.0 is a whole number too, as JSON Schema says
-        if raw is not None and (value is None or not 0 <= value <= MAX_LIMIT_VALUE):
-            raise _bad(f"{name} must be null or a whole number 0-{MAX_LIMIT_VALUE}", name)
-        values.append(value)
-    models = body.get("allowedModels")
-    if models is not None:
-        if not isinstance(models, list) or len(models) > MAX_ALLOWED_MODELS:
-            raise _bad(
-                f"allowedModels must be null or a list of at most {MAX_ALLOWED_MODELS} model ids",
-                "allowedModels",
-            )
+    if not isinstance(body, KeyLimitsChange):
+        body = decode(body, KeyLimitsChange)
+    models: tuple[str, ...] | None = None
+    if body.allowedModels is not None:
         cleaned: list[str] = []
-        for m in models:
-            if not isinstance(m, str) or not m.strip() or len(m) > MAX_MODEL_NAME:
+        for m in body.allowedModels:
+            if not m.strip():
                 raise _bad(
                     f"each allowedModels entry must be a model id of 1-{MAX_MODEL_NAME} characters",
                     "allowedModels",
@@ -117,7 +134,16 @@ def parse_limits(body: dict[str, Any]) -> KeyLimits:
                 raise _bad(f"allowedModels entry {m!r} is repeated or malformed", "allowedModels")
             cleaned.append(m.strip())
         models = tuple(cleaned)
-    return KeyLimits(values[0], values[1], values[2], models)
+
+    def number(value: int | None) -> int | None:
+        return None if value is None else int(value)
+
+    return KeyLimits(
+        number(body.requestsPerDay),
+        number(body.tokensPerDay),
+        number(body.concurrentRequests),
+        models,
+    )
 
 
 def utc_day(ts: float) -> int:
@@ -139,22 +165,66 @@ class OwnerUse:
         return {"requests": self.requests, "tokens": self.tokens, "inFlight": self.in_flight}
 
 
+class _Finisher(Protocol):
+    def _finish(self, owner: Owner, day: int, tokens: int, slot: str | None) -> None: ...
+
+
 class Ticket:
-    """An admitted request; `finish(tokens)` must be called once when it ends."""
+    """An admitted request; `finish(tokens)` must be called once when it ends.
 
-    __slots__ = ("_quotas", "_owner", "_day", "_done")
+    `slot` names its concurrency slot in the database when the state is shared
+    (shared_quotas.py); the in-memory quotas need none.
+    """
 
-    def __init__(self, quotas: KeyQuotas, owner: Owner, day: int) -> None:
+    __slots__ = ("_quotas", "_owner", "_day", "_slot", "_done")
+
+    def __init__(self, quotas: _Finisher, owner: Owner, day: int, slot: str | None = None) -> None:
         self._quotas = quotas
         self._owner = owner
         self._day = day
+        self._slot = slot
         self._done = False
 
     def finish(self, tokens: int = 0) -> None:
         """Release the concurrency slot and add the request's tokens (idempotent)."""
         if not self._done:
             self._done = True
-            self._quotas._finish(self._owner, self._day, tokens)
+            self._quotas._finish(self._owner, self._day, tokens, self._slot)
+
+
+def check_model(limits: KeyLimits, model_names: Sequence[str]) -> None:
+    """Raise the 403 `model_not_allowed` when the key may not use the request's model."""
+    if model_names and not limits.allows_model(*model_names):
+        allowed = ", ".join(limits.allowed_models or ()) or "none"
+        raise ApiError(
+            403,
+            f"This API key may not use model {model_names[0]!r}; allowed: {allowed}.",
+            MODEL_NOT_ALLOWED,
+            param="model",
+            type="permission_error",
+        )
+
+
+def cap_error(
+    limits: KeyLimits, requests: int, tokens: int, in_flight: int, day: int, now: float
+) -> ApiError | None:
+    """Return the 429 naming the first cap one more request would break, or None."""
+    tomorrow = str(max(1, int((day + 1) * SECONDS_PER_DAY - now) + 1))
+    for cap, used, what, code, retry in (
+        (limits.requests_per_day, requests, "requests per day (UTC)", REQUESTS_EXCEEDED, tomorrow),
+        (limits.tokens_per_day, tokens, "tokens per day (UTC)", TOKENS_EXCEEDED, tomorrow),
+        (limits.concurrent_requests, in_flight, "requests at once", CONCURRENCY_EXCEEDED, "1"),
+    ):  # fmt: skip
+        if cap is not None and used >= cap:
+            when = "when one has finished" if retry == "1" else "after midnight UTC"
+            return ApiError(
+                429,
+                f"This API key's limit of {cap} {what} is reached; retry {when}.",
+                code,
+                type="rate_limit_error",
+                headers={"Retry-After": retry},
+            )
+    return None
 
 
 _DAY_USE_SQL = (
@@ -178,37 +248,17 @@ class KeyQuotas:
         self, owner: Owner, limits: KeyLimits, model_names: Sequence[str] = ()
     ) -> Ticket:
         """Count a request in, or raise the 403/429 that names the cap it would break."""
-        if model_names and not limits.allows_model(*model_names):
-            allowed = ", ".join(limits.allowed_models or ()) or "none"
-            raise ApiError(
-                403,
-                f"This API key may not use model {model_names[0]!r}; allowed: {allowed}.",
-                MODEL_NOT_ALLOWED,
-                param="model",
-                type="permission_error",
-            )
+        check_model(limits, model_names)
         now = self._clock()
         use = await self._current(owner, now)
-        tomorrow = str(max(1, int((use.day + 1) * SECONDS_PER_DAY - now) + 1))
-        for cap, used, what, code, retry in (
-            (limits.requests_per_day, use.requests, "requests per day (UTC)", REQUESTS_EXCEEDED, tomorrow),
-            (limits.tokens_per_day, use.tokens, "tokens per day (UTC)", TOKENS_EXCEEDED, tomorrow),
-            (limits.concurrent_requests, use.in_flight, "requests at once", CONCURRENCY_EXCEEDED, "1"),
-        ):  # fmt: skip
-            if cap is not None and used >= cap:
-                when = "when one has finished" if retry == "1" else "after midnight UTC"
-                raise ApiError(
-                    429,
-                    f"This API key's limit of {cap} {what} is reached; retry {when}.",
-                    code,
-                    type="rate_limit_error",
-                    headers={"Retry-After": retry},
-                )
+        refused = cap_error(limits, use.requests, use.tokens, use.in_flight, use.day, now)
+        if refused is not None:
+            raise refused
         use.requests += 1
         use.in_flight += 1
         return Ticket(self, owner, use.day)
 
-    def _finish(self, owner: Owner, day: int, tokens: int) -> None:
+    def _finish(self, owner: Owner, day: int, tokens: int, slot: str | None) -> None:
         use = self._use.get(owner)
         if use is None:
             return
@@ -256,14 +306,15 @@ class KeyQuotas:
         use.day, use.requests, use.tokens = today, 0, 0
 
     async def _load(self, today: int, owner: Owner | None) -> dict[Owner, OwnerUse]:
-        params: list[Any] = [today * SECONDS_PER_DAY]
-        owner_filter = ""
-        if owner is not None:
-            owner_filter = "AND k.kind = ? AND k.user_id IS ?"
-            params += [owner[0], owner[1]]
-        rows = await self._store.fetchall(
-            _DAY_USE_SQL.replace("{owner_filter}", owner_filter), params
-        )
-        return {
-            (r["kind"], r["user_id"]): OwnerUse(today, int(r["n"]), int(r["tokens"])) for r in rows
-        }
+        return await load_day_use(self._store, today, owner)
+
+
+async def load_day_use(store: Store, today: int, owner: Owner | None) -> dict[Owner, OwnerUse]:
+    """Count each owner's use today from the request log (one owner, or all with None)."""
+    params: list[Any] = [today * SECONDS_PER_DAY]
+    owner_filter = ""
+    if owner is not None:
+        owner_filter = "AND k.kind = ? AND k.user_id IS ?"
+        params += [owner[0], owner[1]]
+    rows = await store.fetchall(_DAY_USE_SQL.replace("{owner_filter}", owner_filter), params)
+    return {(r["kind"], r["user_id"]): OwnerUse(today, int(r["n"]), int(r["tokens"])) for r in rows}

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 
@@ -76,6 +77,21 @@ def _read_linked(path: str) -> bool:
 
 def import_auth_json(home: Path, source: Path) -> None:
     """Install an existing Codex auth.json (e.g. copied from a laptop) into an account home."""
+    data = read_auth_json(source)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=".auth.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, home / "auth.json")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_auth_json(source: Path) -> dict[str, Any]:
+    """Return a Codex ChatGPT auth.json's content, or raise LinkError saying why it is not."""
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -87,16 +103,8 @@ def import_auth_json(home: Path, source: Path) -> None:
         or not tokens.get("refresh_token")
     ):
         raise LinkError(f"{source} is not a Codex ChatGPT auth.json (no tokens)")
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".auth.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, home / "auth.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    auth: dict[str, Any] = data  # a dict: it holds `tokens`
+    return auth
 
 
 def remove_home(home: Path) -> None:

@@ -83,6 +83,10 @@ class Pool:
         self._last = -1  # id of the account served last by the master key
         # account user id -> until when it is skipped (usage limit, lost login)
         self.cooldowns: dict[int, Cooldown] = {}
+        # With sharedState cooldowns are also written to account_cooldowns and read back with
+        # the index, so every node skips an account one of them found spent.
+        self.shared = settings.shares_state
+        self._tasks: set[asyncio.Task[None]] = set()
         if limits is not None:
             limits.on_change = self._limits_changed
 
@@ -103,15 +107,64 @@ class Pool:
         self._index.loaded_at = -math.inf
         self._generation += 1  # a reload already running read the old data: not good enough
 
+    async def reload(self) -> None:
+        """Reload the index now (another node changed keys, users or cooldowns)."""
+        self.invalidate()
+        await self._load_index()
+
+    async def _load_shared_cooldowns(self) -> bool:
+        """Merge the cooldowns other nodes stored; tell whether any changed."""
+        now = time.time()
+        rows = await self._store.fetchall(
+            "SELECT user_id, until_ts, reason FROM account_cooldowns WHERE until_ts > ?", (now,)
+        )
+        changed = False
+        for r in rows:
+            cd = Cooldown(float(r["until_ts"]), str(r["reason"]))
+            mine = self.cooldowns.get(r["user_id"])
+            if mine is None or mine.until < cd.until:
+                self.cooldowns[r["user_id"]] = cd
+                changed = True
+        return changed
+
+    async def _store_cooldown(self, user_id: int, cd: Cooldown | None) -> None:
+        try:
+            if cd is None:
+                await self._store.execute(
+                    "DELETE FROM account_cooldowns WHERE user_id = ?", (user_id,)
+                )
+            else:
+                await self._store.execute(
+                    "INSERT INTO account_cooldowns (user_id, until_ts, reason) VALUES (?, ?, ?) "
+                    "ON CONFLICT (user_id) DO UPDATE SET until_ts = excluded.until_ts, "
+                    "reason = excluded.reason",
+                    (user_id, cd.until, cd.reason),
+                )
+        except Exception as exc:  # this node still skips it; the others read its limits
+            _LOGGER.warning("Cannot store the cooldown of account %s: %s", user_id, exc)
+
+    def _share_cooldown(self, user_id: int, cd: Cooldown | None) -> None:
+        if not self.shared:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._store_cooldown(user_id, cd), name="pool-cooldown"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Wait for cooldown writes under way (shutdown)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _load_index(self) -> None:
         generation = self._generation
+        changed = await self._load_shared_cooldowns() if self.shared else False
         rows = await self._store.fetchall(
             "SELECT u.id, u.username, u.pool_opt_in, u.disabled FROM users u "
             "JOIN api_keys k ON k.user_id = u.id AND k.kind = 'user' AND k.revoked_at IS NULL "
             "ORDER BY u.id"
         )
         old = self._index.by_id
-        changed = False
         candidates = []
         for r in rows:
             home = linking.codex_home(self._settings, r["id"])
@@ -132,6 +185,8 @@ class Pool:
             cd = self.cooldowns.get(c.user_id)
             if cd and cd.reason == "unauthorized" and prev and prev.auth_mtime != mtime:
                 del self.cooldowns[c.user_id]  # relinked: try the new login at once
+                if self.shared:  # before the next reload could merge it back
+                    await self._store_cooldown(c.user_id, None)
                 changed = True
             candidates.append(c)
         loaded_at = time.monotonic() if generation == self._generation else -math.inf
@@ -337,6 +392,7 @@ class Pool:
             return False
         self.cooldowns[account.user_id] = cd
         self._view = None
+        self._share_cooldown(account.user_id, cd)
         _LOGGER.warning(
             "Account %s (%s) cooled down until %s: %s",
             account.username,

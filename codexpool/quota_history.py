@@ -29,9 +29,12 @@ MAX_POINTS = 400  # per account per answer; older points are thinned further to 
 DEFAULT_HOURS = 24
 WINDOWS = (("hourly", "primary"), ("weekly", "secondary"))
 
+# The casts type the bare parameters of the SELECT for PostgreSQL (SQLite needs none).
+_REAL = "CAST(? AS DOUBLE PRECISION)"
 _INSERT = (
     "INSERT INTO quota_history (user_id, ts, primary_used, primary_resets_at, secondary_used,"
-    " secondary_resets_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)"
+    f" secondary_resets_at) SELECT CAST(? AS BIGINT), {_REAL}, {_REAL}, CAST(? AS BIGINT),"
+    f" {_REAL}, CAST(? AS BIGINT) WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)"
 )
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from .errors import ApiError, whole_number
+from .errors import ApiError
 from .store import Store
+from .validate import whole_number
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500

@@ -32,7 +32,7 @@ from .admin_auth import load_admin_auth
 from .app_keys import ADMIN_AUTH, SETTINGS, STORE, THROTTLE
 from .config import Settings
 from .errors import ApiError
-from .login_throttle import LoginThrottle
+from .login_throttle import LoginThrottle, SharedLoginThrottle
 from .netinfo import is_https
 from .security import derive_fernet_key
 from .users import User
@@ -222,16 +222,18 @@ async def end_portal_session(request: web.Request) -> None:
 
 
 async def _admin_auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the admin credentials once the store is open."""
+    """Load the admin credentials once the store is open; build the sign-in throttle (in the
+    database with sharedState, so guesses spread over nodes count together)."""
     app[ADMIN_AUTH] = await load_admin_auth(app[SETTINGS], app[STORE])
+    shared = app[SETTINGS].shares_state
+    app[THROTTLE] = SharedLoginThrottle(app[STORE]) if shared else LoginThrottle()
     yield
 
 
 def setup(app: web.Application) -> None:
-    """Install the sign-in throttle and the admin credentials context.
+    """Install the admin credentials context, which also builds the sign-in throttle.
 
     Call after the store's cleanup context is registered (the middleware is in create_app's
     list).
     """
-    app[THROTTLE] = LoginThrottle()
     app.cleanup_ctx.append(_admin_auth_ctx)

@@ -42,6 +42,7 @@ WHERE u.created_at < ?1 AND u.disabled = 0
         AND a.ts >= u.created_at - ?2)
   AND NOT EXISTS (
       SELECT 1 FROM audit a WHERE a.actor = 'user:' || u.username AND a.ts >= ?1)
+  AND NOT EXISTS (SELECT 1 FROM account_logins l WHERE l.user_id = u.id)
 ORDER BY u.id
 """
 

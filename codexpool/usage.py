@@ -206,10 +206,11 @@ class UsageRecorder:
         async with self._store.transaction(bookkeeping=True) as db:
             await db.executemany(INSERT_SQL, [r.as_params() for r in batch])
             if used:
+                # In id order, so two nodes' batches lock the same keys in the same order.
                 await db.executemany(
-                    "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) "
-                    "WHERE id = ?",
-                    [(ts, key_id) for key_id, ts in used.items()],
+                    "UPDATE api_keys SET last_used_at = ? "
+                    "WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                    [(ts, key_id, ts) for key_id, ts in sorted(used.items())],
                 )
 
     def _spool(self, batch: list[UsageRow]) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import whole_number
 from .store import Store
+from .validate import whole_number
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
@@ -28,7 +28,10 @@ COALESCE(SUM(r.reasoning_tokens), 0) AS reasoning_tokens,
 AVG(r.latency_ms) AS avg_latency_ms,
 AVG(r.ttft_ms) AS avg_ttft_ms
 """
-_DAY = "date(r.ts, 'unixepoch') AS day"
+
+
+def _day(store: Store) -> str:
+    return f"{store.sql.utc_day('r.ts')} AS day"
 
 
 def parse_days(request: web.Request) -> int:
@@ -64,19 +67,21 @@ async def admin_usage(store: Store, days: int) -> dict[str, Any]:
     """Return everyone's usage for the last `days` UTC days."""
     start = since(days)
     by_account = await store.fetchall(
-        f"SELECT {_DAY}, r.account_user_id, "
+        f"SELECT {_day(store)}, r.account_user_id, "
         "COALESCE(u.username, d.username || ' (deleted)') AS username, "
         f"{_SUMS} FROM requests r "
         "LEFT JOIN users u ON u.id = r.account_user_id "
         "LEFT JOIN deleted_users d ON d.id = r.account_user_id WHERE r.ts >= ? "
-        "GROUP BY day, r.account_user_id ORDER BY day DESC, r.account_user_id",
+        "GROUP BY day, r.account_user_id, u.username, d.username "
+        "ORDER BY day DESC, r.account_user_id",
         (start,),
     )
     by_key = await store.fetchall(
-        f"SELECT {_DAY}, r.key_id, r.key_kind, k.hint, k.label, u.username, {_SUMS} "
+        f"SELECT {_day(store)}, r.key_id, r.key_kind, k.hint, k.label, u.username, {_SUMS} "
         "FROM requests r LEFT JOIN api_keys k ON k.id = r.key_id "
         "LEFT JOIN users u ON u.id = k.user_id WHERE r.ts >= ? "
-        "GROUP BY day, r.key_id, r.key_kind ORDER BY day DESC, r.key_id",
+        "GROUP BY day, r.key_id, r.key_kind, k.hint, k.label, u.username "
+        "ORDER BY day DESC, r.key_id",
         (start,),
     )
     total = await store.fetchone(f"SELECT {_SUMS} FROM requests r WHERE r.ts >= ?", (start,))
@@ -112,12 +117,12 @@ async def user_usage(store: Store, user_id: int, days: int) -> dict[str, Any]:
     """Return one portal user's usage: by their keys, and served by their account."""
     start = since(days)
     own = await store.fetchall(
-        f"SELECT {_DAY}, {_SUMS} FROM requests r JOIN api_keys k ON k.id = r.key_id "
+        f"SELECT {_day(store)}, {_SUMS} FROM requests r JOIN api_keys k ON k.id = r.key_id "
         "WHERE k.user_id = ? AND r.ts >= ? GROUP BY day ORDER BY day DESC",
         (user_id, start),
     )
     served = await store.fetchall(
-        f"SELECT {_DAY}, {_SUMS}, "
+        f"SELECT {_day(store)}, {_SUMS}, "
         "COALESCE(SUM(CASE WHEN r.key_kind = 'master' THEN 1 ELSE 0 END), 0) AS pool_requests "
         "FROM requests r WHERE r.account_user_id = ? AND r.ts >= ? "
         "GROUP BY day ORDER BY day DESC",

@@ -13,8 +13,9 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from .errors import ApiError, whole_number
+from .errors import ApiError
 from .store import Store
+from .validate import whole_number
 
 BUCKETS = {"hour": 3600, "day": 86_400}
 MAX_SPAN = {"hour": 7 * 24, "day": 366}  # buckets per answer
@@ -22,7 +23,7 @@ DEFAULT_SPAN = {"hour": 24, "day": 14}
 SPLITS = ("account", "key")
 
 _SUMS = (
-    "COUNT(*) AS requests, COALESCE(SUM(r.status >= 400), 0) AS errors,"
+    "COUNT(*) AS requests, COALESCE(SUM(CASE WHEN r.status >= 400 THEN 1 ELSE 0 END), 0) AS errors,"
     " COALESCE(SUM(r.input_tokens), 0) AS input_tokens,"
     " COALESCE(SUM(r.cached_tokens), 0) AS cached_tokens,"
     " COALESCE(SUM(r.output_tokens), 0) AS output_tokens"
@@ -92,7 +93,7 @@ async def admin_series(
         rows = await store.fetchall(
             # Names join the grouped rows, not every request (~30 % faster at 150k rows).
             "SELECT s.*, COALESCE(u.username, d.username || ' (deleted)') AS username FROM"
-            f" (SELECT CAST(r.ts / {size} AS INTEGER) AS b, r.account_user_id AS g, {_SUMS}"
+            f" (SELECT {store.sql.bucket('r.ts', size)} AS b, r.account_user_id AS g, {_SUMS}"
             " FROM requests r WHERE r.ts >= ? GROUP BY b, g) s"
             " LEFT JOIN users u ON u.id = s.g LEFT JOIN deleted_users d ON d.id = s.g",
             (starts[0],),
@@ -104,7 +105,7 @@ async def admin_series(
     else:
         rows = await store.fetchall(
             "SELECT s.*, k.hint, u.username FROM"
-            f" (SELECT CAST(r.ts / {size} AS INTEGER) AS b, COALESCE(r.key_id, -1) AS g,"
+            f" (SELECT {store.sql.bucket('r.ts', size)} AS b, COALESCE(r.key_id, -1) AS g,"
             f" MAX(r.key_kind) AS key_kind, {_SUMS} FROM requests r WHERE r.ts >= ?"
             " GROUP BY b, g) s"
             " LEFT JOIN api_keys k ON k.id = s.g LEFT JOIN users u ON u.id = k.user_id",
@@ -134,15 +135,15 @@ async def user_series(
     size, starts = _frame(bucket, count, now)
     if split == "key":
         rows = await store.fetchall(
-            f"SELECT CAST(r.ts / {size} AS INTEGER) AS b, r.key_id AS g, k.hint, {_SUMS}"
+            f"SELECT {store.sql.bucket('r.ts', size)} AS b, r.key_id AS g, k.hint, {_SUMS}"
             " FROM requests r LEFT JOIN api_keys k ON k.id = r.key_id"
-            " WHERE r.key_user_id = ? AND r.ts >= ? GROUP BY b, g",
+            " WHERE r.key_user_id = ? AND r.ts >= ? GROUP BY b, g, k.hint",
             (user_id, starts[0]),
         )
         label = lambda r: {"id": r["g"], "name": f"my key {r['hint'] or ''}".strip()}  # noqa: E731
     else:
         rows = await store.fetchall(
-            f"SELECT CAST(r.ts / {size} AS INTEGER) AS b,"
+            f"SELECT {store.sql.bucket('r.ts', size)} AS b,"
             f" CASE WHEN r.key_kind = 'master' THEN 'pool' ELSE 'own' END AS g, {_SUMS}"
             " FROM requests r WHERE r.account_user_id = ? AND r.ts >= ? GROUP BY b, g",
             (user_id, starts[0]),

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiosqlite
-
 from .errors import ApiError
 from .key_limits import COLUMNS as KEY_LIMIT_COLUMNS
-from .key_limits import NO_LIMITS, KeyLimits, Owner
+from .key_limits import NO_LIMITS, KeyLimits, Owner, OwnerUse
 from .security import KeyCipher, key_digest, key_hint, mint_key
-from .store import Store
+from .store import Row, Store
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
 MIN_PASSWORD_LEN = 8
@@ -96,7 +95,7 @@ def validate_label(raw: object) -> str:
     return raw.strip()
 
 
-def _user(row: aiosqlite.Row) -> User:
+def _user(row: Row) -> User:
     return User(
         id=row["id"],
         username=row["username"],
@@ -112,7 +111,7 @@ async def create_user(store: Store, username: str, password_hash: str | None) ->
     if await store.fetchone("SELECT 1 FROM users WHERE username = ?", (username,)):
         raise ApiError(409, f"username {username!r} is taken", "username_taken", param="username")
     now = time.time()
-    user_id = await store.execute(
+    user_id = await store.insert(
         "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
         (username, password_hash, now),
     )
@@ -150,12 +149,13 @@ async def delete_user(store: Store, user_id: int) -> bool:
     """
     async with store.transaction() as db:
         await db.execute(
-            "INSERT OR REPLACE INTO deleted_users (id, username, deleted_at) "
-            "SELECT id, username, ? FROM users WHERE id = ?",
+            "INSERT INTO deleted_users (id, username, deleted_at) "
+            "SELECT id, username, CAST(? AS DOUBLE PRECISION) FROM users WHERE id = ? "
+            "ON CONFLICT (id) DO UPDATE SET username = excluded.username, "
+            "deleted_at = excluded.deleted_at",
             (time.time(), user_id),
         )
-        async with db.execute("DELETE FROM users WHERE id = ?", (user_id,)) as cur:
-            return cur.rowcount > 0
+        return await db.execute("DELETE FROM users WHERE id = ?", (user_id,)) > 0
 
 
 async def bump_session_epoch(store: Store, user_id: int) -> None:
@@ -187,10 +187,9 @@ async def rotate_key(
     live = "kind = ? AND user_id IS ? AND revoked_at IS NULL"
     async with store.transaction() as db:
         # The new key inherits the old one's limits: a rotation never lifts a cap.
-        async with db.execute(
+        old = await db.fetchone(
             f"SELECT {KEY_LIMIT_COLUMNS} FROM api_keys WHERE {live}", (kind, user_id)
-        ) as cur:
-            old = await cur.fetchone()
+        )
         limits = KeyLimits.from_row(old) if old is not None else NO_LIMITS
         await db.execute(f"UPDATE api_keys SET revoked_at = ? WHERE {live}", (now, kind, user_id))
         await db.execute(
@@ -267,6 +266,31 @@ async def live_key_row(
         "ciphertext": row["ciphertext"],
         "limits": KeyLimits.from_row(row),
     }
+
+
+def key_summary(key: Mapping[str, Any] | None, use: OwnerUse | None) -> dict[str, Any]:
+    """Return what the panels show of a live key (never the key): the master key's summary on
+    the admin page, and, `key`-prefixed (key_fields), each user's in the admin table and on
+    the portal. `key` holds live_key_row's fields (label, hint, created_at, last_used_at,
+    limits), None without a live key; `use` is the key slot's use today."""
+    return {
+        "exists": key is not None,
+        "label": key["label"] if key else None,
+        "hint": key["hint"] if key else None,
+        "createdAt": key["created_at"] if key else None,
+        "lastUsedAt": key["last_used_at"] if key else None,
+        "limits": key["limits"].as_json() if key else None,
+        "usageToday": use.as_json() if use is not None else None,
+    }
+
+
+def key_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return a key_summary as the flat members of a user object (`hasKey`, `keyHint`, ...)."""
+    fields = {"hasKey": summary["exists"]}
+    for name, value in summary.items():
+        if name != "exists":
+            fields["key" + name[0].upper() + name[1:]] = value
+    return fields
 
 
 async def reveal_key(store: Store, cipher: KeyCipher, user_id: int) -> str | None:

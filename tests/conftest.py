@@ -80,6 +80,45 @@ def write_settings(data_dir: Path, **overrides: Any) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """Run one private PostgreSQL cluster for the session, or skip when it is not installed."""
+    from codexpool.testing.pg_cluster import PgCluster, PgUnavailable
+
+    try:
+        cluster = PgCluster()
+    except PgUnavailable as exc:
+        if os.environ.get("CODEXPOOL_REQUIRE_POSTGRES"):
+            pytest.fail(str(exc))  # CI (.ci/run) must run these tests, not skip them
+        pytest.skip(str(exc))
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """Return the URL of a fresh, empty database of the session's cluster (one per test)."""
+    return pg_cluster.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Yield an open store of each backend: the SQLite file, then a fresh PostgreSQL database."""
+    from codexpool.store import SqliteStore, postgres_store
+
+    if request.param == "sqlite":
+        opened = SqliteStore(tmp_path / "db.sqlite3")
+    else:
+        opened = postgres_store(request.getfixturevalue("pg_url"))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Return a factory of validated Settings in a fresh temp data root."""
@@ -88,6 +127,18 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(write_settings(tmp_path / "data", **overrides), env={})
 
     return factory
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_settings(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> Callable[..., Settings]:
+    """Return make_settings on each store backend: the SQLite file, then a fresh PostgreSQL
+    database. A module runs its app tests on both by overriding `settings` with it."""
+    if request.param == "sqlite":
+        return make_settings
+    url = request.getfixturevalue("pg_url")
+    return lambda **overrides: make_settings(databaseUrl=url, **overrides)
 
 
 @pytest.fixture

@@ -35,13 +35,13 @@ async def test_claim_takes_the_longest_prefix_once_and_lru_evicts() -> None:
 
     conv = Conversations(release, idle_s=60, max_per_account=2)
     d = prefix_digests("key:1", None, (), ITEMS)
-    conv.remember(d[1], ThreadRef(7, "7", "t-short"))
-    conv.remember(d[2], ThreadRef(7, "7", "t-long"))
-    assert conv.claim(d) == (2, ThreadRef(7, "7", "t-long"))
-    assert conv.claim(d[:3]) == (1, ThreadRef(7, "7", "t-short"))
-    assert conv.claim(d) is None  # taken: a second request starts a new thread
+    await conv.remember(d[1], ThreadRef(7, "7", "t-short"))
+    await conv.remember(d[2], ThreadRef(7, "7", "t-long"))
+    assert await conv.claim(d) == (2, ThreadRef(7, "7", "t-long"))
+    assert await conv.claim(d[:3]) == (1, ThreadRef(7, "7", "t-short"))
+    assert await conv.claim(d) is None  # taken: a second request starts a new thread
     for n in range(3):
-        conv.remember(bytes([n]) * 32, ThreadRef(7, "7", f"t{n}"))
+        await conv.remember(bytes([n]) * 32, ThreadRef(7, "7", f"t{n}"))
     assert conv.count(7) == 2
     await asyncio.sleep(0)
     assert released == [("7", "t0")]  # the least recently used, released on its app-server
@@ -54,12 +54,12 @@ async def test_idle_conversations_and_responses_expire() -> None:
         released.append(thread_id)
 
     conv = Conversations(release, idle_s=10, max_per_account=5)
-    conv.remember(b"x" * 32, ThreadRef(1, "1", "old"))
-    conv.remember_response("resp_1", "key:1", ITEMS)
-    assert conv.response("resp_1", "key:2") is None  # another key never sees it
-    record = conv.response("resp_1", "key:1")
+    await conv.remember(b"x" * 32, ThreadRef(1, "1", "old"))
+    await conv.remember_response("resp_1", "key:1", ITEMS)
+    assert await conv.response("resp_1", "key:2") is None  # another key never sees it
+    record = await conv.response("resp_1", "key:1")
     assert record is not None and record.items == ITEMS
     assert conv.reap(time.monotonic() + 11) == 1
     await asyncio.sleep(0)
     assert released == ["old"] and len(conv) == 0
-    assert conv.response("resp_1", "key:1") is None
+    assert await conv.response("resp_1", "key:1") is None

@@ -25,7 +25,7 @@ from codexpool.device_login import (
     redact,
     strip_ansi,
 )
-from codexpool.store import Store
+from codexpool.store import SqliteStore, Store
 
 REAL_OUTPUT = (
     "\n\x1b[1mWelcome to Codex\x1b[0m [v\x1b[90m0.169.0\x1b[0m]\n"
@@ -85,7 +85,7 @@ def fake_codex(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "db.sqlite3")
+    s = SqliteStore(tmp_path / "db.sqlite3")
     await s.open()
     yield s
     await s.close()

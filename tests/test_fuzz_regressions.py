@@ -79,7 +79,7 @@ async def test_tool_choice_with_a_non_string_name_is_a_400(api: Any, key: str, n
     err = await assert_openai_error(
         await call(api, "POST", CHAT, json=chat, headers=auth), 400, "invalid_request"
     )
-    assert err["param"] == "tool_choice"
+    assert err["param"] == "tool_choice.function.name"  # the field itself (bodies.py)
     responses = {
         "model": "codex",
         "input": "hi",
@@ -89,7 +89,7 @@ async def test_tool_choice_with_a_non_string_name_is_a_400(api: Any, key: str, n
     err = await assert_openai_error(
         await call(api, "POST", RESPONSES, json=responses, headers=auth), 400, "invalid_request"
     )
-    assert err["param"] == "tool_choice"
+    assert err["param"] == "tool_choice.name"
 
 
 async def test_valid_tool_choice_still_reaches_the_account_check(api: Any, key: str) -> None:

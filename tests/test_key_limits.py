@@ -4,7 +4,6 @@ portal routes that set and show them (real app, real HTTP through aiohttp's test
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,12 +37,10 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Any:
-    s = Store(tmp_path / "db.sqlite")
-    await s.open()
-    await users.create_user(s, "alice", None)
-    yield s
-    await s.close()
+async def store(store: Store) -> Store:
+    """The conftest store (SQLite, then PostgreSQL) with one user, alice."""
+    await users.create_user(store, "alice", None)
+    return store
 
 
 async def refused(quotas: KeyQuotas, limits: KeyLimits, *models: str) -> ApiError:
@@ -167,9 +164,9 @@ async def test_rotation_keeps_limits(store: Store) -> None:
         ({"concurrentRequests": "2"}, "concurrentRequests"),
         ({"tokensPerDay": 10**13}, "tokensPerDay"),
         ({"allowedModels": "gpt-5.5"}, "allowedModels"),
-        ({"allowedModels": [""]}, "allowedModels"),
+        ({"allowedModels": [""]}, "allowedModels[0]"),
         ({"allowedModels": ["a", "a"]}, "allowedModels"),
-        ({"allowedModels": [3]}, "allowedModels"),
+        ({"allowedModels": [3]}, "allowedModels[0]"),  # the entry itself
         ({"allowedModels": ["m"] * 101}, "allowedModels"),
     ],
 )

@@ -96,18 +96,34 @@ def test_every_ref_resolves_and_every_operation_names_security_and_errors() -> N
             assert op["responses"]["default"] == {"$ref": "#/components/responses/Error"}
 
 
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        node: Any = doc
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
 def test_only_the_key_limits_body_rejects_unknown_fields() -> None:
     """Handlers ignore unknown body fields, except key-limits (a typo would lift a limit);
     the document says exactly that."""
     doc = openapi_document()
-    closed = {
-        path
+    bodies = {
+        path: _resolve(doc, op["requestBody"]["content"]["application/json"]["schema"])
         for path, item in doc["paths"].items()
-        if '"additionalProperties": false' in json.dumps(item)
+        for op in item.values()
+        if "requestBody" in op
     }
+    closed = {path for path, body in bodies.items() if body.get("additionalProperties") is False}
     assert closed == {"/api/admin/openai-users/key-limits"}
-    body = doc["paths"]["/api/admin/openai-users/key-limits"]["post"]["requestBody"]
-    assert body["content"]["application/json"]["schema"]["additionalProperties"] is False
+    assert "/api/openai/v1/chat/completions" in bodies  # the comparison sees the bodies
+    nested = [
+        name
+        for name, schema in doc["components"]["schemas"].items()
+        if '"additionalProperties": false' in json.dumps(schema)
+    ]
+    assert nested == ["KeyLimitsChange"]
 
 
 async def test_key_limits_really_rejects_unknown_fields(client: Any) -> None:

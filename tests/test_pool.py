@@ -25,7 +25,7 @@ from codexpool.selection import (
     ineligible_reason,
     pick,
 )
-from codexpool.store import Store
+from codexpool.store import SqliteStore, Store
 from codexpool.users import KeyPrincipal
 
 NOW = 1_800_000_000.0
@@ -157,7 +157,7 @@ def snap(hourly_used: float, resets_at: int) -> RateLimitSnapshot:
 
 
 async def seeded(settings: Settings, tmp_path: Path, names: list[str]) -> tuple[Store, list[int]]:
-    store = Store(settings.db_path)
+    store = SqliteStore(settings.db_path)
     await store.open()
     cipher = KeyCipher(settings.openai_key_encryption_secret)
     ids = []

@@ -20,7 +20,7 @@ import pytest
 
 from codexpool import linking, users
 from codexpool.security import KeyCipher
-from codexpool.store import Store
+from codexpool.store import create_store
 from codexpool.testing.fake_backend import codex_overrides, make_auth_json
 
 from .conftest import ADMIN_PASSWORD, LiveServer
@@ -45,7 +45,7 @@ class Pool:
     async def seed(self, tmp: Any) -> None:
         settings = self.server.settings
         cipher = KeyCipher(settings.openai_key_encryption_secret)
-        store = Store(settings.db_path)
+        store = create_store(settings)  # the SQLite file, or databaseUrl's PostgreSQL
         await store.open()
         try:
             for name in self.names:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,32 +24,27 @@ def reading(ts: float, hourly: float, weekly: float, h_reset: int, w_reset: int)
     return Limits(hourly, 300, h_reset, weekly, 10080, w_reset, "plus", ts)
 
 
-async def test_readings_are_thinned_and_written(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
-    await store.open()
-    try:
-        await store.execute("INSERT INTO users (id, username, created_at) VALUES (1, 'ivy', 0)")
-        history = quota_history.QuotaHistory(store, thin_s=300)
-        t = 1_800_000_000.0
-        history.take(1, reading(t, 10, 5, 9000, 99000))
-        history.take(1, reading(t + 60, 12, 5, 9000, 99000))  # within 5 min: dropped
-        history.take(1, reading(t + 299, 14, 5, 9000, 99000))  # still within: dropped
-        history.take(1, reading(t + 301, 15, 6, 9000, 99000))  # kept
-        history.take(1, reading(t + 320, 0, 6, 9900, 99000))  # a new 5-hour window: kept
-        history.take(1, replace_ok(reading(t + 900, 50, 6, 9900, 99000)))  # stale: never kept
-        history.take(2, reading(t, 10, 5, 9000, 99000))  # user 2 does not exist: dropped
-        assert history.pending == 4
-        await history.write()
-        assert history.pending == 0
-        rows = await store.fetchall("SELECT user_id, ts, primary_used FROM quota_history")
-        assert [(r[0], r[1] - t, r[2]) for r in rows] == [(1, 0, 10), (1, 301, 15), (1, 320, 0)]
-        # Pruning goes by age.
-        await store.execute(
-            "UPDATE quota_history SET ts = ? WHERE ts = ?", (time.time() - 91 * 86400, t)
-        )
-        assert await quota_history.prune(store, 90) == 1
-    finally:
-        await store.close()
+async def test_readings_are_thinned_and_written(store: Store) -> None:
+    await store.execute("INSERT INTO users (id, username, created_at) VALUES (1, 'ivy', 0)")
+    history = quota_history.QuotaHistory(store, thin_s=300)
+    t = 1_800_000_000.0
+    history.take(1, reading(t, 10, 5, 9000, 99000))
+    history.take(1, reading(t + 60, 12, 5, 9000, 99000))  # within 5 min: dropped
+    history.take(1, reading(t + 299, 14, 5, 9000, 99000))  # still within: dropped
+    history.take(1, reading(t + 301, 15, 6, 9000, 99000))  # kept
+    history.take(1, reading(t + 320, 0, 6, 9900, 99000))  # a new 5-hour window: kept
+    history.take(1, replace_ok(reading(t + 900, 50, 6, 9900, 99000)))  # stale: never kept
+    history.take(2, reading(t, 10, 5, 9000, 99000))  # user 2 does not exist: dropped
+    assert history.pending == 4
+    await history.write()
+    assert history.pending == 0
+    rows = await store.fetchall("SELECT user_id, ts, primary_used FROM quota_history")
+    assert [(r[0], r[1] - t, r[2]) for r in rows] == [(1, 0, 10), (1, 301, 15), (1, 320, 0)]
+    # Pruning goes by age.
+    await store.execute(
+        "UPDATE quota_history SET ts = ? WHERE ts = ?", (time.time() - 91 * 86400, t)
+    )
+    assert await quota_history.prune(store, 90) == 1
 
 
 def replace_ok(limits: Limits) -> Limits:

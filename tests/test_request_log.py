@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from codexpool import users
 from codexpool.app_keys import STORE
+from codexpool.config import Settings
 from codexpool.request_log import encode_cursor
 from tests.conftest import ADMIN_PASSWORD
 from tests.e2e_helpers import post_chat
@@ -23,6 +25,12 @@ from .users_helpers import (
     new_portal_user,
     rotate_user_key,
 )
+
+
+@pytest.fixture
+def settings(backend_settings: Callable[..., Settings]) -> Settings:
+    """Run this module's app tests on both store backends (SQLite, PostgreSQL)."""
+    return backend_settings()
 
 
 async def add_row(store: Any, ts: float, **cols: Any) -> None:

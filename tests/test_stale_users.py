@@ -34,12 +34,12 @@ async def _register(api: Any, name: str) -> str:
 
 
 async def test_only_registrations_that_never_linked_expire(
-    aiohttp_client: Any, make_settings: Callable[..., Settings]
+    aiohttp_client: Any, backend_settings: Callable[..., Settings]
 ) -> None:
     from codexpool.app import create_app
 
     api = await aiohttp_client(
-        create_app(make_settings(unlinkedUserTtlHours=24)), cookie_jar=aiohttp.DummyCookieJar()
+        create_app(backend_settings(unlinkedUserTtlHours=24)), cookie_jar=aiohttp.DummyCookieJar()
     )
     app = api.app
     store, settings, logins = app[STORE], app[SETTINGS], app[DEVICE_LOGINS]
@@ -79,12 +79,12 @@ async def test_only_registrations_that_never_linked_expire(
 
 
 async def test_expiry_can_be_switched_off(
-    aiohttp_client: Any, make_settings: Callable[..., Settings]
+    aiohttp_client: Any, backend_settings: Callable[..., Settings]
 ) -> None:
     from codexpool.app import create_app
 
     api = await aiohttp_client(
-        create_app(make_settings(unlinkedUserTtlHours=0)), cookie_jar=aiohttp.DummyCookieJar()
+        create_app(backend_settings(unlinkedUserTtlHours=0)), cookie_jar=aiohttp.DummyCookieJar()
     )
     await _register(api, "ghost")
     app = api.app

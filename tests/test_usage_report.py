@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from codexpool import users
 from codexpool.app_keys import STORE
+from codexpool.config import Settings
 from codexpool.usage import prune
 from codexpool.usage_report import since
 
@@ -19,6 +21,12 @@ from .users_helpers import (
     new_portal_user,
     rotate_user_key,
 )
+
+
+@pytest.fixture
+def settings(backend_settings: Callable[..., Settings]) -> Settings:
+    """Run this module's app tests on both store backends (SQLite, PostgreSQL)."""
+    return backend_settings()
 
 
 async def add_row(

@@ -4,12 +4,14 @@ cache-hit share, the portal's own view only, and bad parameters as OpenAI-style 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from codexpool import users
 from codexpool.app_keys import STORE
+from codexpool.config import Settings
 
 from .test_request_log import add_row
 from .users_helpers import (
@@ -19,6 +21,12 @@ from .users_helpers import (
     new_portal_user,
     rotate_user_key,
 )
+
+
+@pytest.fixture
+def settings(backend_settings: Callable[..., Settings]) -> Settings:
+    """Run this module's app tests on both store backends (SQLite, PostgreSQL)."""
+    return backend_settings()
 
 
 async def get(api: Any, path: str, cookie: str) -> dict[str, Any]:

@@ -53,6 +53,12 @@ PORTAL_ROUTES = [
 ]
 
 
+@pytest.fixture
+def settings(backend_settings: Callable[..., Settings]) -> Settings:
+    """Run this module's app tests on both store backends (SQLite, PostgreSQL)."""
+    return backend_settings()
+
+
 async def test_admin_login_me_logout(api: Any) -> None:
     resp = await call(api, "GET", "/api/auth/me")
     err = await assert_openai_error(resp, 401, "authentication_required")
@@ -581,3 +587,43 @@ async def test_logs_carry_no_secrets(api: Any, caplog: pytest.LogCaptureFixture)
     assert "audit:" in text  # the events were logged, just without their secrets
     for secret in (USER_PASSWORD, ADMIN_PASSWORD, "guess-guess", key, master, cookie, admin):
         assert secret not in text
+
+
+KEY_FIELDS = (
+    "hasKey",
+    "keyLabel",
+    "keyHint",
+    "keyCreatedAt",
+    "keyLastUsedAt",
+    "keyLimits",
+    "keyUsageToday",
+)
+
+
+async def test_admin_table_portal_and_master_key_show_one_key_summary(api: Any) -> None:
+    """Issue 15 item 4: one key_summary() behind the admin table's rows, the portal's own view
+    and the master key's summary: the same key reads the same in every panel."""
+    admin = await admin_login(api)
+    portal = await new_portal_user(api, "kim")
+    await rotate_user_key(api, portal, label="laptop")
+    # Chat requests set it (the usage writer); here directly.
+    await api.app[STORE].execute("UPDATE api_keys SET last_used_at = 1700000000.5")
+    me = await (await call(api, "GET", "/api/openai/auth/me", portal)).json()
+    table = await (await call(api, "GET", "/api/admin/openai-users", admin)).json()
+    (row,) = [r for r in table["users"] if r["username"] == "kim"]
+    assert {k: row[k] for k in KEY_FIELDS} == {k: me[k] for k in KEY_FIELDS}
+    assert row["keyLabel"] == "laptop" and row["keyLastUsedAt"] == 1700000000.5
+    resp = await call(
+        api, "POST", "/api/admin/openai-users/rotate-master-key", admin, json={"label": "ops"}
+    )
+    assert resp.status == 200
+    await api.app[STORE].execute("UPDATE api_keys SET last_used_at = 1700000001.5")
+    table = await (await call(api, "GET", "/api/admin/openai-users", admin)).json()
+    master = table["masterKey"]
+    assert set(master) == {"exists"} | {k[3].lower() + k[4:] for k in KEY_FIELDS[1:]}
+    assert master["exists"] and master["label"] == "ops" and master["lastUsedAt"] == 1700000001.5
+    # A user without a key: the same shape, empty.
+    await make_user(api, "lee")
+    table = await (await call(api, "GET", "/api/admin/openai-users", admin)).json()
+    (row,) = [r for r in table["users"] if r["username"] == "lee"]
+    assert not row["hasKey"] and row["keyLastUsedAt"] is None and row["keyHint"] is None

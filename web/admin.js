@@ -367,12 +367,50 @@ function renderUsage(data) {
   );
 }
 
+/**
+ * The cluster's nodes and the accounts each owns (cluster mode only; hidden on one node).
+ * @param {any} data
+ */
+function renderCluster(data) {
+  const section = $("cluster");
+  const cluster = data.cluster;
+  section.hidden = !cluster;
+  if (!cluster) return;
+  const names = new Map(data.users.map((u) => [u.id, u.username]));
+  replace(
+    $("cluster-nodes"),
+    ...cluster.nodes.map((/** @type {any} */ n) =>
+      el(
+        "tr",
+        {},
+        el("th", { scope: "row" }, n.id + (n.self ? " (this node)" : "")),
+        el("td", { class: "small" }, n.url),
+        el("td", {}, n.live ? "live" : "silent"),
+        el("td", {}, `${n.heartbeatAgeS} s ago`),
+        el(
+          "td",
+          { class: "small" },
+          n.accounts.length
+            ? n.accounts
+                .map(
+                  (/** @type {any} */ a) =>
+                    `${names.get(a.userId) ?? `#${a.userId}`} (${Math.round(a.heldForS)} s, ${Math.round(a.expiresInS)} s)`,
+                )
+                .join(", ")
+            : "—",
+        ),
+      ),
+    ),
+  );
+}
+
 /** Reload everything; keeps the scroll position (rows are replaced in place). */
 async function refresh() {
   try {
     const users = await api("GET", "/api/admin/openai-users");
     renderTotals(users);
     renderUsers(users);
+    renderCluster(users);
   } catch (err) {
     fail(err);
     return;

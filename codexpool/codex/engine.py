@@ -689,6 +689,12 @@ class Engine:
             acct.last_used = time.monotonic()
             acct.sem.release()
 
+    def active_turns(self, account_key: str) -> int:
+        """Return how many turns run or wait on an account now (a cluster node hands only
+        idle accounts to another node)."""
+        acct = self._accounts.get(account_key)
+        return acct.active if acct is not None else 0
+
     def has_free_slot(self, account_key: str) -> bool:
         """Tell whether a turn on this account would start without waiting for a slot."""
         acct = self._accounts.get(account_key)

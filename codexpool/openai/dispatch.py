@@ -86,7 +86,7 @@ async def run_chat(
     )
     prior: tuple[dict[str, Any], ...] = ()
     if previous_response_id is not None:
-        record = conversations.response(previous_response_id, scope)
+        record = await conversations.response(previous_response_id, scope)
         if record is None:
             raise ApiError(
                 400,
@@ -110,7 +110,7 @@ async def run_chat(
         account = resume.account
         resume.resolve(dict(req.tool_results))
     else:
-        match = conversations.claim(digests[: len(history) + 1])
+        match = await conversations.claim(digests[: len(history) + 1])
     can_fail_over = account is None and principal is not None and principal.kind == "master"
     thread: ThreadRef | None = None
     served: Account | None = account
@@ -213,7 +213,7 @@ async def run_chat(
                 else:
                     thread = None
                 if answered and keep_response and outcome.response_id:
-                    conversations.remember_response(
+                    await conversations.remember_response(
                         outcome.response_id, scope, items + answer_items(outcome)
                     )
                 if answered and outcome.tool_calls is not None:
@@ -235,7 +235,7 @@ async def run_chat(
                     await events.aclose()  # interrupts the turn if it is still running
                     if thread is not None and answered:
                         answer = answer_items(outcome)
-                        conversations.remember(extend(digests[-1], answer), thread)
+                        await conversations.remember(extend(digests[-1], answer), thread)
                     elif thread is not None:  # failed or cut short: its history is not sure
                         conversations.discard(thread)
     except ApiError as exc:
@@ -244,7 +244,7 @@ async def run_chat(
         raise
     finally:
         if match is not None:  # never reached its turn (key quota, no account): put it back
-            conversations.remember(digests[match[0]], match[1])
+            await conversations.remember(digests[match[0]], match[1])
         u = outcome.usage
         if ticket is not None:
             ticket.finish(u.input_tokens + u.output_tokens if u else 0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ApiError
+from ..validate import decode
+from .bodies import ResponsesBody
 from .input_files import file_part_text
 from .responses_writer import ECHO_DEFAULTS
 from .tool_kinds import ToolPlan, custom_arguments, output_text, plan_tools
@@ -57,24 +59,32 @@ def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
     return parts
 
 
-def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str, Any]:
-    """Translate a Responses request body into a chat completions body.
+def check_body(body: dict[str, Any]) -> None:
+    """Check a Responses body against its declaration (bodies.ResponsesBody: types, bounds),
+    or raise a 400 naming the field; the translation then reads the raw JSON members, so a
+    tool, item or part type decides in plain code whether and how it is served."""
+    decode(body, ResponsesBody)
+
+
+def to_chat_body(
+    body: dict[str, Any], plan: ToolPlan | None = None, *, checked: bool = False
+) -> dict[str, Any]:
+    """Translate a Responses request body into a chat completions body (checked first with
+    check_body unless the caller did: `checked`).
 
     `plan` is what becomes of the body's tools (tool_kinds.plan_tools; by default with web
     search off): function and custom tools become chat functions, hosted ones are left out.
     """
+    if not checked:
+        check_body(body)
     messages: list[dict[str, Any]] = []
     if body.get("instructions") is not None:
-        if not isinstance(body["instructions"], str):
-            raise _bad("`instructions` must be a string", "instructions")
         messages.append({"role": "system", "content": body["instructions"]})
-    raw = body.get("input")
+    raw = body["input"]
     if isinstance(raw, str):
         messages.append({"role": "user", "content": raw})
-    elif isinstance(raw, list):
+    else:
         for i, item in enumerate(raw):
-            if not isinstance(item, dict):
-                raise _bad("each input item must be an object", f"input[{i}]")
             kind = item.get("type", "message")
             if kind == "message":
                 role = item.get("role")
@@ -118,8 +128,6 @@ def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str
                 continue
             else:
                 raise _bad(f"input item type {kind!r} is not supported", f"input[{i}].type")
-    else:
-        raise _bad("`input` must be a string or an array of items", "input")
     chat: dict[str, Any] = {
         "model": body.get("model"),
         "messages": messages,
@@ -132,7 +140,9 @@ def to_chat_body(body: dict[str, Any], plan: ToolPlan | None = None) -> dict[str
         if name in body:
             chat[name] = body[name]
     choice = body.get("tool_choice")
-    if isinstance(choice, dict) and "name" in choice:  # a function or a custom tool
+    if isinstance(choice, dict) and ("name" in choice or choice.get("type") == "function"):
+        if choice.get("name") is None:  # a function or a custom tool, by name
+            raise _bad("a function `tool_choice` needs the function's `name`", "tool_choice.name")
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     elif isinstance(choice, dict):  # a hosted tool (served or dropped): Codex cannot force it
         chat["tool_choice"] = "auto"
@@ -161,13 +171,9 @@ def text_format(text: Any) -> dict[str, Any] | None:
     """
     if text is None:
         return None
-    if not isinstance(text, dict):
-        raise _bad("`text` must be an object", "text")
-    fmt = text.get("format")
+    fmt = text.get("format")  # types checked by bodies.TextOptions
     if fmt is None:
         return None
-    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
-        raise _bad("`text.format` must be an object with a `type`", "text.format")
     kind = fmt["type"]
     if kind in ("text", "json_object"):
         return {"type": kind}
@@ -176,7 +182,7 @@ def text_format(text: Any) -> dict[str, Any] | None:
             f"text.format type {kind!r} is not supported (text, json_object, json_schema)",
             "text.format.type",
         )
-    if not isinstance(fmt.get("schema"), dict):
+    if fmt.get("schema") is None:
         raise _bad("`text.format.schema` must be a JSON schema object", "text.format.schema")
     require_codex_json(fmt["schema"], "text.format.schema")
     spec = {k: fmt[k] for k in ("name", "description", "schema", "strict") if k in fmt}

@@ -15,6 +15,20 @@ from typing import Any
 from .. import fastjson
 from ..errors import ApiError
 from ..ids import unique_hex
+from ..validate import decode
+from .bodies import MAX_MESSAGES as MAX_MESSAGES  # re-exported
+from .bodies import REASONING_EFFORTS as REASONING_EFFORTS  # re-exported
+from .bodies import ROLES as ROLES  # re-exported
+from .bodies import (
+    ChatBody,
+    ChatTool,
+    ContentPart,
+    ImageRef,
+    Message,
+    Messages,
+    NamedToolChoice,
+    ResponseFormat,
+)
 from .input_files import file_part_text
 from .tool_kinds import NO_TOOLS, ToolPlan
 from .tool_names import alias, unalias
@@ -32,9 +46,6 @@ REASONING_MODES: dict[str, str] = {
     "max": "max",
     "ultra": "ultra",
 }
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
-MAX_MESSAGES = 2_000
-ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 TOOL_NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
@@ -71,37 +82,38 @@ def _bad(message: str, param: str | None = None, code: str = "invalid_request") 
     return ApiError(400, message, code, param=param)
 
 
-def _content_text(content: Any, index: int) -> str:
+def _messages(messages: Any) -> list[Message]:
+    """Return the messages decoded (as ChatBody holds them), decoding raw JSON first."""
+    if isinstance(messages, list) and messages and isinstance(messages[0], Message):
+        return messages
+    return decode(messages, Messages, prefix="messages")
+
+
+def _content_text(content: str | list[str | ContentPart] | None, index: int) -> str:
     """Flatten a message's content (string or list of parts) into text."""
-    param = f"messages[{index}].content"
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        raise _bad("message content must be a string or a list of content parts", param)
+    param = f"messages[{index}].content"
     texts: list[str] = []
     for j, part in enumerate(content):
         if isinstance(part, str):
             texts.append(part)
             continue
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise _bad("each content part must be an object with a `type`", f"{param}[{j}]")
-        ptype = part["type"]
+        ptype = part.type
         if ptype in ("text", "input_text", "output_text"):
-            text = part.get("text")
-            if not isinstance(text, str):
+            if part.text is None:
                 raise _bad("a text content part needs a string `text`", f"{param}[{j}].text")
-            texts.append(text)
+            texts.append(part.text)
         elif ptype == "refusal":
-            texts.append(str(part.get("refusal", "")))
+            texts.append(part.refusal or "")
         elif ptype in ("image_url", "input_image"):
             continue  # images are items of their own (conversation_items)
         elif ptype == "file":  # a text file is inlined, anything else refused (input_files)
-            file = part.get("file")
-            if not isinstance(file, dict):
+            if part.file is None:
                 raise _bad("a file content part needs a `file` object", f"{param}[{j}].file")
-            texts.append(file_part_text(file, f"{param}[{j}]"))
+            texts.append(file_part_text(part.file, f"{param}[{j}]"))
         else:
             raise _bad(
                 f"content part type {ptype!r} is not supported by this gateway yet",
@@ -116,6 +128,11 @@ MAX_IMAGES = 8
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
+def _image_url(part: ContentPart) -> str | None:
+    ref = part.image_url
+    return ref.url if isinstance(ref, ImageRef) else ref
+
+
 def collect_images(messages: Any) -> tuple[tuple[str, str], ...]:
     """Return the (URL, param) of the messages' `image_url` parts, validated.
 
@@ -125,19 +142,16 @@ def collect_images(messages: Any) -> tuple[tuple[str, str], ...]:
     """
     urls: list[str] = []
     params: list[str] = []
-    if not isinstance(messages, list):
-        return ()
-    for i, msg in enumerate(messages):
-        content = msg.get("content") if isinstance(msg, dict) else None
+    for i, msg in enumerate(_messages(messages)):
+        content = msg.content
         if not isinstance(content, list):
             continue
         for j, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") not in ("image_url", "input_image"):
+            if isinstance(part, str) or part.type not in ("image_url", "input_image"):
                 continue
             param = f"messages[{i}].content[{j}].image_url"
-            ref = part.get("image_url")
-            url = ref.get("url") if isinstance(ref, dict) else ref
-            if not isinstance(url, str):
+            url = _image_url(part)
+            if url is None:
                 raise _bad("an image part needs `image_url.url`", param)
             if url.startswith("data:"):
                 head, _, data = url.partition(",")
@@ -187,17 +201,19 @@ def _text_item(role: str, text: str) -> dict[str, Any]:
     return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
 
 
-def _message_parts(content: Any, index: int) -> tuple[list[str], list[str]]:
+def _message_parts(msg: Message, index: int) -> tuple[list[str], list[str]]:
     """Return a message's (texts, image URLs); the images were validated by collect_images."""
-    if not isinstance(content, list):
-        return [_content_text(content, index)], []
-    texts: list[str] = []
-    images: list[str] = []
-    for part in content:
-        if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
-            ref: Any = part.get("image_url")  # a URL string or {"url": ...}
-            images.append(ref["url"] if isinstance(ref, dict) else ref)
+    content = msg.content
     texts = [_content_text(content, index)]
+    if not isinstance(content, list):
+        return texts, []
+    images = [
+        url
+        for part in content
+        if not isinstance(part, str)
+        and part.type in ("image_url", "input_image")
+        and (url := _image_url(part)) is not None
+    ]
     return texts, images
 
 
@@ -218,23 +234,13 @@ def conversation_items(messages: Any) -> Conversation:
     message after the first other message a developer message at its place. Nothing is folded
     into a transcript, so no message can pose as another role.
     """
-    if not isinstance(messages, list) or not messages:
-        raise _bad("`messages` must be a non-empty array", "messages")
-    if len(messages) > MAX_MESSAGES:
-        raise _bad(f"`messages` may hold at most {MAX_MESSAGES} entries", "messages")
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
     last_user: tuple[int, list[str], list[str]] | None = None
     has_content = False
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise _bad("each message must be an object", f"messages[{i}]")
-        role = msg.get("role")
-        if role not in ROLES:
-            raise _bad(
-                f"messages[{i}].role must be one of {', '.join(ROLES)}", f"messages[{i}].role"
-            )
-        texts, images = _message_parts(msg.get("content"), i)
+    for i, msg in enumerate(_messages(messages)):
+        role = msg.role
+        texts, images = _message_parts(msg, i)
         text = "\n".join(texts)
         if role in ("system", "developer"):
             if not items:  # leading: the thread's instructions
@@ -248,33 +254,23 @@ def conversation_items(messages: Any) -> Conversation:
             items.append(_user_item(texts, images))
             has_content = has_content or bool(text.strip() or images)
         elif role == "assistant":
-            calls = msg.get("tool_calls")
+            calls = msg.tool_calls
             if text or not calls:
                 items.append(_text_item("assistant", text))
-            if calls is not None and not isinstance(calls, list):
-                raise _bad("`tool_calls` must be an array", f"messages[{i}].tool_calls")
-            for j, call in enumerate(calls or ()):
-                fn = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(fn, dict):
-                    raise _bad(
-                        "a tool call's `function` must be an object",
-                        f"messages[{i}].tool_calls[{j}].function",
-                    )
-                arguments = fn.get("arguments")
+            for call in calls or ():
+                fn = call.function
                 items.append(
                     {
                         "type": "function_call",
-                        "call_id": str(call.get("id") or ""),
-                        "name": alias(str(fn.get("name") or "")),
-                        "arguments": arguments if isinstance(arguments, str) else "{}",
+                        "call_id": call.id or "",
+                        "name": alias(fn.name or ""),
+                        "arguments": fn.arguments if fn.arguments is not None else "{}",
                     }
                 )
             has_content = has_content or bool(text.strip() or calls)
         else:  # tool, or the legacy function role (its name stands for the call id)
-            call_id = msg.get("tool_call_id") if role == "tool" else msg.get("name")
-            items.append(
-                {"type": "function_call_output", "call_id": str(call_id or ""), "output": text}
-            )
+            call_id = msg.tool_call_id if role == "tool" else msg.name
+            items.append({"type": "function_call_output", "call_id": call_id or "", "output": text})
             has_content = True
     if not items:
         raise _bad("`messages` needs at least one user message", "messages")
@@ -292,84 +288,38 @@ def conversation_items(messages: Any) -> Conversation:
     return Conversation("\n\n".join(instructions) or None, tuple(items), len(items), "", ())
 
 
-def json_int(value: Any) -> int | None:
-    """Return `value` as an int if JSON-wise it is a whole number (`528` or `528.0`), else None.
-
-    JSON Schema counts 528.0 as an integer and some encoders write whole numbers that way;
-    booleans, fractions, NaN and infinities are not integers.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _opt_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    number = json_int(value)
-    if number is None or not low <= number <= high:
-        raise _bad(f"`{name}` must be an integer from {low} to {high}", name)
-    return number
-
-
-def resolve_effort(body: dict[str, Any]) -> str | None:
+def resolve_effort(body: ChatBody) -> str | None:
     """Pick the Codex reasoning effort from `reasoning_effort`, `reasoning` or `reasoning_mode`."""
-    effort = body.get("reasoning_effort")
-    if effort is None and isinstance(body.get("reasoning"), dict):
-        effort = body["reasoning"].get("effort")
+    effort = body.reasoning_effort
+    if effort is None and body.reasoning is not None:
+        effort = body.reasoning.effort
     if effort is not None:
-        if effort not in REASONING_EFFORTS:
-            raise _bad(
-                f"`reasoning_effort` must be one of {', '.join(REASONING_EFFORTS)}",
-                "reasoning_effort",
-            )
-        return str(effort)
-    mode = body.get("reasoning_mode")
+        return effort
+    mode = body.reasoning_mode
     if mode is None:
         return None
-    if not isinstance(mode, str) or mode.lower() not in REASONING_MODES:
+    if mode.lower() not in REASONING_MODES:
         raise _bad(
             f"`reasoning_mode` must be one of {', '.join(REASONING_MODES)}", "reasoning_mode"
         )
     return REASONING_MODES[mode.lower()]
 
 
-def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
+def parse_chat_request(body: dict[str, Any] | ChatBody, resolve_model: Any) -> ChatRequest:
     """Validate an OpenAI chat body; `resolve_model(name)` maps a model name or raises."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise _bad("`model` is required and must be a string", "model")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise _bad("`stream` must be a boolean", "stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise _bad("`stream_options` must be an object", "stream_options")
-    include_usage = bool(options and options.get("include_usage"))
-    n = body.get("n")
-    if n not in (None, 1):
-        raise _bad("only `n: 1` is supported", "n", "unsupported_parameter")
-    if body.get("functions"):
+    if not isinstance(body, ChatBody):
+        body = decode(body, ChatBody)
+    if body.functions:
         raise _bad(
             "the legacy `functions` field is not supported; send `tools`",
             "functions",
             "unsupported_parameter",
         )
-    tools, tool_instruction = parse_tools(body.get("tools"), body.get("tool_choice"))
-    output_schema, format_instruction = parse_response_format(body.get("response_format"))
-    max_tokens = None
-    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        max_tokens = max_tokens or _opt_int(body, name, 1, 10_000_000)
-    timeout_ms = _opt_int(body, "timeoutMs", 1, 86_400_000)
-    image_refs = collect_images(body.get("messages"))  # validates every image part first
-    conv = conversation_items(body.get("messages"))
+    tools, tool_instruction = parse_tools(body.tools, body.tool_choice)
+    output_schema, format_instruction = parse_response_format(body.response_format)
+    max_tokens = body.max_completion_tokens or body.max_tokens or body.max_output_tokens
+    image_refs = collect_images(body.messages)  # validates every image part first
+    conv = conversation_items(body.messages)
     # Codex always asks the model with `tool_choice: "auto"` and has no lever for it, so a
     # forced choice travels as an instruction in the thread's instructions.
     instructions = (
@@ -378,19 +328,20 @@ def parse_chat_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
         )
         or None
     )
+    model = body.model.strip()
     return ChatRequest(
-        model=resolve_model(model.strip()),
-        raw_model=model.strip(),
+        model=resolve_model(model),
+        raw_model=model,
         prompt=conv.prompt,
         developer_instructions=instructions,
         effort=resolve_effort(body),
-        stream=stream,
-        include_usage=include_usage,
-        timeout_ms=timeout_ms,
-        max_tokens=max_tokens,
+        stream=bool(body.stream),
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        timeout_ms=None if body.timeoutMs is None else int(body.timeoutMs),
+        max_tokens=None if max_tokens is None else int(max_tokens),
         output_schema=output_schema,
         tools=tools,
-        tool_results=trailing_tool_results(body.get("messages")),
+        tool_results=trailing_tool_results(body.messages),
         images=conv.images,
         image_refs=image_refs,
         items=conv.items,
@@ -429,32 +380,25 @@ NAMED_TOOL_INSTRUCTION = "Every reply must call the function `{name}`; never ans
 
 def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Map OpenAI `tools` + `tool_choice` to Codex dynamic tools and an optional instruction."""
-    if raw is None or raw == []:
-        if choice == "required" or isinstance(choice, dict):
+    if not raw:
+        if choice == "required" or isinstance(choice, NamedToolChoice | dict):
             # OpenAI refuses this too: a forced call with nothing to call cannot be honoured.
             raise _bad("`tool_choice` requires `tools`: none were given", "tool_choice")
         return (), None
-    if not isinstance(raw, list):
-        raise _bad("`tools` must be an array", "tools")
+    if not isinstance(raw[0], ChatTool):
+        raw = decode(raw, list[ChatTool], prefix="tools")
     specs: list[dict[str, Any]] = []
     names: set[str] = set()
     for i, tool in enumerate(raw):
-        fn = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict):
-            raise _bad("each tool must be {type: 'function', function: {...}}", f"tools[{i}]")
-        name = fn.get("name")
-        if not isinstance(name, str) or not TOOL_NAME_RE.fullmatch(name):
+        fn = tool.function
+        name = fn.name
+        if not TOOL_NAME_RE.fullmatch(name):  # the declared pattern's `$` allows a final "\n"
             # OpenAI's rule, and Codex's: it refuses other names mid-turn (was a 502 upstream).
             raise _bad(
                 "a function name must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'",
                 f"tools[{i}].function.name",
             )
-        params = fn.get("parameters", {"type": "object", "properties": {}})
-        if not isinstance(params, dict):
-            raise _bad(
-                "`parameters` must be a JSON schema object", f"tools[{i}].function.parameters"
-            )
-        require_codex_json(params, f"tools[{i}].function.parameters")
+        require_codex_json(fn.parameters, f"tools[{i}].function.parameters")
         if len(alias(name)) > 64:
             raise _bad(
                 f"the function name {name!r} reaches the model as {alias(name)!r}"
@@ -466,8 +410,8 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
             {
                 "type": "function",
                 "name": alias(name),  # Codex drops one named like its own tools (tool_names)
-                "description": str(fn.get("description") or ""),
-                "inputSchema": params,
+                "description": fn.description or "",
+                "inputSchema": fn.parameters,
             }
         )
     if choice in (None, "auto"):
@@ -476,26 +420,22 @@ def parse_tools(raw: Any, choice: Any) -> tuple[tuple[dict[str, Any], ...], str 
         return (), None
     if choice == "required":
         return tuple(specs), REQUIRED_TOOL_INSTRUCTION
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        name = choice["function"].get("name")
-        if not isinstance(name, str) or name not in names:  # a list name was a TypeError (500)
-            raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
-        return tuple(specs), NAMED_TOOL_INSTRUCTION.format(name=alias(name))
-    raise _bad("`tool_choice` must be auto, none, required or a named function", "tool_choice")
+    name = choice.function.name
+    if name not in names:
+        raise _bad(f"tool_choice names an unknown function {name!r}", "tool_choice")
+    return tuple(specs), NAMED_TOOL_INSTRUCTION.format(name=alias(name))
 
 
 def trailing_tool_results(messages: Any) -> tuple[tuple[str, str], ...]:
     """Return the (tool_call_id, content) pairs of the messages after the last assistant one."""
-    if not isinstance(messages, list):
-        return ()
+    decoded = _messages(messages)
     out: list[tuple[str, str]] = []
-    for i in range(len(messages) - 1, -1, -1):
-        msg = messages[i]
-        if not isinstance(msg, dict) or msg.get("role") != "tool":
+    for i in range(len(decoded) - 1, -1, -1):
+        msg = decoded[i]
+        if msg.role != "tool":
             break
-        call_id = msg.get("tool_call_id")
-        if isinstance(call_id, str):
-            out.append((call_id, _content_text(msg.get("content"), i)))
+        if msg.tool_call_id is not None:
+            out.append((msg.tool_call_id, _content_text(msg.content, i)))
     return tuple(reversed(out))
 
 
@@ -504,7 +444,7 @@ JSON_OBJECT_INSTRUCTION = (
 )
 
 
-def parse_response_format(fmt: Any) -> tuple[dict[str, Any] | None, str | None]:
+def parse_response_format(fmt: ResponseFormat | None) -> tuple[dict[str, Any] | None, str | None]:
     """Map OpenAI `response_format` to (Codex outputSchema, extra developer instruction).
 
     `json_schema` becomes the turn's `outputSchema` (Codex sends it as the Responses API's
@@ -512,17 +452,14 @@ def parse_response_format(fmt: Any) -> tuple[dict[str, Any] | None, str | None]:
     """
     if fmt is None:
         return None, None
-    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
-        raise _bad("`response_format` must be an object with a `type`", "response_format")
-    kind = fmt["type"]
+    kind = fmt.type
     if kind == "text":
         return None, None
     if kind == "json_object":
         return None, JSON_OBJECT_INSTRUCTION
     if kind == "json_schema":
-        spec = fmt.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
+        schema = fmt.json_schema.schema if fmt.json_schema is not None else None
+        if schema is None:
             raise _bad(
                 "`response_format.json_schema.schema` must be a JSON schema object",
                 "response_format.json_schema.schema",

@@ -6,10 +6,11 @@ import json
 
 from aiohttp import web
 
-from .. import admin_users, audit, key_limits, sessions, usage_report, users
+from .. import admin_users, answers, audit, key_limits, sessions, usage_report, users
 from ..app_keys import (
     ADMIN_AUTH,
     CIPHER,
+    CLUSTER,
     DEVICE_LOGINS,
     ENGINE,
     KEY_QUOTAS,
@@ -20,8 +21,12 @@ from ..app_keys import (
     THROTTLE,
     USAGE,
 )
-from ..errors import ApiError, read_json_object, whole_number
-from .common import ip_of, ok, read_credentials, read_optional_object
+from ..bodies import USER_REF_CODES, Credentials, KeyLabel, KeyLimitsChange, UserRef
+from ..cluster import links
+from ..errors import ApiError
+from ..validate import read_body, read_optional_body, whole_number
+from .common import ip_of, ok, read_credentials
+from .table import ADMIN, NONE, Route, add_routes, answer, int_query
 
 ADMIN_SCOPE = "admin"
 
@@ -31,13 +36,13 @@ async def login(request: web.Request) -> web.Response:
     username, password = await read_credentials(request)
     ip = ip_of(request)
     throttle = request.app[THROTTLE]
-    throttle.check(ADMIN_SCOPE, username, ip)
+    await throttle.guard(ADMIN_SCOPE, username, ip)
     store = request.app[STORE]
     if not await request.app[ADMIN_AUTH].verify(username, password):
-        throttle.failed(ADMIN_SCOPE, username, ip)
+        await throttle.record_failure(ADMIN_SCOPE, username, ip)
         await audit.record(store, "anonymous", "admin.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
-    throttle.succeeded(ADMIN_SCOPE, username, ip)
+    await throttle.record_success(ADMIN_SCOPE, username, ip)
     await sessions.start_admin_session(request)
     await audit.record(store, "admin", "admin.login", username, None, ip)
     return ok(username=request.app[ADMIN_AUTH].username)
@@ -52,6 +57,8 @@ async def logout(request: web.Request) -> web.Response:
         return ok()
     await sessions.end_admin_session(request)
     await audit.record(request.app[STORE], "admin", "admin.logout", None, None, ip_of(request))
+    if request.app[SETTINGS].shares_state:  # the other nodes reload the fence
+        await request.app[STORE].announce_change()
     return ok()
 
 
@@ -71,16 +78,19 @@ async def list_users(request: web.Request) -> web.Response:
         app[POOL],
         app[KEY_QUOTAS],
         app[ENGINE].instructions.fallbacks(),
+        linked_check=(lambda uid: links.is_linked(app, uid)) if CLUSTER in app else None,
     )
+    if CLUSTER in app:
+        table["cluster"] = app[CLUSTER].describe()
     return web.json_response(table)
 
 
 async def reveal_key(request: web.Request) -> web.Response:
     """Return a user's live endpoint key in plain text (audited)."""
     await sessions.require_admin(request)
-    body = await read_json_object(request)
+    body = await read_body(request, UserRef, codes=USER_REF_CODES)
     store = request.app[STORE]
-    user = await admin_users.find_user(store, body.get("username"))
+    user = await admin_users.find_user(store, body.username)
     row = await users.live_key_row(store, user_id=user.id, kind="user")
     if row is None:
         raise ApiError(404, f"User {user.username!r} has no endpoint key.", "key_not_found")
@@ -107,9 +117,9 @@ async def reveal_key(request: web.Request) -> web.Response:
 async def delete_user(request: web.Request) -> web.Response:
     """Delete a user with their sessions, keys, limits, device flow, app-server and home."""
     await sessions.require_admin(request)
-    body = await read_json_object(request)
+    body = await read_body(request, UserRef, codes=USER_REF_CODES)
     store = request.app[STORE]
-    user = await admin_users.find_user(store, body.get("username"))
+    user = await admin_users.find_user(store, body.username)
     await admin_users.delete_user(store, request.app[SETTINGS], request.app[DEVICE_LOGINS], user)
     request.app[POOL].invalidate()
     request.app[LIMITS].forget(user.id)
@@ -122,8 +132,7 @@ async def delete_user(request: web.Request) -> web.Response:
 async def rotate_master_key(request: web.Request) -> web.Response:
     """Mint a new master key, revoke the old one at once, and return the new key once."""
     await sessions.require_admin(request)
-    body = await read_optional_object(request)
-    label = users.validate_label(body.get("label")) or "master"
+    label = users.validate_label((await read_optional_body(request, KeyLabel)).label) or "master"
     settings = request.app[SETTINGS]
     store = request.app[STORE]
     key = await users.rotate_key(
@@ -144,17 +153,13 @@ async def rotate_master_key(request: web.Request) -> web.Response:
 async def set_key_limits(request: web.Request) -> web.Response:
     """Replace the limits of a user's key (`username`) or of the master key (`master: true`)."""
     await sessions.require_admin(request)
-    body = await read_json_object(request)
-    unknown = set(body) - {"username", "master", *(name for name, _ in key_limits.FIELDS)}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ApiError(400, f"Unknown field {name!r}.", "invalid_request", param=name)
+    body = await read_body(request, KeyLimitsChange)  # refuses unknown fields
     store = request.app[STORE]
-    if body.get("master") is True and body.get("username") is None:
+    if body.master is True and body.username is None:
         owner: key_limits.Owner = ("master", None)
         target = "master"
-    elif body.get("master") in (None, False):
-        user = await admin_users.find_user(store, body.get("username"))
+    elif not body.master:
+        user = await admin_users.find_user(store, body.username)
         owner, target = ("user", user.id), user.username
     else:
         raise ApiError(
@@ -188,16 +193,108 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(await usage_report.admin_usage(request.app[STORE], days))
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/auth/login",
+        login,
+        NONE,
+        "Sign the admin in (sets the session cookie)",
+        "admin",
+        answer(answers.OkUser),
+        body=Credentials,
+    ),
+    Route(
+        "POST",
+        "/api/auth/logout",
+        logout,
+        ("", *ADMIN),
+        "Sign the admin out everywhere (always 200)",
+        "admin",
+        answer(answers.Ok),
+    ),
+    Route(
+        "GET", "/api/auth/me", me, ADMIN, "The signed-in admin", "admin", answer(answers.AdminMe)
+    ),
+    Route(
+        "GET",
+        "/api/admin/openai-users",
+        list_users,
+        ADMIN,
+        "The portal user table, totals and master key summary",
+        "admin",
+        answer(answers.UserTable),
+    ),
+    Route(
+        "POST",
+        "/api/admin/openai-users/reveal-key",
+        reveal_key,
+        ADMIN,
+        "A user's live endpoint key in plain text (audited)",
+        "admin",
+        answer(answers.RevealedKey),
+        body=UserRef,
+    ),
+    Route(
+        "POST",
+        "/api/admin/openai-users/delete",
+        delete_user,
+        ADMIN,
+        "Delete a user with their sessions, keys, limits and Codex home",
+        "admin",
+        answer(answers.UserDeleted),
+        body=UserRef,
+    ),
+    *(
+        Route(
+            "POST",
+            f"/api/admin/openai-users/{name}",
+            rotate_master_key,
+            ADMIN,
+            "Mint a new master key (the old one stops working); shown once",
+            "admin",
+            answer(answers.IssuedKey),
+            body=KeyLabel,
+            body_required=False,
+            description=None if name == "rotate-master-key" else "Alias of `rotate-master-key`.",
+        )
+        for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key")
+    ),
+    Route(
+        "POST",
+        "/api/admin/openai-users/key-limits",
+        set_key_limits,
+        ADMIN,
+        "Replace the limits of a user's key or of the master key",
+        "admin",
+        answer(answers.KeyLimitsSet),
+        body=KeyLimitsChange,
+        description="400 for an unknown field, a bad value, or both/neither target; "
+        "404 `user_not_found` / `key_not_found`.",
+    ),
+    Route(
+        "GET",
+        "/api/admin/audit",
+        audit_log,
+        ADMIN,
+        "The newest audit rows",
+        "admin",
+        answer(answers.AuditLog),
+        params=(int_query("limit", 1, audit.MAX_LIMIT, audit.DEFAULT_LIMIT),),
+    ),
+    Route(
+        "GET",
+        "/api/admin/usage",
+        usage,
+        ADMIN,
+        "Usage per UTC day, per serving account and per key",
+        "admin",
+        answer(answers.AdminUsage),
+        params=(int_query("days", 1, usage_report.MAX_DAYS, usage_report.DEFAULT_DAYS),),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the admin routes (after sessions.setup)."""
-    app.router.add_post("/api/auth/login", login)
-    app.router.add_post("/api/auth/logout", logout)
-    app.router.add_get("/api/auth/me", me)
-    app.router.add_get("/api/admin/openai-users", list_users)
-    app.router.add_post("/api/admin/openai-users/reveal-key", reveal_key)
-    app.router.add_post("/api/admin/openai-users/delete", delete_user)
-    app.router.add_post("/api/admin/openai-users/key-limits", set_key_limits)
-    for name in ("rotate-master-key", "rotate-owner-key", "rotate-owner-special-key"):
-        app.router.add_post(f"/api/admin/openai-users/{name}", rotate_master_key)
-    app.router.add_get("/api/admin/audit", audit_log)
-    app.router.add_get("/api/admin/usage", usage)
+    add_routes(app, ROUTES)

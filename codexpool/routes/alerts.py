@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import sessions
+from .. import answers, sessions
 from ..alerts import Alerts, PoolState, run_watcher
 from ..app_keys import ALERTS, ENGINE, LIMITS, POOL, SETTINGS, STORE, USAGE
 from ..config import Settings
+from .table import ADMIN, Route, add_routes, answer
 
 
 def panel_url(settings: Settings) -> str:
@@ -72,7 +73,20 @@ async def list_alerts(request: web.Request) -> web.Response:
     return web.json_response(request.app[ALERTS].report())
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/api/admin/alerts",
+        list_alerts,
+        ADMIN,
+        "The newest operator alerts and their webhook delivery state",
+        "admin",
+        answer(answers.AlertList),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the alert watcher (after the engine, pool and usage lifetimes) and its route."""
     app.cleanup_ctx.append(_alerts_ctx)
-    app.router.add_get("/api/admin/alerts", list_alerts)
+    add_routes(app, ROUTES)

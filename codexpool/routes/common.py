@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from ..app_keys import SETTINGS
-from ..errors import ApiError, read_json_object
+from ..bodies import Credentials
 from ..netinfo import client_ip
+from ..validate import read_body
 
 
 def ip_of(request: web.Request) -> str:
@@ -31,29 +32,7 @@ def ok(**extra: Any) -> web.Response:
     return web.json_response({"ok": True, **extra})
 
 
-async def read_optional_object(request: web.Request) -> dict[str, Any]:
-    """Parse a JSON object body, treating an empty body as `{}` (for optional fields)."""
-    if not request.body_exists or request.content_length == 0:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    return await read_json_object(request)
-
-
 async def read_credentials(request: web.Request) -> tuple[str, str]:
     """Return (username, password) from a JSON body, or raise a 400 naming the bad field."""
-    body = await read_json_object(request)
-    username = body.get("username")
-    password = body.get("password")
-    if not isinstance(username, str) or not username.strip():
-        raise ApiError(
-            400, "username is required and must be a string", "invalid_request", param="username"
-        )
-    if not isinstance(password, str) or not password:
-        raise ApiError(
-            400, "password is required and must be a string", "invalid_request", param="password"
-        )
-    if len(username) > 256 or len(password) > 1024:
-        raise ApiError(400, "username or password is too long", "invalid_request")
-    return username.strip(), password
+    body = await read_body(request, Credentials)
+    return body.username.strip(), body.password

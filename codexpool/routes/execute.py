@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import shutdown
+from .. import answers, shutdown
 from ..api_auth import require_api_key
 from ..app_keys import (
     CODEX_BIN,
@@ -26,13 +26,17 @@ from ..app_keys import (
     SETTINGS,
     USAGE,
 )
+from ..bodies import EXECUTE_CODES, ExecuteRun
+from ..cluster.routing import route
 from ..codex.events import TurnError, TurnErrorKind
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
 from ..openai import sse
 from ..usage import UsageRow
+from ..validate import read_body
 from .openai_api import PREFIX
+from .table import API_KEY, Route, add_routes, answer
 
 
 def _stopped_error(exc: ExecStopped) -> ApiError:
@@ -60,7 +64,9 @@ async def execute(request: web.Request) -> web.StreamResponse:
             "The execute endpoint is disabled on this server (setting executeEnabled).",
             "execute_disabled",
         )
-    body = await read_json_object(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded  # the account lives on another node (cluster)
+    body = await read_body(request, ExecuteRun, codes=EXECUTE_CODES)
     req = parse_execute_request(body, settings)
     codex_bin = request.app[CODEX_BIN]
     if not codex_bin:
@@ -158,8 +164,27 @@ async def _executions_ctx(app: web.Application) -> AsyncIterator[None]:
     await executions.close()
 
 
+ROUTES = (
+    Route(
+        "POST",
+        f"{PREFIX}/codex/execute",
+        execute,
+        API_KEY,
+        "One agentic `codex exec` run in an allowed folder (off unless executeEnabled)",
+        "openai",
+        answer(
+            answers.ExecuteResult,
+            stream=True,
+            description="The run's final message, items and usage, or its events",
+        ),
+        body=ExecuteRun,
+        description="403 `execute_disabled` unless the server enables it.",
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the execute route and the lifetime of its runs."""
     app.cleanup_ctx.append(_executions_ctx)
     shutdown.add_interrupter(app, lambda a, message: a[EXECUTIONS].stop_all(message))
-    app.router.add_post(f"{PREFIX}/codex/execute", execute)
+    add_routes(app, ROUTES)

@@ -10,11 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
-from ..app_keys import CODEX_BIN, ENGINE, POOL, STORE
+from .. import __version__, answers
+from ..app_keys import CLUSTER, CODEX_BIN, ENGINE, POOL, STORE
 from ..errors import ApiError
 from ..sessions import require_admin
 from .common import metrics_token_sent
+from .table import NONE, Reply, Route, add_routes
 
 
 async def is_operator(request: web.Request) -> bool:
@@ -38,6 +39,9 @@ async def health(request: web.Request) -> web.Response:
     """
     app = request.app
     db_ok = await app[STORE].ping()
+    cluster = app.get(CLUSTER)
+    if cluster is not None:  # a node that cannot renew its leases takes no new work
+        db_ok = db_ok and cluster.available()
     codex_bin = app[CODEX_BIN]
     ready = db_ok and bool(codex_bin)
     status = 200 if ready else 503
@@ -53,9 +57,30 @@ async def health(request: web.Request) -> web.Response:
         "accounts": {"linked": len(linked), "eligible": eligible},
         "codexProcesses": app[ENGINE].live_processes(),
     }
+    if cluster is not None:  # the nodes, which accounts each owns, lease ages
+        body["cluster"] = cluster.describe()
     return web.json_response(body, status=status)
+
+
+ROUTES = (
+    Route(
+        "GET",
+        "/api/health",
+        health,
+        NONE,
+        "Liveness and readiness (503 with the same body when not ready); the details "
+        "(version, codex, accounts) only for the metrics token or an admin session",
+        "ops",
+        {
+            "200": Reply(answers.Health),
+            "503": Reply(
+                answers.Health, description="Not ready (database or codex binary missing)"
+            ),
+        },
+    ),
+)
 
 
 def setup(app: web.Application) -> None:
     """Register the health route."""
-    app.router.add_get("/api/health", health)
+    add_routes(app, ROUTES)

@@ -29,6 +29,7 @@ from ..errors import ApiError
 from ..observe import Metrics
 from ..sessions import require_admin
 from .common import metrics_token_sent
+from .table import METRICS_TOKEN, Reply, Route, add_routes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -144,6 +145,19 @@ async def _usage_hook_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/metrics",
+        metrics_handler,
+        METRICS_TOKEN,
+        "Prometheus metrics",
+        "ops",
+        {"200": Reply(media={"text/plain": {"type": "string"}}, description="Prometheus text")},
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register /metrics, its collectors and the usage hook (the access-log middleware that
     counts requests is in create_app's list).
@@ -154,4 +168,4 @@ def setup(app: web.Application) -> None:
     app[METRICS].registry.register(_EngineCounters(app))
     app[METRICS].registry.register(_BoundCounters(app))
     app.cleanup_ctx.append(_usage_hook_ctx)
-    app.router.add_get("/metrics", metrics_handler)
+    add_routes(app, ROUTES)

@@ -6,14 +6,19 @@ import time
 
 from aiohttp import web
 
+from .. import answers
 from ..api_auth import require_api_key
 from ..app_keys import ENGINE, MODELS, POOL, SETTINGS
-from ..errors import ApiError, read_json_object
+from ..cluster.routing import route
+from ..errors import ApiError
 from ..openai import dispatch
 from ..openai import responses as responses_api
+from ..openai.bodies import ChatBody, ResponsesBody
 from ..openai.responses_writer import ResponsesWriter
 from ..openai.tool_kinds import plan_tools
 from ..openai.translate import REASONING_EFFORTS, REASONING_MODES, parse_chat_request
+from ..validate import read_json_object
+from .table import API_KEY, Route, add_routes, answer
 
 PREFIX = "/api/openai/v1"
 
@@ -22,6 +27,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Answer an OpenAI chat completion (streamed or not) from a Codex turn."""
     started = time.monotonic()
     principal = await require_api_key(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded  # the account lives on another node (cluster)
     body = await read_json_object(request)
     req = parse_chat_request(body, request.app[MODELS].resolve)
     return await dispatch.run_chat(
@@ -33,19 +40,16 @@ async def responses(request: web.Request) -> web.StreamResponse:
     """Answer `POST /v1/responses` through the chat path, shaped as the Responses API."""
     started = time.monotonic()
     principal = await require_api_key(request)
+    if (forwarded := await route(request, principal)) is not None:
+        return forwarded
     body = await read_json_object(request)
+    responses_api.check_body(body)  # the declared body first: types, bounds
     plan = plan_tools(body.get("tools"), web_search=request.app[SETTINGS].web_search)
-    req = parse_chat_request(responses_api.to_chat_body(body, plan), request.app[MODELS].resolve)
+    chat = responses_api.to_chat_body(body, plan, checked=True)
+    req = parse_chat_request(chat, request.app[MODELS].resolve)
     req.tool_plan = plan
     req.extras["response_echo"] = responses_api.echoed_fields(body)
-    previous = body.get("previous_response_id")
-    if previous is not None and not isinstance(previous, str):
-        raise ApiError(
-            400,
-            "`previous_response_id` must be a string",
-            "invalid_request",
-            param="previous_response_id",
-        )
+    previous = body.get("previous_response_id")  # a string or None (check_body)
     return await dispatch.run_chat(
         request,
         req,
@@ -87,9 +91,62 @@ async def list_modes(request: web.Request) -> web.Response:
     )
 
 
+ROUTES = (
+    Route(
+        "POST",
+        f"{PREFIX}/chat/completions",
+        chat_completions,
+        API_KEY,
+        "OpenAI chat completion (streamed or not) from one Codex turn",
+        "openai",
+        answer(
+            answers.ChatCompletion,
+            stream=True,
+            description="A chat completion, or `chat.completion.chunk` events",
+        ),
+        body=ChatBody,
+        description="503 `no_linked_accounts` / `limits_unavailable` when the master key has "
+        "no usable account; 429 when the account or pool is spent.",
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/responses",
+        responses,
+        API_KEY,
+        "OpenAI Responses API over the chat path",
+        "openai",
+        answer(
+            answers.ResponseObject,
+            stream=True,
+            description="A `response` object, or `response.*` events",
+        ),
+        body=ResponsesBody,
+        description="Function and `custom` tools reach the model (custom tools as functions of "
+        "one string, called back as `custom_tool_call` items); `web_search` is served when the "
+        "`webSearch` setting is on; other hosted tools are dropped, named in the "
+        "`x-codexpool-dropped-tools` header and a `warnings` entry.",
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/models",
+        list_models,
+        API_KEY,
+        "The models clients may ask for",
+        "openai",
+        answer(answers.ModelList),
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/modes",
+        list_modes,
+        API_KEY,
+        "The named reasoning modes and the Codex effort of each",
+        "openai",
+        answer(answers.ModeList),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the OpenAI-compatible routes."""
-    app.router.add_post(f"{PREFIX}/chat/completions", chat_completions)
-    app.router.add_post(f"{PREFIX}/responses", responses)
-    app.router.add_get(f"{PREFIX}/models", list_models)
-    app.router.add_get(f"{PREFIX}/modes", list_modes)
+    add_routes(app, ROUTES)

@@ -6,7 +6,8 @@ import json
 
 from aiohttp import web
 
-from ..openapi import openapi_document
+from .. import answers
+from .table import NONE, Route, add_routes, answer
 
 OPENAPI_JSON = web.AppKey("openapi_json", bytes)
 
@@ -16,7 +17,22 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI_JSON], content_type="application/json")
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/api/openapi.json",
+        openapi_json,
+        NONE,
+        "This document",
+        "ops",
+        answer(answers.OpenApiDocument),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the document route."""
+    from ..openapi import openapi_document  # it reads every route module's ROUTES, this one's
+
     app[OPENAPI_JSON] = json.dumps(openapi_document(), indent=1).encode()
-    app.router.add_get("/api/openapi.json", openapi_json)
+    add_routes(app, ROUTES)

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from ..errors import ApiError
 from ..sessions import require_admin
+from .table import HTML, NONE, Reply, Route, add_routes
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 SECURITY_HEADERS = {
@@ -58,9 +59,22 @@ async def static_headers(request: web.Request, handler: Handler) -> web.StreamRe
     return resp
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/",
+        admin_page,
+        NONE,
+        "The admin panel (302 to /login without an admin session)",
+        "pages",
+        {**HTML, "302": Reply(description="To /login")},
+    ),
+    Route("GET", "/login", login_page, NONE, "The admin sign-in page", "pages", HTML),
+    Route("GET", "/openai", portal_page, NONE, "The portal page", "pages", HTML),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the pages and the static folder."""
-    app.router.add_get("/", admin_page)
-    app.router.add_get("/login", login_page)
-    app.router.add_get("/openai", portal_page)
+    add_routes(app, ROUTES)
     app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False, append_version=False)

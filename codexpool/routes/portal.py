@@ -7,22 +7,26 @@ import time
 
 from aiohttp import web
 
-from .. import admin_users, audit, linking, sessions, usage_report, users
+from .. import admin_users, answers, audit, sessions, usage_report, users
 from ..app_keys import CIPHER, DEVICE_LOGINS, KEY_QUOTAS, POOL, SETTINGS, STORE, THROTTLE, USAGE
-from ..errors import ApiError, read_json_object
+from ..bodies import REGISTRATION_CODES, Credentials, KeyLabel, PoolOptIn, Registration
+from ..cluster import links
+from ..errors import ApiError
 from ..security import hash_password, verify_password
-from .common import ip_of, ok, read_credentials, read_optional_object
+from ..validate import read_body, read_optional_body
+from .common import ip_of, ok, read_credentials
+from .table import NONE, PORTAL, Reply, Route, add_routes, answer, int_query
 
 PORTAL_SCOPE = "portal"
 
 
 async def register(request: web.Request) -> web.Response:
     """Create a portal user and sign them in."""
-    body = await read_json_object(request)
-    username = users.normalize_username(body.get("username"))
-    password = users.validate_password(body.get("password"))
+    body = await read_body(request, Registration, codes=REGISTRATION_CODES)
+    username = users.normalize_username(body.username)
+    password = body.password
     ip = ip_of(request)
-    request.app[THROTTLE].registrations.take(ip)
+    await request.app[THROTTLE].take_registration(ip)
     store = request.app[STORE]
     hashed = await asyncio.to_thread(hash_password, password)
     user = await users.create_user(store, username, hashed)
@@ -37,17 +41,17 @@ async def login(request: web.Request) -> web.Response:
     username = raw_name.casefold()
     ip = ip_of(request)
     throttle = request.app[THROTTLE]
-    throttle.check(PORTAL_SCOPE, username, ip)
+    await throttle.guard(PORTAL_SCOPE, username, ip)
     store = request.app[STORE]
     found = await users.get_password_hash(store, username)
     hashed = found[1] if found and not found[0].disabled else None
     # An unknown name still costs one bcrypt check, so timing does not reveal who exists.
     if not await asyncio.to_thread(verify_password, password, hashed) or found is None:
-        throttle.failed(PORTAL_SCOPE, username, ip)
+        await throttle.record_failure(PORTAL_SCOPE, username, ip)
         await audit.record(store, "anonymous", "user.login_failed", username[:64], None, ip)
         raise ApiError(401, "Invalid username or password.", "invalid_credentials")
     user = found[0]
-    throttle.succeeded(PORTAL_SCOPE, username, ip)
+    await throttle.record_success(PORTAL_SCOPE, username, ip)
     await sessions.start_portal_session(request, user)
     await audit.record(store, f"user:{user.username}", "user.login", user.username, None, ip)
     return ok(username=user.username)
@@ -71,7 +75,7 @@ async def me(request: web.Request) -> web.Response:
     user = await sessions.require_portal_user(request)
     app = request.app
     key = await users.live_key_row(app[STORE], user_id=user.id, kind="user")
-    device = app[DEVICE_LOGINS].status(user.id)
+    device = await app[DEVICE_LOGINS].current(user.id)
     pool = app[POOL]
     await pool.candidates()
     reason = admin_users.pool_reason(pool.view(), user.id, key is not None)
@@ -81,14 +85,8 @@ async def me(request: web.Request) -> web.Response:
             "authenticated": True,
             "username": user.username,
             "createdAt": user.created_at,
-            "linked": linking.is_linked(linking.codex_home(app[SETTINGS], user.id)),
-            "hasKey": key is not None,
-            "keyHint": key["hint"] if key else None,
-            "keyLabel": key["label"] if key else None,
-            "keyCreatedAt": key["created_at"] if key else None,
-            "keyLastUsedAt": key["last_used_at"] if key else None,
-            "keyLimits": key["limits"].as_json() if key else None,
-            "keyUsageToday": use.as_json(),
+            "linked": links.is_linked(app, user.id),
+            **users.key_fields(users.key_summary(key, use)),
             "poolOptIn": user.pool_opt_in,
             "limits": admin_users.limit_fields(pool.limits_of(user.id), time.time()),
             "poolEligible": reason is None,
@@ -101,8 +99,7 @@ async def me(request: web.Request) -> web.Response:
 async def rotate_key(request: web.Request) -> web.Response:
     """Mint the user's new endpoint key, revoke the old one at once, return the key once."""
     user = await sessions.require_portal_user(request)
-    body = await read_optional_object(request)
-    label = users.validate_label(body.get("label"))
+    label = users.validate_label((await read_optional_body(request, KeyLabel)).label)
     app = request.app
     store = app[STORE]
     key = await users.rotate_key(
@@ -127,10 +124,7 @@ async def rotate_key(request: web.Request) -> web.Response:
 async def pool_opt_in(request: web.Request) -> web.Response:
     """Let the user say whether their account may serve master-key (pool) requests."""
     user = await sessions.require_portal_user(request)
-    body = await read_json_object(request)
-    opt_in = body.get("optIn")
-    if not isinstance(opt_in, bool):
-        raise ApiError(400, "optIn must be true or false", "invalid_request", param="optIn")
+    opt_in = (await read_body(request, PoolOptIn)).optIn
     store = request.app[STORE]
     await users.set_pool_opt_in(store, user.id, opt_in)
     request.app[POOL].invalidate()
@@ -153,12 +147,79 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response(await usage_report.user_usage(request.app[STORE], user.id, days))
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/openai/auth/register",
+        register,
+        NONE,
+        "Create a portal user and sign them in",
+        "portal",
+        {"201": Reply(answers.OkUser)},
+        body=Registration,
+    ),
+    Route(
+        "POST",
+        "/api/openai/auth/login",
+        login,
+        NONE,
+        "Sign a portal user in (sets the session cookie)",
+        "portal",
+        answer(answers.OkUser),
+        body=Credentials,
+    ),
+    Route(
+        "POST",
+        "/api/openai/auth/logout",
+        logout,
+        ("", *PORTAL),
+        "Sign out: every portal session of this user ends (always 200)",
+        "portal",
+        answer(answers.Ok),
+    ),
+    Route(
+        "GET",
+        "/api/openai/auth/me",
+        me,
+        PORTAL,
+        "The signed-in user's account, key summary, limits and device-login state",
+        "portal",
+        answer(answers.PortalMe),
+    ),
+    Route(
+        "POST",
+        "/api/openai/keys/rotate",
+        rotate_key,
+        PORTAL,
+        "Mint the user's new endpoint key (the old one stops working); shown once",
+        "portal",
+        answer(answers.IssuedKey),
+        body=KeyLabel,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/api/openai/pool/opt-in",
+        pool_opt_in,
+        PORTAL,
+        "Whether this user's account may serve master-key requests",
+        "portal",
+        answer(answers.OptedIn),
+        body=PoolOptIn,
+    ),
+    Route(
+        "GET",
+        "/api/openai/usage",
+        usage,
+        PORTAL,
+        "The signed-in user's own usage per UTC day",
+        "portal",
+        answer(answers.UserUsage),
+        params=(int_query("days", 1, usage_report.MAX_DAYS, usage_report.DEFAULT_DAYS),),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the portal account routes (after sessions.setup)."""
-    app.router.add_post("/api/openai/auth/register", register)
-    app.router.add_post("/api/openai/auth/login", login)
-    app.router.add_post("/api/openai/auth/logout", logout)
-    app.router.add_get("/api/openai/auth/me", me)
-    app.router.add_post("/api/openai/keys/rotate", rotate_key)
-    app.router.add_post("/api/openai/pool/opt-in", pool_opt_in)
-    app.router.add_get("/api/openai/usage", usage)
+    add_routes(app, ROUTES)

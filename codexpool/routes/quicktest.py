@@ -13,46 +13,36 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import sessions
+from .. import answers, sessions
 from ..api_auth import extract_key, require_api_key
-from ..app_keys import MODELS, POOL, RUN_GATE, STORE
-from ..errors import ApiError, read_json_object
+from ..app_keys import CLUSTER, MODELS, POOL, RUN_GATE, STORE
+from ..bodies import QuickTest
+from ..cluster.routing import route, route_account
+from ..errors import ApiError
 from ..linking import is_linked
 from ..openai import dispatch
 from ..openai.models import DEFAULT_ALIAS
-from ..openai.translate import ChatRequest, json_int
+from ..openai.translate import ChatRequest
 from ..selection import Account
 from ..users import KeyPrincipal, User, live_key_row
+from ..validate import decode, read_body
+from .table import API_KEY, PORTAL, Route, add_routes, answer
 
-MAX_PROMPT_CHARS = 32_000
-DEFAULT_TIMEOUT_MS = 120_000
 
-
-def parse_quick_request(body: dict[str, Any], resolve_model: Any) -> ChatRequest:
+def parse_quick_request(body: dict[str, Any] | QuickTest, resolve_model: Any) -> ChatRequest:
     """Validate `{"prompt", "stream"?, "model"?, "timeoutMs"?}` into a chat request."""
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ApiError(400, "prompt is required and must be a non-empty string", param="prompt")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ApiError(400, f"prompt is longer than {MAX_PROMPT_CHARS} characters", param="prompt")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ApiError(400, "stream must be true or false", param="stream")
-    model = body.get("model") or DEFAULT_ALIAS
-    if not isinstance(model, str):
-        raise ApiError(400, "model must be a string", param="model")
-    timeout_ms = json_int(body.get("timeoutMs", DEFAULT_TIMEOUT_MS))
-    if timeout_ms is None or timeout_ms <= 0:
-        raise ApiError(400, "timeoutMs must be a positive whole number", param="timeoutMs")
+    if not isinstance(body, QuickTest):
+        body = decode(body, QuickTest)
+    model = body.model or DEFAULT_ALIAS
     return ChatRequest(
         model=resolve_model(model.strip()),
         raw_model=model.strip(),
-        prompt=prompt,
+        prompt=body.prompt,
         developer_instructions=None,
         effort=None,
-        stream=stream,
+        stream=body.stream,
         include_usage=False,
-        timeout_ms=timeout_ms,
+        timeout_ms=int(body.timeoutMs),
         max_tokens=None,
     )
 
@@ -78,6 +68,16 @@ async def _caller(request: web.Request) -> tuple[Account | None, KeyPrincipal | 
     return account, await _own_key(request, user)
 
 
+async def _route(request: web.Request) -> web.StreamResponse | None:
+    """Forward to the node that owns the caller's account (cluster mode); None: run here."""
+    if CLUSTER not in request.app:
+        return None  # a single node: no second key lookup
+    if extract_key(request) is not None:
+        return await route(request, await require_api_key(request))
+    user = await sessions.require_portal_user(request)
+    return await route_account(request, user.id)
+
+
 async def _own_key(request: web.Request, user: User) -> KeyPrincipal | None:
     """Return the signed-in user's live key, whose limits and counts the quick test shares.
 
@@ -94,8 +94,10 @@ async def _own_key(request: web.Request, user: User) -> KeyPrincipal | None:
 async def execute_session(request: web.Request) -> web.StreamResponse:
     """Run one quick turn and answer as a chat completion (or a chunk stream)."""
     started = time.monotonic()
+    if (forwarded := await _route(request)) is not None:
+        return forwarded  # the caller's account lives on another node (cluster)
     account, principal = await _caller(request)
-    body = await read_json_object(request)
+    body = await read_body(request, QuickTest)
     req = parse_quick_request(body, request.app[MODELS].resolve)
     # The execute gate's one-run-per-key rule (a cookie counts as its user's key slot); a
     # quick test starts no process, so it takes none of the gateway's execute run places.
@@ -118,6 +120,25 @@ async def execute_session(request: web.Request) -> web.StreamResponse:
         run_pass.release()
 
 
+ROUTES = (
+    Route(
+        "POST",
+        "/api/openai/codex/execute-session",
+        execute_session,
+        (*PORTAL, *API_KEY),
+        "The portal's quick test: one short chat turn on the caller's account",
+        "portal",
+        answer(
+            answers.ChatCompletion,
+            stream=True,
+            description="A chat completion, or its chunk stream",
+        ),
+        body=QuickTest,
+        description="When an API key header is sent only the key counts.",
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the quick-test route (after sessions.setup)."""
-    app.router.add_post("/api/openai/codex/execute-session", execute_session)
+    add_routes(app, ROUTES)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import quota_history, sessions
+from .. import answers, quota_history, sessions
 from ..app_keys import LIMITS, SETTINGS, STORE
-from ..errors import ApiError, whole_number
+from ..errors import ApiError
+from ..validate import whole_number
+from .table import ADMIN, Route, add_routes, answer, query
 
 MAX_HOURS_CAP = 24 * 366
 
@@ -35,6 +37,27 @@ async def quota_history_route(request: web.Request) -> web.Response:
     return web.json_response(report)
 
 
+ROUTES = (
+    Route(
+        "GET",
+        "/api/admin/quota-history",
+        quota_history_route,
+        ADMIN,
+        "Each account's 5-hour and weekly used-percent over time, with projections",
+        "admin",
+        answer(answers.QuotaHistory),
+        params=(
+            query(
+                "hours",
+                {"type": "integer", "minimum": 1, "default": 24},
+                "1 to usageRetentionDays x 24 (ASCII digits only).",
+            ),
+            query("account", {"type": "string"}, "An account's user id or username; 404 if none."),
+        ),
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the quota history route (after sessions.setup)."""
-    app.router.add_get("/api/admin/quota-history", quota_history_route)
+    add_routes(app, ROUTES)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import sessions, usage_series
+from .. import answers, sessions, usage_series
 from ..app_keys import STORE, USAGE
+from .table import ADMIN, PORTAL, Route, add_routes, answer, query
 
 
 async def admin_series(request: web.Request) -> web.Response:
@@ -28,7 +29,39 @@ async def portal_series(request: web.Request) -> web.Response:
     )
 
 
+_PARAMS = (
+    query("bucket", {"enum": ["hour", "day"]}),
+    query("by", {"enum": ["account", "key"]}),
+    query(
+        "count",
+        {"type": "integer", "minimum": 1, "maximum": 366},
+        "Buckets: hours 1-168 (default 24), days 1-366 (default 14).",
+    ),
+)
+ROUTES = (
+    Route(
+        "GET",
+        "/api/admin/usage/series",
+        admin_series,
+        ADMIN,
+        "Usage per UTC hour or day, one series per account or key",
+        "admin",
+        answer(answers.UsageSeries),
+        params=_PARAMS,
+    ),
+    Route(
+        "GET",
+        "/api/openai/usage/series",
+        portal_series,
+        PORTAL,
+        "The signed-in user's own usage per UTC hour or day",
+        "portal",
+        answer(answers.UsageSeries),
+        params=_PARAMS,
+    ),
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the usage series routes (after sessions.setup)."""
-    app.router.add_get("/api/admin/usage/series", admin_series)
-    app.router.add_get("/api/openai/usage/series", portal_series)
+    add_routes(app, ROUTES)

@@ -33,6 +33,8 @@ CODEX_PERSONA = "You are Codex"  # how Codex's own base instructions begin
 # The real backend's answer to instructions it does not accept (seen from codex CLI users).
 INSTRUCTIONS_REFUSAL = {"detail": "Instructions are not valid"}
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+NODE_HEADER = "x-test-node"  # which gateway node's codex sent a request (cluster tests)
+REFRESH_PREFIX = "rt_fake_"  # refresh tokens name their account: rt_fake_<account>_<hex>
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -66,7 +68,7 @@ def _tokens(account_id: str, email: str, plan: str) -> dict[str, str]:
     return {
         "id_token": fake_jwt(claims),
         "access_token": fake_jwt({**claims, "scp": ["openid"]}),
-        "refresh_token": "rt_fake_" + secrets.token_hex(8),
+        "refresh_token": f"{REFRESH_PREFIX}{account_id}_{secrets.token_hex(8)}",
     }
 
 
@@ -136,6 +138,10 @@ class FakeState:
         self.accounts: dict[str, AccountState] = {}
         self.devices: dict[str, DeviceCode] = {}
         self.log: list[dict[str, Any]] = []
+        # Refresh tokens spent by a refresh (the real backend refuses a reused one) and the
+        # (old, new) pairs of every rotation, in order.
+        self.spent_refresh_tokens: set[str] = set()
+        self.rotations: list[tuple[str, str]] = []
         self.default_delay_ms = 0
         self.default_chunks = 4
         self.device_account: tuple[str, str] = ("acct_device", "device@example.com")
@@ -229,6 +235,7 @@ class FakeBackendApp:
                     "body": body,
                     "bytes": size,
                     "ts": time.time(),
+                    "node": request.headers.get(NODE_HEADER),
                 }
             )
             if len(self.state.log) > 10_000:
@@ -514,6 +521,8 @@ class FakeBackendApp:
         )
 
     async def oauth_token(self, request: web.Request) -> web.Response:
+        if request.content_type == "application/json":
+            return await self.refresh(request)
         form = await request.post()
         self._record(
             request, {k: ("***" if "code" in k or "token" in k else v) for k, v in form.items()}
@@ -525,6 +534,26 @@ class FakeBackendApp:
                 dev = self.state.devices[code[9:]]
                 account_id, email = dev.account_id, dev.email
         return web.json_response(_tokens(account_id, email, "plus"))
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        """Rotate a refresh token as the real backend does: a new pair each time, and a spent
+        refresh token is refused (a second holder of an old copy is locked out)."""
+        body = await request.json()
+        old = str(body.get("refresh_token") or "")
+        account_id = old[len(REFRESH_PREFIX) :].rpartition("_")[0] or "acct_unknown"
+        with self.state.lock:
+            reused = old in self.state.spent_refresh_tokens
+            tokens = _tokens(account_id, f"{account_id}@example.com", "plus")
+            if not reused:
+                self.state.spent_refresh_tokens.add(old)
+                self.state.rotations.append((old, tokens["refresh_token"]))
+        self._record(request, {"grant_type": body.get("grant_type"), "reused": reused})
+        if reused:
+            return web.json_response(
+                {"error": {"code": "refresh_token_reused", "message": "already used"}},
+                status=401,
+            )
+        return web.json_response(tokens)
 
     async def device_page(self, request: web.Request) -> web.Response:
         return web.Response(text="<h1>Fake device login</h1>", content_type="text/html")
@@ -633,6 +662,8 @@ def reset(state: FakeState) -> None:
         state.accounts.clear()
         state.devices.clear()
         state.log.clear()
+        state.spent_refresh_tokens.clear()
+        state.rotations.clear()
         state.default_delay_ms = 0
         state.default_chunks = 4
         state.closed_streams = 0
@@ -743,6 +774,11 @@ class FakeBackend:
         """Return logged requests (optionally only those whose path ends with the suffix)."""
         with self.state.lock:
             return [r for r in self.state.log if r["path"].endswith(path_suffix)]
+
+    def rotations(self) -> list[tuple[str, str]]:
+        """Return every (spent, issued) refresh-token pair, in order."""
+        with self.state.lock:
+            return list(self.state.rotations)
 
     def responses_count(self, account_id: str) -> int:
         """Return how many /responses calls an account made."""

@@ -1,7 +1,8 @@
-"""SQLite storage: one WAL-mode file, numbered migrations, and small query helpers.
+"""SQLite storage: one WAL-mode file, the default for a single machine.
 
 Domain queries live next to their logic (users.py, usage.py, ...); this module only owns the
-connection, the schema and transactions, so schema changes happen in exactly one place.
+connections, migrations and transactions. The schema itself is in migrations.py, shared with
+the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import logging
 import os
 import sqlite3
-import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -20,212 +20,51 @@ from typing import Any
 
 import aiosqlite
 
+from .base import Row, Store, StoreError, make_private
+from .migrations import SCHEMA_VERSION, migration_sql
+
 _LOGGER = logging.getLogger(__name__)
 
-
-PRIVATE_UMASK = 0o077  # the process umask at start: files 0600, folders 0700
 SIDECARS = ("-wal", "-shm")  # SQLite's files beside the database in WAL mode
-
-
-def make_private(path: Path) -> None:
-    """Take group and other permissions off a file or folder we own (0755 -> 0700)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        path.chmod(mode & ~0o077)
-
-
-class StoreError(Exception):
-    """The database cannot be used; the message says what to do."""
-
-
-# Each entry migrates from version i to i+1. Never edit a released entry: append a new one.
-MIGRATIONS: list[str] = [
-    # 1: the initial schema of design.md
-    """
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT,
-        created_at REAL NOT NULL,
-        session_epoch INTEGER NOT NULL DEFAULT 0,
-        pool_opt_in INTEGER NOT NULL DEFAULT 1,
-        disabled INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE api_keys (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
-        kind TEXT NOT NULL CHECK (kind IN ('user', 'master')),
-        label TEXT NOT NULL DEFAULT '',
-        digest TEXT NOT NULL UNIQUE,
-        ciphertext TEXT NOT NULL,
-        hint TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        revoked_at REAL,
-        last_used_at REAL
-    );
-    CREATE INDEX api_keys_user ON api_keys(user_id, revoked_at);
-    CREATE UNIQUE INDEX api_keys_one_live_user_key ON api_keys(user_id)
-        WHERE revoked_at IS NULL AND kind = 'user';
-    CREATE UNIQUE INDEX api_keys_one_live_master_key ON api_keys(kind)
-        WHERE revoked_at IS NULL AND kind = 'master';
-    CREATE TABLE limit_snapshots (
-        user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
-        primary_used REAL,
-        primary_window_mins INTEGER,
-        primary_resets_at INTEGER,
-        secondary_used REAL,
-        secondary_window_mins INTEGER,
-        secondary_resets_at INTEGER,
-        plan_type TEXT,
-        fetched_at REAL NOT NULL,
-        ok INTEGER NOT NULL,
-        error TEXT
-    );
-    CREATE TABLE requests (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        endpoint TEXT NOT NULL,
-        key_id INTEGER,
-        key_kind TEXT,
-        account_user_id INTEGER,
-        model TEXT,
-        stream INTEGER NOT NULL DEFAULT 0,
-        status INTEGER NOT NULL,
-        error_code TEXT,
-        latency_ms REAL,
-        ttft_ms REAL,
-        input_tokens INTEGER,
-        cached_tokens INTEGER,
-        output_tokens INTEGER,
-        reasoning_tokens INTEGER
-    );
-    CREATE INDEX requests_ts ON requests(ts);
-    CREATE INDEX requests_account ON requests(account_user_id, ts);
-    CREATE INDEX requests_key ON requests(key_id, ts);
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT,
-        detail TEXT,
-        ip TEXT
-    );
-    CREATE INDEX audit_ts ON audit(ts);
-    """,
-    # 2: per-key limits (NULL = no cap); allowed_models is newline-separated model ids.
-    """
-    ALTER TABLE api_keys ADD COLUMN max_requests_per_day INTEGER;
-    ALTER TABLE api_keys ADD COLUMN max_tokens_per_day INTEGER;
-    ALTER TABLE api_keys ADD COLUMN max_concurrent INTEGER;
-    ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
-    """,
-    # 3: ids are never reused. Without AUTOINCREMENT SQLite hands a deleted row's id (the
-    # highest) to the next insert, so a new registrant inherited a deleted user's usage and
-    # today's quota counts. The tables are rebuilt with AUTOINCREMENT (foreign keys are off
-    # during migrations) and their counters start past every id the request log still
-    # names; deleted users leave a tombstone naming whose rows those are.
-    """
-    CREATE TABLE users_v3 (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT,
-        created_at REAL NOT NULL,
-        session_epoch INTEGER NOT NULL DEFAULT 0,
-        pool_opt_in INTEGER NOT NULL DEFAULT 1,
-        disabled INTEGER NOT NULL DEFAULT 0
-    );
-    INSERT INTO users_v3 (id, username, password_hash, created_at, session_epoch, pool_opt_in,
-                          disabled)
-        SELECT id, username, password_hash, created_at, session_epoch, pool_opt_in, disabled
-        FROM users;
-    CREATE TABLE api_keys_v3 (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
-        kind TEXT NOT NULL CHECK (kind IN ('user', 'master')),
-        label TEXT NOT NULL DEFAULT '',
-        digest TEXT NOT NULL UNIQUE,
-        ciphertext TEXT NOT NULL,
-        hint TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        revoked_at REAL,
-        last_used_at REAL,
-        max_requests_per_day INTEGER,
-        max_tokens_per_day INTEGER,
-        max_concurrent INTEGER,
-        allowed_models TEXT
-    );
-    INSERT INTO api_keys_v3 (id, user_id, kind, label, digest, ciphertext, hint, created_at,
-                             revoked_at, last_used_at, max_requests_per_day, max_tokens_per_day,
-                             max_concurrent, allowed_models)
-        SELECT id, user_id, kind, label, digest, ciphertext, hint, created_at, revoked_at,
-               last_used_at, max_requests_per_day, max_tokens_per_day, max_concurrent,
-               allowed_models
-        FROM api_keys;
-    DROP TABLE api_keys;
-    DROP TABLE users;
-    ALTER TABLE users_v3 RENAME TO users;
-    ALTER TABLE api_keys_v3 RENAME TO api_keys;
-    CREATE INDEX api_keys_user ON api_keys(user_id, revoked_at);
-    CREATE UNIQUE INDEX api_keys_one_live_user_key ON api_keys(user_id)
-        WHERE revoked_at IS NULL AND kind = 'user';
-    CREATE UNIQUE INDEX api_keys_one_live_master_key ON api_keys(kind)
-        WHERE revoked_at IS NULL AND kind = 'master';
-    DELETE FROM sqlite_sequence WHERE name IN ('users', 'api_keys');
-    INSERT INTO sqlite_sequence (name, seq) SELECT 'users', MAX(
-        (SELECT COALESCE(MAX(id), 0) FROM users),
-        (SELECT COALESCE(MAX(account_user_id), 0) FROM requests),
-        (SELECT COALESCE(MAX(user_id), 0) FROM limit_snapshots));
-    INSERT INTO sqlite_sequence (name, seq) SELECT 'api_keys', MAX(
-        (SELECT COALESCE(MAX(id), 0) FROM api_keys),
-        (SELECT COALESCE(MAX(key_id), 0) FROM requests));
-    CREATE TABLE deleted_users (
-        id INTEGER PRIMARY KEY,
-        username TEXT NOT NULL,
-        deleted_at REAL NOT NULL
-    );
-    """,
-    # 4: the request log (issue 19): what a usage row lacked to explain a request, and indexes
-    # that keep a newest-first page cheap under every filter (bench/request_log.py).
-    # key_user_id is the key's owner at the time (a key row may be gone later); status / 100
-    # is the status class filter.
-    """
-    ALTER TABLE requests ADD COLUMN request_id TEXT;
-    ALTER TABLE requests ADD COLUMN effort TEXT;
-    ALTER TABLE requests ADD COLUMN error_source TEXT;
-    ALTER TABLE requests ADD COLUMN error_message TEXT;
-    ALTER TABLE requests ADD COLUMN key_user_id INTEGER;
-    UPDATE requests SET key_user_id = (SELECT user_id FROM api_keys k WHERE k.id = requests.key_id)
-        WHERE key_id IS NOT NULL;
-    CREATE INDEX requests_key_user ON requests(key_user_id, ts);
-    CREATE INDEX requests_status_class ON requests(status / 100, ts);
-    CREATE INDEX requests_account_status ON requests(account_user_id, status / 100, ts);
-    CREATE INDEX requests_key_user_status ON requests(key_user_id, status / 100, ts);
-    """,
-    # 5: quota history (issue 19): each account's used-percent over time, thinned to one point
-    # per few minutes by quota_history.py, pruned after usageRetentionDays.
-    """
-    CREATE TABLE quota_history (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        ts REAL NOT NULL,
-        primary_used REAL,
-        primary_resets_at INTEGER,
-        secondary_used REAL,
-        secondary_resets_at INTEGER
-    );
-    CREATE INDEX quota_history_user ON quota_history(user_id, ts);
-    CREATE INDEX quota_history_ts ON quota_history(ts);
-    """,
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
 MARKER_MAX = 4096  # bytes; the change marker starts over past this
 MARKER_RECHECK_S = 0.025  # another process's write is seen within this
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
 
 
-class Store:
+class SqliteConnection:
+    """The connection a transaction block gets: the store's query calls on aiosqlite's."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement and return the number of rows it changed."""
+        async with self._db.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one INSERT and return the new row's id."""
+        async with self._db.execute(sql, params) as cur:
+            return int(cur.lastrowid or 0)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows."""
+        await self._db.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Return the first row or None (inside the transaction: it sees its own writes)."""
+        async with self._db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Return all rows."""
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+
+class SqliteStore(Store):
     """Two aiosqlite connections, each with its own thread: one for writes, one for reads.
 
     aiosqlite runs a connection's statements one after another on that connection's thread, so
@@ -252,6 +91,10 @@ class Store:
         self._marker_recheck_at = 0.0  # monotonic time of the next stat of the marker
         # Multi-statement transactions must not interleave on the shared connection.
         self._tx_lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        """Return the engine and the file."""
+        return f"SQLite file {self.path}"
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -301,7 +144,7 @@ class Store:
             # executescript commits on its own; the version bump rides in the same script.
             await self.db.executescript(
                 "BEGIN;\n"
-                + MIGRATIONS[version]
+                + migration_sql(version + 1, "sqlite")
                 + f"\nPRAGMA user_version = {version + 1};\nCOMMIT;"
             )
         if current < SCHEMA_VERSION:
@@ -309,6 +152,11 @@ class Store:
                 broken = list(await cur.fetchall())
             if broken:
                 _LOGGER.warning("Database %s has dangling references: %s", self.path, broken[:5])
+
+    async def schema_version(self) -> int:
+        """Return the database's schema version (PRAGMA user_version)."""
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
 
     async def close(self) -> None:
         """Close the connections (idempotent)."""
@@ -326,7 +174,7 @@ class Store:
         return self._reader
 
     async def execute(self, sql: str, params: Sequence[Any] = (), bookkeeping: bool = False) -> int:
-        """Run one write statement on its own and return lastrowid (inserts) or rowcount.
+        """Run one write statement on its own and return the number of rows it changed.
 
         It takes the transaction lock so it never lands inside another task's transaction
         (which could roll it back); inside `transaction()` use the yielded connection instead.
@@ -334,12 +182,20 @@ class Store:
         async with self._tx_lock:
             try:
                 async with self.db.execute(sql, params) as cur:
-                    if sql.lstrip().upper().startswith("INSERT"):
-                        return cur.lastrowid or 0  # an INSERT sets it; 0 = no row inserted yet
                     return cur.rowcount
             finally:
                 if not bookkeeping:
                     self._changed()  # after the statement: a cache filled before it is dropped
+
+    async def insert(self, sql: str, params: Sequence[Any] = (), bookkeeping: bool = False) -> int:
+        """Run one INSERT on its own and return the new row's id (lastrowid)."""
+        async with self._tx_lock:
+            try:
+                async with self.db.execute(sql, params) as cur:
+                    return int(cur.lastrowid or 0)
+            finally:
+                if not bookkeeping:
+                    self._changed()
 
     async def executemany(
         self, sql: str, rows: Iterable[Sequence[Any]], bookkeeping: bool = False
@@ -348,18 +204,18 @@ class Store:
         async with self.transaction(bookkeeping):
             await self.db.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """Return the first row or None (on the read connection)."""
         async with self.reader.execute(sql, params) as cur:
             return await cur.fetchone()
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Return all rows (on the read connection)."""
         async with self.reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
     @asynccontextmanager
-    async def transaction(self, bookkeeping: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, bookkeeping: bool = False) -> AsyncIterator[SqliteConnection]:
         """Run the block as one IMMEDIATE transaction, rolled back on error.
 
         `bookkeeping=True` marks writes no cache depends on (usage rows, last-used times).
@@ -367,7 +223,7 @@ class Store:
         async with self._tx_lock:
             try:
                 await self.db.execute("BEGIN IMMEDIATE")
-                yield self.db
+                yield SqliteConnection(self.db)
                 await self.db.execute("COMMIT")
             except BaseException:
                 # Also when cancelled while BEGIN or COMMIT waited: the statement still runs in
@@ -379,6 +235,10 @@ class Store:
                 raise
             if not bookkeeping:
                 self._changed()  # after the commit: a cache filled before it is dropped
+
+    async def announce_change(self) -> None:
+        """Move `change_stamp` here and, through the marker file, in other processes."""
+        self._changed()
 
     def _changed(self) -> None:
         self.generation += 1
