@@ -10,6 +10,7 @@ test_pool_e2e failover), the client vanishing mid-stream (test_client_disconnect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -287,13 +288,24 @@ async def test_restart_while_usage_rows_are_written(server: LiveServer, fake_bac
     fake_backend.set_default_delay(40)  # each answer streams for a while
     client = async_openai(server, server.key)  # type: ignore[attr-defined]
 
+    started = 0
+    all_started = asyncio.Event()
+
     async def one() -> str:
+        nonlocal started
         stream = await client.chat.completions.create(model="codex", messages=HI, stream=True)
+        started += 1  # the gateway accepted it and sent the headers: in flight
+        if started == 30:
+            all_started.set()
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     async with client:
         tasks = [asyncio.create_task(one()) for _ in range(30)]
-        await asyncio.sleep(0.3)
+        # A fixed sleep raced the connections on a loaded machine: SIGTERM came before any
+        # was accepted and every request failed to connect.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_started.wait(), 20)
+        assert started > 0
         assert server.proc is not None
         server.proc.terminate()
         results = await asyncio.gather(*tasks, return_exceptions=True)
