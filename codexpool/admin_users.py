@@ -18,7 +18,8 @@ from .config import Settings
 from .device_login import DeviceLogins
 from .errors import ApiError
 from .key_limits import KeyLimits, KeyQuotas, Owner
-from .pool import Pool, PoolView
+from .pool import Pool
+from .selection import PoolView
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)

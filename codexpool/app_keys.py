@@ -56,7 +56,7 @@ DEVICE_LOGINS: web.AppKey[DeviceLogins] = web.AppKey("device_logins")
 IMAGE_FETCHER: web.AppKey[ImageFetcher] = web.AppKey("image_fetcher")
 RUN_GATE: web.AppKey[RunGate] = web.AppKey("run_gate")
 # Requests and connections refused by a resource bound, by reason (exported on /metrics).
-REFUSALS: web.AppKey[Counter] = web.AppKey("refusals")
+REFUSALS: web.AppKey[Counter[str]] = web.AppKey("refusals")
 ALERTS: web.AppKey[Alerts] = web.AppKey("alerts")
 # The sandbox of codex processes whose model can run commands; absent when none may (lean chat,
 # execute off).

@@ -623,7 +623,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError("setting 'openaiApiKeyPrefix'/'openaiMasterKeyPrefix' is empty")
     if s.openai_api_key_prefix == s.openai_master_key_prefix:
         raise SettingsError("setting 'openaiMasterKeyPrefix' must differ from 'openaiApiKeyPrefix'")
-    for key, value in (
+    for key, number in (
         ("openaiCodexTimeoutMs", s.openai_codex_timeout_ms),
         ("openaiRateLimitCacheTtlMs", s.openai_rate_limit_cache_ttl_ms),
         ("maxTurnsPerAccount", s.max_turns_per_account),
@@ -647,8 +647,8 @@ def _validate(s: Settings) -> None:
         ("clusterLeaseSeconds", s.cluster_lease_seconds),
         ("slotLeaseSeconds", s.slot_lease_seconds),
     ):
-        if value <= 0:
-            raise SettingsError(f"setting {key!r} must be positive, got {value}")
+        if number <= 0:
+            raise SettingsError(f"setting {key!r} must be positive, got {number}")
     if not 1 <= s.alert_quota_percent <= 100:
         raise SettingsError("setting 'alertQuotaPercent' must be 1-100")
     if s.database_url and not s.database_url.startswith(("postgresql://", "postgres://")):

@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from aiohttp import web
 _LOGGER = logging.getLogger(__name__)
 
 Items = tuple[dict[str, Any], ...]
-Release = Callable[[str, str], Awaitable[None]]  # (account key, thread id)
+Release = Callable[[str, str], Coroutine[Any, Any, None]]  # (account key, thread id)
 
 
 # One encoder for every digest: `json.dumps` with options builds a new JSONEncoder per call

@@ -14,9 +14,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .codex.isolation import Isolation
 from .codex.process import child_env, terminate
@@ -32,7 +32,7 @@ class ExecStopped(Exception):
     """The run was stopped before codex finished (`kind` `timeout` or `shutdown`) or could
     not start (`unavailable`)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: Literal["timeout", "shutdown", "unavailable"], message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -73,10 +73,12 @@ class Executions:
         """Return how many codex exec processes run now."""
         return len(self._runs)
 
-    def stop_all(self, message: str) -> None:
-        """Interrupt every live run (graceful shutdown past its grace period)."""
-        for run in list(self._runs):
+    def stop_all(self, message: str) -> int:
+        """Interrupt every live run (graceful shutdown past its grace period); return how many."""
+        runs = list(self._runs)
+        for run in runs:
             run.stop(ExecStopped("shutdown", message))
+        return len(runs)
 
     async def close(self) -> None:
         """Interrupt what is left and wait until every process group is gone."""
@@ -92,7 +94,7 @@ class Executions:
         *,
         cwd: Path | None = None,
         writable: bool = True,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Start the run in `cwd` (writable or not) and yield its JSON events; the last one is
         `{"type": "exit", ...}`.
 

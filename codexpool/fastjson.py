@@ -15,8 +15,6 @@ from typing import Any
 
 import orjson
 
-_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
-
 
 def loads(data: bytes | str) -> Any:
     """Parse JSON text; raises json.JSONDecodeError (a ValueError) or RecursionError as
@@ -32,7 +30,7 @@ def dumps(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj)
     except orjson.JSONEncodeError:
-        return json.dumps(obj, **_COMPACT).encode("utf-8", "replace")  # type: ignore[arg-type]
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
 
 
 def dumps_line(obj: Any) -> bytes:

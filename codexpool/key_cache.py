@@ -25,7 +25,7 @@ class KeyCache:
     def __init__(self, store: Store, ttl_s: float = KEY_CACHE_TTL_S) -> None:
         self._store = store
         self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[KeyPrincipal, tuple[int, int, int], float]] = {}
+        self._entries: dict[str, tuple[KeyPrincipal, tuple[int, ...], float]] = {}
 
     async def lookup(self, key: str) -> KeyPrincipal | None:
         """Return the key's principal, from memory when it is still known to be current."""

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 
@@ -89,7 +90,7 @@ def import_auth_json(home: Path, source: Path) -> None:
         raise
 
 
-def read_auth_json(source: Path) -> dict:
+def read_auth_json(source: Path) -> dict[str, Any]:
     """Return a Codex ChatGPT auth.json's content, or raise LinkError saying why it is not."""
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
@@ -102,7 +103,8 @@ def read_auth_json(source: Path) -> dict:
         or not tokens.get("refresh_token")
     ):
         raise LinkError(f"{source} is not a Codex ChatGPT auth.json (no tokens)")
-    return data
+    auth: dict[str, Any] = data  # a dict: it holds `tokens`
+    return auth
 
 
 def remove_home(home: Path) -> None:

@@ -141,8 +141,7 @@ class Metrics:
 def route_label(request: web.Request) -> str:
     """Return the route template (bounded label set), not the raw path."""
     info = request.match_info
-    route = info.route if info is not None else None
-    resource = route.resource if route is not None else None
+    resource = info.route.resource
     if resource is None or getattr(info, "http_exception", None) is not None:
         return "unmatched"  # 404/405: raw paths would let clients grow the label set
     return resource.canonical

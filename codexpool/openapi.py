@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -84,8 +85,8 @@ def route_table() -> tuple[Route, ...]:
         usage_charts,
     )
 
-    modules = (admin, portal, requests, quota, alerts, usage_charts, device, quicktest)
-    modules += (openai_api, execute, health, metrics, openapi_doc, pages)  # type: ignore[assignment]
+    modules: tuple[ModuleType, ...] = (admin, portal, requests, quota, alerts, usage_charts)
+    modules += (device, quicktest, openai_api, execute, health, metrics, openapi_doc, pages)
     return tuple(route for module in modules for route in module.ROUTES)
 
 

@@ -328,8 +328,8 @@ def pool_report(
                 exhausts = None
         series = []
         for t in series_ts:
-            values = [used_at(points.get(a["accountId"], []), window, t) for a in known]
-            values = [v for v in values if v is not None]
+            readings = [used_at(points.get(a["accountId"], []), window, t) for a in known]
+            values = [v for v in readings if v is not None]
             series.append(
                 {
                     "ts": round(t, 1),

@@ -20,11 +20,11 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from aiohttp_session import AbstractStorage, Session
+from aiohttp_session import AbstractStorage, Session, SessionData
 from cryptography.fernet import Fernet, InvalidToken
 
 from . import users
@@ -77,15 +77,17 @@ class _Storage(AbstractStorage):
             except (InvalidToken, ValueError):
                 _LOGGER.debug("Session cookie not readable (expired or forged); a new session")
             else:
-                if isinstance(data, dict):
-                    return Session(None, data=data, new=False, max_age=self.max_age)
+                if isinstance(data, dict):  # what save_session wrote: {created, session}
+                    return Session(
+                        None, data=cast(SessionData, data), new=False, max_age=self.max_age
+                    )
         return Session(None, data=None, new=True, max_age=self.max_age)
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
         """Write the session into the response, with `secure` set per request."""
-        params = dict(self.cookie_params)
+        params = self.cookie_params.copy()
         params["secure"] = is_https(request, self._trusted_proxy) or None
         if session.empty:
             response.del_cookie(self.cookie_name, path=params["path"], domain=params["domain"])

@@ -68,7 +68,7 @@ class SharedConversations(Conversations):
             for k in sorted((wanted[r["digest"]] for r in rows), reverse=True):
                 taken = await self._take(digests[k].hex(), now)
                 if taken is not None:
-                    return (k, taken) if taken is not _EXPIRED else None
+                    return (k, taken) if isinstance(taken, ThreadRef) else None  # or _EXPIRED
         return None
 
     async def _take(self, digest: str, now: float) -> ThreadRef | object | None:

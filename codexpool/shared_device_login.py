@@ -52,7 +52,7 @@ class SharedDeviceLogins(DeviceLogins):
         local = self.status(user_id)
         if row is None:
             return local
-        status = json.loads(row["status"])
+        status: dict[str, Any] = json.loads(row["status"])
         status["linked"] = bool(status.get("linked")) or local["linked"]
         return status
 
@@ -112,7 +112,7 @@ class SharedDeviceLogins(DeviceLogins):
             if flow.state not in TERMINAL_STATES:
                 _LOGGER.info("Device login of user %s ended from another node", user_id)
                 await DeviceLogins.cancel(self, user_id)
-            if gone or row["node_id"] != self.node_id:
+            if gone or (row is not None and row["node_id"] != self.node_id):
                 self._flows.pop(user_id, None)  # the row (another node's flow) is the truth
                 self._published.pop(user_id, None)
                 return

@@ -26,7 +26,8 @@ _LOGGER = logging.getLogger(__name__)
 WRITE_MARGIN_S = 5.0
 SHUTDOWN_MESSAGE = "The server is shutting down; the request was interrupted."
 
-Interrupter = Callable[[web.Application, str], None]
+# Interrupts one kind of running work with a message; returns how many it interrupted.
+Interrupter = Callable[[web.Application, str], int]
 INTERRUPTERS = web.AppKey("shutdown_interrupters", list[Interrupter])
 _TIMER = web.AppKey("shutdown_timer", list[asyncio.Task[None]])
 
@@ -39,11 +40,13 @@ def add_interrupter(app: web.Application, interrupter: Interrupter) -> None:
 async def _interrupt_after_grace(app: web.Application, grace_s: float) -> None:
     await asyncio.sleep(grace_s)
     _LOGGER.warning("Shutdown grace of %ss is over: interrupting running requests", grace_s)
+    interrupted = 0
     for interrupter in app[INTERRUPTERS]:
         try:
-            interrupter(app, SHUTDOWN_MESSAGE)
+            interrupted += interrupter(app, SHUTDOWN_MESSAGE)
         except Exception:
             _LOGGER.exception("Shutdown interrupter %r failed", interrupter)
+    _LOGGER.info("Interrupted %s running turns and runs", interrupted)
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -17,7 +17,7 @@ from .errors import ApiError
 from .key_limits import COLUMNS as KEY_LIMIT_COLUMNS
 from .key_limits import NO_LIMITS, KeyLimits, Owner, OwnerUse
 from .security import KeyCipher, key_digest, key_hint, mint_key
-from .store import Store
+from .store import Row, Store
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
 MIN_PASSWORD_LEN = 8
@@ -95,14 +95,14 @@ def validate_label(raw: object) -> str:
     return raw.strip()
 
 
-def _user(row: object) -> User:
+def _user(row: Row) -> User:
     return User(
-        id=row["id"],  # type: ignore[index]
-        username=row["username"],  # type: ignore[index]
-        created_at=row["created_at"],  # type: ignore[index]
-        session_epoch=row["session_epoch"],  # type: ignore[index]
-        pool_opt_in=bool(row["pool_opt_in"]),  # type: ignore[index]
-        disabled=bool(row["disabled"]),  # type: ignore[index]
+        id=row["id"],
+        username=row["username"],
+        created_at=row["created_at"],
+        session_epoch=row["session_epoch"],
+        pool_opt_in=bool(row["pool_opt_in"]),
+        disabled=bool(row["disabled"]),
     )
 
 
@@ -242,7 +242,9 @@ async def lookup_digest(store: Store, digest: str) -> KeyPrincipal | None:
     )
 
 
-async def live_key_row(store: Store, *, user_id: int | None, kind: KeyKind) -> dict | None:
+async def live_key_row(
+    store: Store, *, user_id: int | None, kind: KeyKind
+) -> dict[str, Any] | None:
     """Return the live key's metadata (never the key) for a user or the master."""
     if kind == "master":
         row = await store.fetchone(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from codexpool.codex.process import proc_table
@@ -295,6 +296,31 @@ def _environ_mentions(pid: int, settings_path: Path) -> bool:
     except OSError:
         return False
     return str(settings_path.parent).encode() in environ
+
+
+@pytest.fixture
+def openai_client() -> Iterator[Callable[..., openai.OpenAI]]:
+    """Return a factory of the official SDK's client for a live server and a key:
+    `openai_client(server, key, timeout=60)`. It makes no retries, so a failure shows as it
+    happened; every client it made is closed at teardown (a pooled socket left to the garbage
+    collector fails the run under filterwarnings = error)."""
+    clients: list[openai.OpenAI] = []
+
+    def make(server: LiveServer, key: str, **options: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=server.api, api_key=key, **{"max_retries": 0, **options})
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def async_openai(server: LiveServer, key: str, **options: Any) -> openai.AsyncOpenAI:
+    """Return the SDK's async client for a live server and a key, without retries like
+    `openai_client`; use it as `async with async_openai(server, key) as client:` (closing it
+    needs the loop that used it, so no fixture can)."""
+    return openai.AsyncOpenAI(base_url=server.api, api_key=key, **{"max_retries": 0, **options})
 
 
 @pytest.fixture

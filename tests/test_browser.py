@@ -82,9 +82,16 @@ def test_portal_and_admin_flows(
     assert portal.locator("#key img").count() == 0
 
     portal.fill("#quick textarea", "Say hello")
+    fake_backend.script(
+        "acct_browser",
+        fake_backend.reply("Hello from the fake backend.", chunks=3, delay_between_ms=400),
+    )
     portal.click("#quick button")
+    # The form's button stays disabled while the answer streams (web/dom.js onSubmit).
+    portal.wait_for_selector("#quick button:disabled")
     # (wait_for_function would need eval, which the page's CSP rightly forbids)
     portal.wait_for_selector("#answer:has-text('Hello from the fake backend.')")
+    portal.wait_for_selector("#quick button:enabled")
     portal.wait_for_selector("#usage td")  # the quick test shows up in the user's own usage
     shot(portal, "portal")
     portal.set_viewport_size({"width": 360, "height": 780})

@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, async_openai
 from tests.e2e_helpers import link_user, usage_rows
 
 pytestmark = pytest.mark.e2e
@@ -54,9 +54,7 @@ def assert_openai_error(status: int, raw: bytes, want_status: int, code: str | N
     return err
 
 
-def test_no_linked_accounts(
-    live_server_factory: Any, codex_bin: str, request: pytest.FixtureRequest
-) -> None:
+def test_no_linked_accounts(live_server_factory: Any, codex_bin: str, openai_client: Any) -> None:
     server = live_server_factory(start=False, metricsToken="t" * 32)
     master = server.cli("key", "rotate", "--master").stdout.strip()
     server.start()
@@ -66,8 +64,7 @@ def test_no_linked_accounts(
     with urllib.request.urlopen(health_request, timeout=10) as resp:
         health = json.loads(resp.read())
     assert health["ready"] is True and health["accounts"] == {"linked": 0, "eligible": 0}
-    client = openai.OpenAI(base_url=server.api, api_key=master, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, master)
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(
             model="codex", messages=[{"role": "user", "content": "hello"}]
@@ -78,13 +75,10 @@ def test_no_linked_accounts(
     assert info.value.response.headers["x-codexpool-error-source"] == "gateway"
 
 
-def test_sdk_stream_and_usage(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_sdk_stream_and_usage(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.reply("One two three four five six", chunks=6))
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     stream = client.chat.completions.create(
         model="gpt-5.5",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count"}],
@@ -110,7 +104,7 @@ def test_sdk_stream_and_usage(
 
 
 def test_deltas_reach_the_client_as_they_arrive(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     """The stream buffers encoded chunks only until the engine has nothing more queued: with
     the backend spacing three deltas 300 ms apart, each reaches the SDK about 300 ms after the
@@ -119,8 +113,7 @@ def test_deltas_reach_the_client_as_they_arrive(
     fake_backend.script(
         "acct_alice", fake_backend.reply("one two three", chunks=3, delay_between_ms=300)
     )
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     stream = client.chat.completions.create(
         model="gpt-5.5", messages=[{"role": "user", "content": "Count"}], stream=True
     )
@@ -149,13 +142,10 @@ def test_streams_and_errors_echo_the_request_id(linked: Any) -> None:
     assert status == 400 and {k.lower(): v for k, v in headers.items()}["x-request-id"] == "bad-1"
 
 
-def test_sdk_non_stream_sync_and_async(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_sdk_non_stream_sync_and_async(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.reply("Plain answer"))
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     done = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "hi"}], reasoning_effort="low"
     )
@@ -164,7 +154,7 @@ def test_sdk_non_stream_sync_and_async(
     assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
 
     async def run_async() -> list[str]:
-        aclient = openai.AsyncOpenAI(base_url=server.api, api_key=key, max_retries=0)
+        aclient = async_openai(server, key)
         async with aclient:
             answers = await asyncio.gather(
                 *(
@@ -233,11 +223,10 @@ def test_bad_input_matrix(linked: Any) -> None:
 
 
 def test_usage_limit_and_upstream_errors(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     fake_backend.script("acct_alice", fake_backend.status(500))
     with pytest.raises(openai.APIStatusError) as info2:
         list(
@@ -264,9 +253,7 @@ def test_usage_limit_and_upstream_errors(
     assert 1790 <= int(info3.value.response.headers["retry-after"]) <= 1800
 
 
-def test_deadline_gives_timeout(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_deadline_gives_timeout(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.hang())
     t0 = time.monotonic()
@@ -282,8 +269,7 @@ def test_deadline_gives_timeout(
     # hang would then catch the next request. Drop it.
     fake_backend.clear_script("acct_alice")
     # The account still serves the next request.
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     done = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "y"}]
     )
@@ -291,14 +277,13 @@ def test_deadline_gives_timeout(
 
 
 def test_client_disconnect_interrupts_turn(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     server, key = linked
     fake_backend.script(
         "acct_alice", fake_backend.reply("a b c d e f g h i j", chunks=10, delay_between_ms=500)
     )
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     stream = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "long"}], stream=True
     )
@@ -337,12 +322,9 @@ def _codex_pids(server: LiveServer) -> list[int]:
     return pids
 
 
-def test_app_server_killed_mid_stream(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_app_server_killed_mid_stream(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "warm"}])
     fake_backend.script(
         "acct_alice", fake_backend.reply("a b c d e f g h", chunks=8, delay_between_ms=400)
@@ -362,10 +344,9 @@ def test_app_server_killed_mid_stream(
     assert done.choices[0].message.content == "Hello from the fake backend."
 
 
-def test_usage_rows_match_requests(linked: Any, request: pytest.FixtureRequest) -> None:
+def test_usage_rows_match_requests(linked: Any, openai_client: Any) -> None:
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     for i in range(3):
         client.chat.completions.create(
             model="codex", messages=[{"role": "user", "content": str(i)}]
@@ -381,12 +362,11 @@ def test_usage_rows_match_requests(linked: Any, request: pytest.FixtureRequest) 
 
 
 def test_json_schema_answer_reaches_codex_as_output_schema(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     server, key = linked
     fake_backend.script("acct_alice", fake_backend.reply('{"answer": 4}', chunks=3))
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     schema = {
         "type": "object",
         "properties": {"answer": {"type": "integer"}},
@@ -429,14 +409,13 @@ def _function_call(call_id: str = "call_w1") -> dict:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_sdk_tool_calling_loop_resumes_the_held_turn(
-    linked: Any, fake_backend: Any, stream: bool, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, stream: bool, openai_client: Any
 ) -> None:
     server, key = linked
     fake_backend.script(
         "acct_alice", _function_call(), fake_backend.reply("It is 18C and sunny in Paris.")
     )
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
         chunks = list(
@@ -498,11 +477,10 @@ def test_sdk_tool_calling_loop_resumes_the_held_turn(
 
 
 def test_unknown_tool_call_id_runs_a_fresh_turn(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     done = client.chat.completions.create(
         model="codex",
         messages=[
@@ -528,7 +506,7 @@ def test_unknown_tool_call_id_runs_a_fresh_turn(
 
 
 def test_parallel_tool_calls_come_back_together(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     server, key = linked
     step = {
@@ -539,8 +517,7 @@ def test_parallel_tool_calls_come_back_together(
         ],
     }
     fake_backend.script("acct_alice", step, fake_backend.reply("Paris 18C, Rome 24C."))
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris and Rome?"}]
     first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     calls = first.choices[0].message.tool_calls
@@ -557,7 +534,7 @@ def test_parked_turn_expires_and_a_late_answer_runs_fresh(
     fake_backend: Any,
     codex_bin: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     server = live_server_factory(
         start=False, codexConfigOverrides=codex_overrides(fake_backend.url), toolTurnTtlSeconds=1
@@ -565,8 +542,7 @@ def test_parked_turn_expires_and_a_late_answer_runs_fresh(
     key = link_user(server, tmp_path, "tina", "acct_tina")
     server.start()
     fake_backend.script("acct_tina", _function_call("call_late"))
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     messages: list[dict] = [{"role": "user", "content": "Weather?"}]
     first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     assert first.choices[0].finish_reason == "tool_calls"
@@ -578,12 +554,9 @@ def test_parked_turn_expires_and_a_late_answer_runs_fresh(
     assert "7C rain" in json.dumps(fake_backend.requests("/codex/responses")[-1]["body"]["input"])
 
 
-def test_responses_api_with_the_sdk(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_responses_api_with_the_sdk(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     fake_backend.script("acct_alice", fake_backend.reply("Plain response text", chunks=3))
     done = client.responses.create(model="codex", input="Hi", instructions="Be brief.")
     assert done.output_text == "Plain response text"
@@ -641,12 +614,9 @@ PIXEL_PNG = (
 )
 
 
-def test_image_parts_reach_the_model(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_image_parts_reach_the_model(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     done = client.chat.completions.create(
         model="codex",
         messages=[
@@ -686,7 +656,7 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
     live_server_factory: Any,
     fake_backend: Any,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     """Codex 0.169.0 keeps every finished chat thread in memory (~1.5 MiB each), so the
     gateway replaces an account's app-server whose RSS reached appServerRecycleMib (read every
@@ -702,8 +672,7 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
     key = link_user(server, tmp_path, "alice", "acct_alice")
     fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
     server.start()
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     for i in range(18):  # the 16th turn reads the RSS: above 1 MiB, so a replacement starts
         answer = client.chat.completions.create(
             model="codex", messages=[{"role": "user", "content": f"hi {i}"}]
@@ -736,7 +705,10 @@ def test_app_server_recycled_once_its_memory_reached_the_mark(
 
 
 def test_a_parked_tool_turn_yields_its_account_slot_to_new_work(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any,
+    fake_backend: Any,
+    tmp_path: Path,
+    openai_client: Any,
 ) -> None:
     """A parked tool-call turn holds one of the account's turn slots (its thread lives on the
     app-server), but never blocks new work: with maxTurnsPerAccount 1 another request closes
@@ -761,8 +733,7 @@ def test_a_parked_tool_turn_yields_its_account_slot_to_new_work(
         fake_backend.reply("Meanwhile, hello."),
         fake_backend.reply("It is 18C and sunny in Paris."),
     )
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
     first = client.chat.completions.create(model="codex", messages=messages, tools=[WEATHER_TOOL])
     tc = first.choices[0].message.tool_calls[0]
@@ -821,7 +792,7 @@ def _timed_sse(server: LiveServer, key: str, path: str, body: dict) -> tuple[flo
 
 
 def test_silent_turn_keeps_the_stream_alive(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     """While codex says nothing for longer than streamKeepAliveMs (here the backend's first
     byte takes 1.5 s), the stream opens and carries SSE comment pings, so a proxy with an
@@ -832,8 +803,7 @@ def test_silent_turn_keeps_the_stream_alive(
     )
     key = link_user(server, tmp_path, "kim", "acct_kim")
     server.start()
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     hello = [{"role": "user", "content": "hi"}]
     # A first turn starts the app-server (whose start-up requests would take a scripted step).
     assert client.chat.completions.create(model="codex", messages=hello).choices[0].message
@@ -873,7 +843,7 @@ def _finish_reasons_and_usage(chunks: list) -> tuple[list[str], list]:
 
 
 def test_tool_call_stream_carries_usage_and_one_finish_reason(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     """Issue 17 item 5: a stream ending in `tool_calls` still carries the usage chunk asked
     for with `stream_options.include_usage`, and every stream names its finish_reason once."""
@@ -881,8 +851,7 @@ def test_tool_call_stream_carries_usage_and_one_finish_reason(
     fake_backend.script(
         "acct_alice", _function_call("call_u1"), fake_backend.reply("18C in Paris.")
     )
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     messages: list[dict] = [{"role": "user", "content": "Weather in Paris?"}]
     options = {"include_usage": True}
     chunks = list(
@@ -931,15 +900,12 @@ def test_tool_call_stream_carries_usage_and_one_finish_reason(
     assert len(usages) == 1 and usages[0].prompt_tokens == 22
 
 
-def test_tool_choice_reaches_the_model(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
-) -> None:
+def test_tool_choice_reaches_the_model(linked: Any, fake_backend: Any, openai_client: Any) -> None:
     """Issue 17 item 2: `none` hides the tools from the model; `required` and a named function
     travel as an instruction in what the thread gets (Codex itself always asks with `auto`),
     on chat and on the Responses API; `auto` leaves both alone."""
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
@@ -1014,7 +980,7 @@ def test_tool_choice_reaches_the_model(
 
 
 def test_responses_text_format_reaches_codex(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     """Issue 17 item 1: `/v1/responses` honours `text.format` like chat's `response_format`:
     a `json_schema` (the SDK's `responses.parse`) becomes Codex's output schema, `json_object`
@@ -1025,8 +991,7 @@ def test_responses_text_format_reaches_codex(
         answer: int
 
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
 
     def upstream() -> dict:
         return fake_backend.requests("/codex/responses")[-1]["body"]
@@ -1068,7 +1033,7 @@ def test_responses_text_format_reaches_codex(
 
 
 def test_responses_stream_function_call_events(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     """Issue 17 item 1: a streamed Responses function call comes as OpenAI streams it (item
     added, arguments delta and done, item done, completed), read through the SDK's
@@ -1081,8 +1046,7 @@ def test_responses_stream_function_call_events(
     )
 
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
     tool = {
         "type": "function",
         "name": "get_weather",
@@ -1162,15 +1126,14 @@ def _exec_call(call_id: str) -> dict:
 
 
 def test_client_function_named_like_a_codex_tool_travels_under_an_alias(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     """Issue 17 item 4: a client function named like one of Codex's own tools reaches the
     model as `client_<name>` (Codex would drop it), and calls to it come back under the
     client's name: chat tool_calls and deltas, Responses items and events, the named
     tool_choice and the injected history all agree."""
     server, key = linked
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
+    client = openai_client(server, key)
 
     def upstream() -> dict:
         return fake_backend.requests("/codex/responses")[-1]["body"]

@@ -10,6 +10,7 @@ test_pool_e2e failover), the client vanishing mid-stream (test_client_disconnect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -24,7 +25,7 @@ import openai
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
-from tests.conftest import ADMIN_PASSWORD, LiveServer, _child_env, write_settings
+from tests.conftest import ADMIN_PASSWORD, LiveServer, _child_env, async_openai, write_settings
 from tests.e2e_helpers import link_user
 from tests.e2e_helpers import usage_rows as request_rows
 
@@ -243,7 +244,7 @@ async def test_database_locked_by_another_process(server: LiveServer, fake_backe
     db = server.settings.db_path
     admin = aiohttp.ClientSession(server.url, cookie_jar=aiohttp.CookieJar(unsafe=True))
     login = {"username": "admin", "password": ADMIN_PASSWORD}
-    client = openai.AsyncOpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]
+    client = async_openai(server, server.key)  # type: ignore[attr-defined]
     async with admin, client:
         assert (await admin.post("/api/auth/login", json=login)).status == 200
         holder = LockHolder(db)
@@ -285,15 +286,26 @@ async def test_restart_while_usage_rows_are_written(server: LiveServer, fake_bac
     received in full has its usage row, every row is a clean outcome, and the restarted
     gateway serves."""
     fake_backend.set_default_delay(40)  # each answer streams for a while
-    client = openai.AsyncOpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]
+    client = async_openai(server, server.key)  # type: ignore[attr-defined]
+
+    started = 0
+    all_started = asyncio.Event()
 
     async def one() -> str:
+        nonlocal started
         stream = await client.chat.completions.create(model="codex", messages=HI, stream=True)
+        started += 1  # the gateway accepted it and sent the headers: in flight
+        if started == 30:
+            all_started.set()
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     async with client:
         tasks = [asyncio.create_task(one()) for _ in range(30)]
-        await asyncio.sleep(0.3)
+        # A fixed sleep raced the connections on a loaded machine: SIGTERM came before any
+        # was accepted and every request failed to connect.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_started.wait(), 20)
+        assert started > 0
         assert server.proc is not None
         server.proc.terminate()
         results = await asyncio.gather(*tasks, return_exceptions=True)

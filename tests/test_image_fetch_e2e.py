@@ -35,7 +35,7 @@ def test_https_image_reaches_the_backend_as_a_data_url(
     image_server: ImageServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(image_server.cert))  # the server trusts the test CA
     server = live_server_factory(
@@ -46,8 +46,7 @@ def test_https_image_reaches_the_backend_as_a_data_url(
     key = link_user(server, tmp_path, "alice", "acct_alice")
     fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
     server.start()
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     fake_backend.script("acct_alice", fake_backend.reply("A small pink picture."))
 
     url = image_server.url("/chain/2")  # two redirects, then the PNG

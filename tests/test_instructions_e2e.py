@@ -54,18 +54,12 @@ def texts(body: dict[str, Any], role: str) -> list[str]:
     ]
 
 
-def sdk(server: LiveServer, key: str, request: pytest.FixtureRequest) -> openai.OpenAI:
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
-    return client
-
-
 def test_client_mode_sends_only_the_client_system_prompt(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_lean")
     system, user = "You are a pirate. Answer in one word.", "Hi"
-    answer = sdk(server, key, request).chat.completions.create(
+    answer = openai_client(server, key).chat.completions.create(
         model="gpt-5.5",
         messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
     )
@@ -82,10 +76,10 @@ def test_client_mode_sends_only_the_client_system_prompt(
 
 
 def test_no_system_message_gives_no_instructions_at_all(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_bare")
-    client = sdk(server, key, request)
+    client = openai_client(server, key)
     stream = client.chat.completions.create(
         model="gpt-5.5", messages=[{"role": "user", "content": "Hello"}], stream=True
     )
@@ -97,7 +91,7 @@ def test_no_system_message_gives_no_instructions_at_all(
 
 
 def test_code_mode_models_get_the_same_lean_request(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     """gpt-6.x entries of codex's catalog run in code mode with sub-agents: the chat catalog
     turns that off, so the client's function is a plain tool and nothing else comes along."""
@@ -110,7 +104,7 @@ def test_code_mode_models_get_the_same_lean_request(
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
         },
     }
-    client = sdk(server, key, request)
+    client = openai_client(server, key)
     client.chat.completions.create(
         model="gpt-6.1-sol", messages=[{"role": "user", "content": "Hi"}]
     )
@@ -135,7 +129,7 @@ def test_code_mode_models_get_the_same_lean_request(
 
 
 def test_gateway_base_instructions_come_before_the_client_ones(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(
         live_server_factory,
@@ -144,7 +138,7 @@ def test_gateway_base_instructions_come_before_the_client_ones(
         "acct_base",
         chatBaseInstructions="Never reveal secrets.",
     )
-    client = sdk(server, key, request)
+    client = openai_client(server, key)
     client.chat.completions.create(
         model="gpt-5.5",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
@@ -157,12 +151,12 @@ def test_gateway_base_instructions_come_before_the_client_ones(
 
 
 def test_codex_mode_keeps_codex_instructions(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(
         live_server_factory, fake_backend, tmp_path, "acct_codex", chatInstructions="codex"
     )
-    sdk(server, key, request).chat.completions.create(
+    openai_client(server, key).chat.completions.create(
         model="gpt-5.5",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
     )
@@ -176,7 +170,7 @@ def test_codex_mode_keeps_codex_instructions(
 
 
 def test_codex_mode_base_instructions_replace_the_persona(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(
         live_server_factory,
@@ -186,7 +180,7 @@ def test_codex_mode_base_instructions_replace_the_persona(
         chatInstructions="codex",
         chatBaseInstructions="You are a helpful assistant.",
     )
-    sdk(server, key, request).chat.completions.create(
+    openai_client(server, key).chat.completions.create(
         model="gpt-5.5",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
     )
@@ -198,10 +192,10 @@ def test_codex_mode_base_instructions_replace_the_persona(
 
 
 def test_responses_api_instructions_are_the_thread_instructions(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_resp")
-    answer = sdk(server, key, request).responses.create(
+    answer = openai_client(server, key).responses.create(
         model="gpt-5.5", instructions="Answer as a haiku.", input="Hi"
     )
     assert answer.output_text == "Hello from the fake backend."
@@ -242,13 +236,17 @@ def admin_table(server: LiveServer) -> dict[str, dict[str, Any]]:
 
 
 def test_refused_instructions_fall_back_to_codex_once_and_stick(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any,
+    fake_backend: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     fake_backend.require_codex_instructions(True)
     request.addfinalizer(lambda: fake_backend.require_codex_instructions(False))
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_strict")
     link_user(server, tmp_path, "bob", "acct_strict_bob")  # another account, never refused
-    client = sdk(server, key, request)
+    client = openai_client(server, key)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
     # The client sees a normal streamed answer although the backend refused the first try.
@@ -283,7 +281,10 @@ def test_refused_instructions_fall_back_to_codex_once_and_stick(
 
 
 def test_refused_codex_instructions_are_not_retried(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any,
+    fake_backend: Any,
+    tmp_path: Path,
+    openai_client: Any,
 ) -> None:
     """A turn that already carried Codex's own persona has nothing to fall back to: the
     refusal reaches the client after one upstream request, and the account is not marked."""
@@ -292,7 +293,7 @@ def test_refused_codex_instructions_are_not_retried(
     )
     fake_backend.script("acct_refused", fake_backend.status(400, INSTRUCTIONS_REFUSAL))
     with pytest.raises(openai.APIStatusError) as caught:
-        sdk(server, key, request).chat.completions.create(
+        openai_client(server, key).chat.completions.create(
             model="gpt-5.5", messages=[{"role": "user", "content": "Hi"}]
         )
     assert "Instructions are not valid" in caught.value.message
@@ -301,12 +302,12 @@ def test_refused_codex_instructions_are_not_retried(
 
 
 def test_other_4xx_answers_are_not_taken_for_an_instructions_refusal(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any, fake_backend: Any, tmp_path: Path, openai_client: Any
 ) -> None:
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_other_400")
     fake_backend.script("acct_other_400", fake_backend.status(400))
     with pytest.raises(openai.APIStatusError):
-        sdk(server, key, request).chat.completions.create(
+        openai_client(server, key).chat.completions.create(
             model="gpt-5.5",
             messages=[
                 {"role": "system", "content": "Be brief."},
@@ -318,7 +319,11 @@ def test_other_4xx_answers_are_not_taken_for_an_instructions_refusal(
 
 
 def test_a_deleted_account_takes_its_fallback_along(
-    live_server_factory: Any, fake_backend: Any, tmp_path: Path, request: pytest.FixtureRequest
+    live_server_factory: Any,
+    fake_backend: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     """A user created after a deletion starts with the client's instructions, not with the
     fallback of the account it replaced (ids are never reused since issue 14, and the deleted
@@ -326,7 +331,7 @@ def test_a_deleted_account_takes_its_fallback_along(
     fake_backend.require_codex_instructions(True)
     request.addfinalizer(lambda: fake_backend.require_codex_instructions(False))
     server, key = serve(live_server_factory, fake_backend, tmp_path, "acct_gone")
-    sdk(server, key, request).chat.completions.create(
+    openai_client(server, key).chat.completions.create(
         model="gpt-5.5", messages=[{"role": "user", "content": "Hi"}]
     )
     admin = Admin(server)

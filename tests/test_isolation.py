@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from codexpool.codex.isolation import gateway_isolation
@@ -145,13 +144,12 @@ def two_users(
 def test_execute_and_chat_models_cannot_read_the_gateways_data(
     two_users: tuple[LiveServer, dict[str, str], Path],
     fake_backend: Any,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     server, keys, root = two_users
     data = server.settings.data_path
     # Bob uses both paths first, so his spare, state and scratch folders exist to be attacked.
-    bob_chat = openai.OpenAI(base_url=server.api, api_key=keys["bob"], max_retries=0)
-    request.addfinalizer(bob_chat.close)
+    bob_chat = openai_client(server, keys["bob"])
     bob_chat.chat.completions.create(model="codex", messages=[{"role": "user", "content": "hi"}])
     _execute(server, keys["bob"], root / "bob")
     alice_home, bob_home = _home(server, "alice"), _home(server, "bob")
@@ -192,8 +190,7 @@ def test_execute_and_chat_models_cannot_read_the_gateways_data(
     call = _script_command(
         fake_backend, "acct_iso_a", f"{_probe_script(targets, data)}; echo chat-own-work; pwd"
     )
-    alice_chat = openai.OpenAI(base_url=server.api, api_key=keys["alice"], max_retries=0)
-    request.addfinalizer(alice_chat.close)
+    alice_chat = openai_client(server, keys["alice"])
     answer = alice_chat.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "run it"}]
     )
@@ -403,13 +400,12 @@ async def test_execute_refuses_a_cwd_inside_the_data_folder(
 
 @pytest.mark.e2e
 def test_lean_chat_runs_no_command_at_all(
-    linked: tuple[LiveServer, str], fake_backend: Any, request: pytest.FixtureRequest
+    linked: tuple[LiveServer, str], fake_backend: Any, openai_client: Any
 ) -> None:
     """Why the default lean chat needs no sandbox: codex runs no command the model asks for."""
     server, key = linked
     call = _script_command(fake_backend, "acct_alice", f"cat '{server.settings_path}'")
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "x"}])
     out = _command_output(fake_backend, call)
     assert "unsupported call" in out.lower() and "sessionSecret" not in out, out

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, async_openai
 from tests.e2e_helpers import link_user
 from tests.test_pool_e2e import admin_session
 
@@ -52,7 +52,7 @@ def server(live_server_factory: Any, fake_backend: Any, codex_bin: str, tmp_path
 
 async def test_each_cap_through_the_sdk(server: LiveServer, fake_backend: Any) -> None:
     fake_backend.set_default_delay(0)
-    client = openai.AsyncOpenAI(base_url=server.api, api_key=server.key, max_retries=0)  # type: ignore[attr-defined]
+    client = async_openai(server, server.key)  # type: ignore[attr-defined]
     admin = await admin_session(server)
     async with client, admin:
         # Allowed models: other models are refused (403) and hidden from the model list.
@@ -111,7 +111,7 @@ async def test_each_cap_through_the_sdk(server: LiveServer, fake_backend: Any) -
         )
 
         # The master key has its own slot and limits.
-        master = openai.AsyncOpenAI(base_url=server.api, api_key=server.master, max_retries=0)  # type: ignore[attr-defined]
+        master = async_openai(server, server.master)  # type: ignore[attr-defined]
         async with master:
             await set_limits(admin, master=True, requestsPerDay=0)
             await refusal(
@@ -132,13 +132,13 @@ async def test_days_count_survives_restart_and_rotation(
     async with admin:
         await set_limits(admin, username="kim", requestsPerDay=2)
     fake_backend.script("acct_kim", fake_backend.reply("one"), fake_backend.reply("two"))
-    async with openai.AsyncOpenAI(base_url=server.api, api_key=server.key, max_retries=0) as c:  # type: ignore[attr-defined]
+    async with async_openai(server, server.key) as c:  # type: ignore[attr-defined]
         for _ in range(2):
             await c.chat.completions.create(model="codex", messages=HI)
     server.stop()
     new_key = server.cli("key", "rotate", "kim").stdout.strip()
     server.start()
-    async with openai.AsyncOpenAI(base_url=server.api, api_key=new_key, max_retries=0) as c:
+    async with async_openai(server, new_key) as c:
         await refusal(
             c.chat.completions.create(model="codex", messages=HI),
             429,

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
@@ -47,17 +46,11 @@ def _upstream(fake_backend: Any) -> dict[str, Any]:
     return fake_backend.requests("/codex/responses")[-1]["body"]
 
 
-def _client(server: Any, key: str, request: pytest.FixtureRequest) -> openai.OpenAI:
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)  # a pooled socket left to GC fails the run
-    return client
-
-
 def test_custom_tool_round_trip_and_hosted_tools_dropped_by_name(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     server, key = linked
-    client = _client(server, key, request)
+    client = openai_client(server, key)
     fake_backend.script("acct_alice", _custom_call("call_c1"), fake_backend.reply("One row."))
     raw = client.responses.with_raw_response.create(
         model="codex",
@@ -90,7 +83,7 @@ def test_custom_tool_round_trip_and_hosted_tools_dropped_by_name(
 
 
 def test_custom_tool_call_streams_its_input_events(
-    linked: Any, fake_backend: Any, request: pytest.FixtureRequest
+    linked: Any, fake_backend: Any, openai_client: Any
 ) -> None:
     from openai.types.responses import (
         ResponseCustomToolCallInputDeltaEvent,
@@ -100,7 +93,7 @@ def test_custom_tool_call_streams_its_input_events(
     )
 
     server, key = linked
-    client = _client(server, key, request)
+    client = openai_client(server, key)
     patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
     # apply_patch is also one of Codex's own names: it travels as client_apply_patch.
     apply_patch = {"type": "custom", "name": "apply_patch", "description": "Edit files."}
@@ -161,7 +154,7 @@ def test_web_search_is_codex_own_when_the_setting_is_on(
     live_server_factory: Any,
     fake_backend: Any,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     server = live_server_factory(
         start=False, codexConfigOverrides=codex_overrides(fake_backend.url), webSearch=True
@@ -169,7 +162,7 @@ def test_web_search_is_codex_own_when_the_setting_is_on(
     key = link_user(server, tmp_path, "alice", "acct_alice")
     fake_backend.set_usage("acct_alice", primary_used=10, secondary_used=5)
     server.start()
-    client = _client(server, key, request)
+    client = openai_client(server, key)
     raw = client.responses.with_raw_response.create(
         model="codex",
         input="News?",

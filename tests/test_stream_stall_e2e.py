@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from codexpool.testing.fake_backend import codex_overrides
@@ -89,6 +88,7 @@ def test_a_stalled_stream_is_dropped_and_frees_its_slot(
     codex_bin: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     server, key = _server(live_server_factory, fake_backend, tmp_path, streamWriteTimeoutMs=1500)
     fake_backend.script("acct_alice", fake_backend.reply(LONG_TEXT, chunks=3000))
@@ -99,8 +99,7 @@ def test_a_stalled_stream_is_dropped_and_frees_its_slot(
         assert time.monotonic() < deadline, "the stalled stream was never dropped"
         time.sleep(0.2)
     # The turn was interrupted and the account's only slot is free again at once.
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     fake_backend.script("acct_alice", fake_backend.reply("Next, please."))
     done = client.chat.completions.create(
         model="codex", messages=[{"role": "user", "content": "Hi"}]

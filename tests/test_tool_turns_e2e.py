@@ -99,14 +99,13 @@ def test_a_key_keeps_at_most_max_parked_turns_the_oldest_closed_first(
     fake_backend: Any,
     codex_bin: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     server, key = _server(
         live_server_factory, fake_backend, tmp_path, maxParkedTurnsPerKey=2, maxTurnsPerAccount=8
     )
     server.start()
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     ids = _call_tools(client, fake_backend, 5)
     assert _metric(server, "codexpool_parked_tool_turns") == 2
     assert _metric(server, 'codexpool_refused_total{reason="parked_turn_over_key_bound"}') == 3
@@ -126,7 +125,7 @@ def test_a_parked_turn_holds_its_key_concurrency_place(
     fake_backend: Any,
     codex_bin: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     """With the key capped at 1 request at once, unanswered tool turns used to pile up (each
     request ended, so the cap never saw them). Now the parked turn keeps the key's place:
@@ -140,8 +139,7 @@ def test_a_parked_turn_holds_its_key_concurrency_place(
     con.commit()
     con.close()
     server.start()
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     ids = _call_tools(client, fake_backend, 4)
     assert _metric(server, "codexpool_parked_tool_turns") == 1
     closed = 'codexpool_refused_total{reason="parked_turn_over_key_concurrency"}'
@@ -157,7 +155,7 @@ def test_parked_turns_hold_their_account_turn_slots(
     fake_backend: Any,
     codex_bin: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    openai_client: Any,
 ) -> None:
     """For an uncapped key, the account's turn slots bound the parked turns: a new turn on a
     full account closes the oldest parked one rather than waiting for it."""
@@ -165,8 +163,7 @@ def test_parked_turns_hold_their_account_turn_slots(
         live_server_factory, fake_backend, tmp_path, maxTurnsPerAccount=3, maxQueueWaitMs=500
     )
     server.start()
-    client = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
-    request.addfinalizer(client.close)
+    client = openai_client(server, key)
     _call_tools(client, fake_backend, 5)
     assert _metric(server, "codexpool_parked_tool_turns") == 3
     slots = 'codexpool_refused_total{reason="parked_turn_over_account_slots"}'

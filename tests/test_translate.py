@@ -337,3 +337,18 @@ def test_a_function_whose_alias_would_pass_64_characters_is_refused() -> None:
     assert caught.value.status == 400 and caught.value.param == "tools[0].function.name"
     specs, _ = parse_tools([{"type": "function", "function": {"name": "wait"}}], None)
     assert specs[0]["name"] == "client_wait"
+
+
+def test_every_turn_error_kind_has_its_http_error() -> None:
+    """Each way a turn can fail answers with its own status and code, never the catch-all
+    502 `upstream_error` meant for unexpected failures."""
+    from typing import get_args
+
+    from codexpool.codex.events import TurnError, TurnErrorKind
+    from codexpool.openai.driver import turn_error_to_api
+
+    answers = {kind: turn_error_to_api(TurnError(kind, "x")) for kind in get_args(TurnErrorKind)}
+    assert len(answers) == 11
+    catch_all = [k for k, e in answers.items() if e.code == "upstream_error" and k != "upstream"]
+    assert catch_all == []
+    assert answers["slow_client"].status == 408 and answers["not_linked"].status == 403

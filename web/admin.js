@@ -1,7 +1,8 @@
 /** Admin panel: users, limits, keys, master key, usage and audit; refreshes every 15 s. */
-import { ApiError, api } from "./api.js";
-import { bar, copy, el, limitParts, limitsSummary, replace, say, when } from "./dom.js";
+
 import { renderAlerts } from "./alerts.js";
+import { ApiError, api } from "./api.js";
+import { action, bar, copy, el, limitParts, limitsSummary, onSubmit, replace, say, when } from "./dom.js";
 import { mountQuota } from "./quota.js";
 import { mountRequestLog } from "./requests.js";
 import { mountUsageCharts } from "./usage_charts.js";
@@ -28,7 +29,12 @@ function fail(err) {
  * @param {string} value
  */
 function stat(label, value) {
-  return el("div", { class: "card stat" }, el("div", { class: "muted small" }, label), el("div", { class: "stat-value" }, value));
+  return el(
+    "div",
+    { class: "card stat" },
+    el("div", { class: "muted small" }, label),
+    el("div", { class: "stat-value" }, value),
+  );
 }
 
 /**
@@ -79,7 +85,12 @@ function instructionsMarker(since) {
 /** @param {any} user */
 function userRow(user) {
   const keyCell = user.hasKey
-    ? el("span", {}, el("code", {}, user.keyHint || ""), user.keyLabel ? el("span", { class: "muted small" }, ` ${user.keyLabel}`) : null)
+    ? el(
+        "span",
+        {},
+        el("code", {}, user.keyHint || ""),
+        user.keyLabel ? el("span", { class: "muted small" }, ` ${user.keyLabel}`) : null,
+      )
     : el("span", { class: "muted" }, "no key");
   const pool = user.eligible
     ? el("span", { class: "pill ok" }, "eligible")
@@ -98,7 +109,9 @@ function userRow(user) {
     el(
       "td",
       { class: "small limits", title: user.hasKey ? limitsSummary(user.keyLimits, user.keyUsageToday) : null },
-      ...(user.hasKey ? limitParts(user.keyLimits, user.keyUsageToday, true).map((part) => el("div", {}, part)) : ["—"]),
+      ...(user.hasKey
+        ? limitParts(user.keyLimits, user.keyUsageToday, true).map((part) => el("div", {}, part))
+        : ["—"]),
     ),
     el("td", {}, bar("5-hour", user.hourlyRemaining, user.hourlyResetsAt, user.limitsStale)),
     el("td", {}, bar("Weekly", user.weeklyRemaining, user.weeklyResetsAt, user.limitsStale)),
@@ -111,9 +124,21 @@ function userRow(user) {
       el(
         "div",
         { class: "actions-inner" },
-        el("button", { class: "secondary", disabled: !user.hasKey, onclick: () => reveal(user.username) }, "Reveal key"),
-        el("button", { class: "secondary", disabled: !user.hasKey, onclick: () => editLimits({ username: user.username }, user.username, user.keyLimits) }, "Limits"),
-        el("button", { class: "danger", onclick: () => remove(user.username) }, "Delete"),
+        el(
+          "button",
+          { class: "secondary", disabled: !user.hasKey, onclick: action(() => reveal(user.username), fail) },
+          "Reveal key",
+        ),
+        el(
+          "button",
+          {
+            class: "secondary",
+            disabled: !user.hasKey,
+            onclick: () => editLimits({ username: user.username }, user.username, user.keyLimits),
+          },
+          "Limits",
+        ),
+        el("button", { class: "danger", onclick: action(() => remove(user.username), fail) }, "Delete"),
       ),
     ),
   );
@@ -123,7 +148,9 @@ function userRow(user) {
 function renderUsers(data) {
   const rows = data.users.map(userRow);
   if (!rows.length) {
-    rows.push(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No portal users yet. Users register on /openai.")));
+    rows.push(
+      el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No portal users yet. Users register on /openai.")),
+    );
   }
   replace($("users"), ...rows);
   replace($("usernames"), ...data.users.map((u) => el("option", { value: u.username })));
@@ -134,12 +161,22 @@ function renderUsers(data) {
       ? el(
           "div",
           {},
-          el("p", {}, "Current: ", el("code", {}, m.hint || ""), ` (${m.label || "master"}), created ${when(m.createdAt)}, last used ${when(m.lastUsedAt)}`),
+          el(
+            "p",
+            {},
+            "Current: ",
+            el("code", {}, m.hint || ""),
+            ` (${m.label || "master"}), created ${when(m.createdAt)}, last used ${when(m.lastUsedAt)}`,
+          ),
           el(
             "p",
             { class: "row" },
             el("span", { class: "small", id: "master-limits" }, limitsSummary(m.limits, m.usageToday)),
-            el("button", { class: "secondary", onclick: () => editLimits({ master: true }, "the master key", m.limits) }, "Limits"),
+            el(
+              "button",
+              { class: "secondary", onclick: () => editLimits({ master: true }, "the master key", m.limits) },
+              "Limits",
+            ),
           ),
         )
       : el("p", { class: "muted" }, "No master key yet."),
@@ -170,37 +207,44 @@ function showSecret(where, title, key) {
 
 /** @param {string} username */
 async function reveal(username) {
-  try {
-    const data = await api("POST", "/api/admin/openai-users/reveal-key", { username });
-    showSecret($("master-new"), `Key of ${username}:`, data.key);
-    say(status, `Key of ${username} revealed below the master key section.`, "ok");
-    $("master-new").scrollIntoView({ block: "nearest" });
-  } catch (err) {
-    fail(err);
-  }
+  const data = await api("POST", "/api/admin/openai-users/reveal-key", { username });
+  showSecret($("master-new"), `Key of ${username}:`, data.key);
+  say(status, `Key of ${username} revealed below the master key section.`, "ok");
+  $("master-new").scrollIntoView({ block: "nearest" });
 }
 
+const limitsDialog = /** @type {HTMLDialogElement} */ ($("limits-dialog"));
+const limitsForm = /** @type {HTMLFormElement} */ ($("limits-form"));
+/** @param {string} id */
+const limitsField = (id) => /** @type {HTMLInputElement} */ (limitsForm.elements.namedItem(id));
+/** The key the open limits dialog edits. @type {{target: {username?: string, master?: boolean}, name: string}} */
+let limitsOf = { target: {}, name: "" };
+
 /**
- * Open the limits dialog for one key and save what the admin enters (blank = no cap).
+ * Open the limits dialog for one key; saving sends what the admin enters (blank = no cap).
  * @param {{username?: string, master?: boolean}} target
  * @param {string} name
  * @param {any} current
  */
 function editLimits(target, name, current) {
-  const dialog = /** @type {HTMLDialogElement} */ ($("limits-dialog"));
-  const form = /** @type {HTMLFormElement} */ ($("limits-form"));
   const c = current || {};
+  limitsOf = { target, name };
   $("limits-title").textContent = `Limits of ${name}`;
-  const field = (id) => /** @type {HTMLInputElement} */ (form.elements.namedItem(id));
-  field("requestsPerDay").value = c.requestsPerDay ?? "";
-  field("tokensPerDay").value = c.tokensPerDay ?? "";
-  field("concurrentRequests").value = c.concurrentRequests ?? "";
-  field("allowedModels").value = c.allowedModels ? c.allowedModels.join(", ") : "";
+  limitsField("requestsPerDay").value = c.requestsPerDay ?? "";
+  limitsField("tokensPerDay").value = c.tokensPerDay ?? "";
+  limitsField("concurrentRequests").value = c.concurrentRequests ?? "";
+  limitsField("allowedModels").value = c.allowedModels ? c.allowedModels.join(", ") : "";
   say($("limits-status"), "");
-  form.onsubmit = async (event) => {
-    event.preventDefault();
-    const num = (id) => (field(id).value.trim() === "" ? null : Number(field(id).value));
-    const models = field("allowedModels").value.trim();
+  limitsDialog.showModal();
+}
+
+onSubmit(
+  limitsForm,
+  async () => {
+    const { target, name } = limitsOf;
+    /** @param {string} id */
+    const num = (id) => (limitsField(id).value.trim() === "" ? null : Number(limitsField(id).value));
+    const models = limitsField("allowedModels").value.trim();
     const body = {
       ...target,
       requestsPerDay: num("requestsPerDay"),
@@ -208,35 +252,38 @@ function editLimits(target, name, current) {
       concurrentRequests: num("concurrentRequests"),
       allowedModels: models === "" ? null : models.split(/[\s,]+/).filter(Boolean),
     };
-    try {
-      await api("POST", "/api/admin/openai-users/key-limits", body);
-      dialog.close();
-      say(status, `Saved the limits of ${name}.`, "ok");
-      await refresh();
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) fail(err);
-      else say($("limits-status"), err instanceof Error ? err.message : String(err), "error");
-    }
-  };
-  dialog.showModal();
-}
+    await api("POST", "/api/admin/openai-users/key-limits", body);
+    limitsDialog.close();
+    say(status, `Saved the limits of ${name}.`, "ok");
+    await refresh();
+  },
+  (err) => {
+    if (err instanceof ApiError && err.status === 401) fail(err);
+    else say($("limits-status"), err instanceof Error ? err.message : String(err), "error");
+  },
+);
 
 /** @param {string} username */
 async function remove(username) {
   if (!confirm(`Delete ${username}? Their key, sessions and ChatGPT link are removed.`)) return;
-  try {
-    await api("POST", "/api/admin/openai-users/delete", { username });
-    say(status, `Deleted ${username}.`, "ok");
-    await refresh();
-  } catch (err) {
-    fail(err);
-  }
+  await api("POST", "/api/admin/openai-users/delete", { username });
+  say(status, `Deleted ${username}.`, "ok");
+  await refresh();
 }
 
 /** @param {any} data */
 function renderAudit(data) {
   const items = (data.data || []).map((e) =>
-    el("li", {}, el("span", { class: "muted small" }, when(e.ts)), " ", el("strong", {}, e.action), " ", e.actor || "", e.target ? ` → ${e.target}` : ""),
+    el(
+      "li",
+      {},
+      el("span", { class: "muted small" }, when(e.ts)),
+      " ",
+      el("strong", {}, e.action),
+      " ",
+      e.actor || "",
+      e.target ? ` → ${e.target}` : "",
+    ),
   );
   replace($("audit"), ...(items.length ? items : [el("li", { class: "muted" }, "Nothing yet.")]));
 }
@@ -271,7 +318,15 @@ function renderUsage(data) {
     el(
       "table",
       { id: "usage-cache" },
-      el("thead", {}, el("tr", {}, ...["Day", "Account", "Requests", "Input tokens", "Cached tokens", "Cache hits"].map((h) => el("th", {}, h)))),
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ...["Day", "Account", "Requests", "Input tokens", "Cached tokens", "Cache hits"].map((h) => el("th", {}, h)),
+        ),
+      ),
       el(
         "tbody",
         {},
@@ -299,7 +354,13 @@ function renderUsage(data) {
         const col = el("div", { class: "chart-bar" });
         col.style.height = `${Math.max(2, (d.requests / max) * 100)}%`;
         const title = `${day}: ${d.requests} requests, ${d.tokens} tokens\n${d.parts.join("\n")}`;
-        return el("div", { class: "chart-col", title }, el("span", { class: "small" }, String(d.requests)), col, el("span", { class: "small muted" }, day.slice(5)));
+        return el(
+          "div",
+          { class: "chart-col", title },
+          el("span", { class: "small" }, String(d.requests)),
+          col,
+          el("span", { class: "small muted" }, day.slice(5)),
+        );
       }),
     ),
     table,
@@ -331,7 +392,10 @@ function renderCluster(data) {
           { class: "small" },
           n.accounts.length
             ? n.accounts
-                .map((/** @type {any} */ a) => `${names.get(a.userId) ?? `#${a.userId}`} (${Math.round(a.heldForS)} s, ${Math.round(a.expiresInS)} s)`)
+                .map(
+                  (/** @type {any} */ a) =>
+                    `${names.get(a.userId) ?? `#${a.userId}`} (${Math.round(a.heldForS)} s, ${Math.round(a.expiresInS)} s)`,
+                )
                 .join(", ")
             : "—",
         ),
@@ -351,25 +415,28 @@ async function refresh() {
     fail(err);
     return;
   }
-  api("GET", "/api/admin/audit?limit=30").then(renderAudit).catch(() => {});
-  api("GET", "/api/admin/usage?days=14").then(renderUsage).catch(() => {});
+  api("GET", "/api/admin/audit?limit=30")
+    .then(renderAudit)
+    .catch(() => {});
+  api("GET", "/api/admin/usage?days=14")
+    .then(renderUsage)
+    .catch(() => {});
   quota.reload();
   usageCharts.reload();
   renderAlerts($("alerts-list"), $("alerts-note")).catch(() => {});
 }
 
-$("rotate-master").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const label = String(new FormData(/** @type {HTMLFormElement} */ (event.target)).get("label") || "");
-  try {
+onSubmit(
+  /** @type {HTMLFormElement} */ ($("rotate-master")),
+  async (form) => {
+    const label = String(form.get("label") || "");
     const data = await api("POST", "/api/admin/openai-users/rotate-master-key", label ? { label } : {});
     showSecret($("master-new"), "New master key (shown once; the old one no longer works):", data.key);
     say(status, "Master key rotated.", "ok");
     await refresh();
-  } catch (err) {
-    fail(err);
-  }
-});
+  },
+  fail,
+);
 
 $("limits-cancel").addEventListener("click", () => /** @type {HTMLDialogElement} */ ($("limits-dialog")).close());
 
@@ -386,4 +453,3 @@ const usageCharts = mountUsageCharts($("usage-charts"), "/api/admin/usage/series
 refresh();
 setInterval(refresh, REFRESH_MS);
 mountRequestLog($("requests"), { path: "/api/admin/requests", admin: true, onError: fail }).reload();
-

@@ -41,7 +41,7 @@ export async function api(method, path, body) {
     data = null;
   }
   if (!resp.ok) {
-    const err = data && data.error ? data.error : {};
+    const err = data?.error || {};
     throw new ApiError(resp.status, err.message || `HTTP ${resp.status}`, err.code || null);
   }
   return data;
@@ -78,8 +78,7 @@ export async function streamChat(path, body, onText) {
     const { value, done } = await reader.read();
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+    for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
       const block = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
       for (const line of block.split("\n")) {
@@ -88,8 +87,8 @@ export async function streamChat(path, body, onText) {
         if (payload === "[DONE]") return;
         const chunk = JSON.parse(payload);
         if (chunk.error) throw new ApiError(502, chunk.error.message, chunk.error.code);
-        const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
-        if (delta && delta.content) onText(delta.content);
+        const delta = chunk.choices?.[0]?.delta;
+        if (delta?.content) onText(delta.content);
       }
     }
   }

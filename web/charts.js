@@ -55,7 +55,13 @@ export function lineChart(spec) {
   // Grid and y labels at 0, half and the top.
   for (const v of [0, yMax / 2, yMax]) {
     root.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }));
-    root.append(svg("text", { x: PAD.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, `${+v.toFixed(1)}${spec.yUnit}`));
+    root.append(
+      svg(
+        "text",
+        { x: PAD.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" },
+        `${+v.toFixed(1)}${spec.yUnit}`,
+      ),
+    );
   }
   for (const t of [xMin, xMin + span / 2, xMax]) {
     const anchor = t === xMin ? "start" : t === xMax ? "end" : "middle";
@@ -63,7 +69,13 @@ export function lineChart(spec) {
   }
   for (const mark of spec.marks || []) {
     if (mark.x < xMin || mark.x > xMax) continue;
-    const line = svg("line", { x1: x(mark.x), x2: x(mark.x), y1: PAD.top, y2: H - PAD.bottom, class: `mark ${mark.cls || ""}` });
+    const line = svg("line", {
+      x1: x(mark.x),
+      x2: x(mark.x),
+      y1: PAD.top,
+      y2: H - PAD.bottom,
+      class: `mark ${mark.cls || ""}`,
+    });
     line.append(svg("title", {}, mark.label));
     root.append(line);
   }
@@ -87,7 +99,9 @@ export function lineChart(spec) {
     for (const [t, v] of s.points) {
       if (v === null || v === undefined || t < xMin) continue;
       const dot = svg("circle", { cx: x(t), cy: y(v), r: 3, class: `dot ${s.cls}` });
-      dot.append(svg("title", {}, `${s.name}: ${+v.toFixed(2)}${spec.yUnit} at ${new Date(t * 1000).toLocaleString()}`));
+      dot.append(
+        svg("title", {}, `${s.name}: ${+v.toFixed(2)}${spec.yUnit} at ${new Date(t * 1000).toLocaleString()}`),
+      );
       root.append(dot);
     }
   }
@@ -150,12 +164,21 @@ export function barChart(spec) {
     spec.groups.forEach((g, gi) => {
       const v = g.values[i] || 0;
       if (!v) return;
-      const rect = svg("rect", { x: x.toFixed(1), y: y(base + v).toFixed(1), width: barW.toFixed(1), height: Math.max(0.5, y(base) - y(base + v)).toFixed(1), class: `seg c${gi % 6}` });
+      const rect = svg("rect", {
+        x: x.toFixed(1),
+        y: y(base + v).toFixed(1),
+        width: barW.toFixed(1),
+        height: Math.max(0.5, y(base) - y(base + v)).toFixed(1),
+        class: `seg c${gi % 6}`,
+      });
       rect.append(svg("title", {}, `${label(ts)}: ${g.name} ${v.toLocaleString()} ${spec.unit}`));
       root.append(rect);
       base += v;
     });
-    if (i % every === 0) root.append(svg("text", { x: (x + barW / 2).toFixed(1), y: H - 8, class: "axis", "text-anchor": "middle" }, label(ts)));
+    if (i % every === 0)
+      root.append(
+        svg("text", { x: (x + barW / 2).toFixed(1), y: H - 8, class: "axis", "text-anchor": "middle" }, label(ts)),
+      );
   });
   return root;
 }

@@ -51,6 +51,57 @@ export function say(region, text, kind = "info") {
 }
 
 /**
+ * Run an async action for a user's click or change: the control that fired it is disabled until
+ * the action settles (no double submit), and a failure goes to `onError` (each screen shows
+ * errors its own way: a status line, a redirect to sign-in).
+ * @param {(event: Event) => Promise<unknown>} run
+ * @param {(err: unknown) => void} onError
+ * @returns {(event: Event) => Promise<void>} the event listener
+ */
+export function action(run, onError) {
+  return async (event) => {
+    const control = /** @type {HTMLButtonElement|HTMLInputElement|null} */ (event.currentTarget);
+    const hold = control && "disabled" in control && !control.disabled ? [control] : [];
+    await pending(hold, () => run(event), onError);
+  };
+}
+
+/**
+ * Handle a form's submit with an async function instead of a page load: its submit buttons are
+ * disabled until `run` settles and a failure goes to `onError`, as with `action`.
+ * @param {HTMLFormElement} form
+ * @param {(data: FormData, event: SubmitEvent) => Promise<unknown>} run receives the form's fields
+ * @param {(err: unknown) => void} onError
+ */
+export function onSubmit(form, run, onError) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    /** @type {(HTMLButtonElement|HTMLInputElement)[]} */
+    const buttons = [...form.querySelectorAll("button:not([type=button]):not([type=reset]), input[type=submit]")];
+    const hold = buttons.filter((b) => !b.disabled);
+    await pending(hold, () => run(data, /** @type {SubmitEvent} */ (event)), onError);
+  });
+}
+
+/**
+ * Disable `controls` while `run` is pending, then enable them again; errors go to `onError`.
+ * @param {(HTMLButtonElement|HTMLInputElement)[]} controls
+ * @param {() => Promise<unknown>} run
+ * @param {(err: unknown) => void} onError
+ */
+async function pending(controls, run, onError) {
+  for (const control of controls) control.disabled = true;
+  try {
+    await run();
+  } catch (err) {
+    onError(err);
+  } finally {
+    for (const control of controls) control.disabled = false;
+  }
+}
+
+/**
  * Format a Unix time (seconds) as a local date-time, or a dash.
  * @param {number|null|undefined} ts
  * @returns {string}
@@ -109,7 +160,14 @@ export function bar(label, remaining, resetsAt, stale) {
     { class: "bar-wrap", title: `${label}: ${pct.toFixed(0)}% left` },
     el(
       "div",
-      { class: "bar", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct.toFixed(0), "aria-label": `${label} remaining` },
+      {
+        class: "bar",
+        role: "meter",
+        "aria-valuemin": 0,
+        "aria-valuemax": 100,
+        "aria-valuenow": pct.toFixed(0),
+        "aria-label": `${label} remaining`,
+      },
       fill,
     ),
     el("span", { class: "bar-text" }, `${pct.toFixed(0)}%`, stale ? " (stale)" : ""),
@@ -135,7 +193,10 @@ export function limitParts(limits, use, short = false) {
     `${of(u.tokens, l.tokensPerDay)} ${short ? "tok" : "tokens"}`,
   ];
   if (l.concurrentRequests != null) parts.push(`${of(u.inFlight, l.concurrentRequests)} ${short ? "live" : "at once"}`);
-  if (l.allowedModels) parts.push(l.allowedModels.length ? `${short ? "" : "models: "}${l.allowedModels.join(", ")}` : "no models allowed");
+  if (l.allowedModels)
+    parts.push(
+      l.allowedModels.length ? `${short ? "" : "models: "}${l.allowedModels.join(", ")}` : "no models allowed",
+    );
   return parts;
 }
 

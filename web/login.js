@@ -1,21 +1,19 @@
 /** Admin sign-in page. */
 import { api } from "./api.js";
-import { say } from "./dom.js";
+import { onSubmit, say } from "./dom.js";
 
 const form = /** @type {HTMLFormElement} */ (document.getElementById("login-form"));
 const status = /** @type {HTMLElement} */ (document.getElementById("status"));
 
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const data = new FormData(form);
-  say(status, "Signing in…");
-  try {
+onSubmit(
+  form,
+  async (data) => {
+    say(status, "Signing in…");
     await api("POST", "/api/auth/login", {
       username: String(data.get("username") || ""),
       password: String(data.get("password") || ""),
     });
     location.assign("/");
-  } catch (err) {
-    say(status, err.message, "error");
-  }
-});
+  },
+  (err) => say(status, err instanceof Error ? err.message : String(err), "error"),
+);

@@ -72,8 +72,17 @@ function render(out, data) {
       "div",
       { class: "quota-pool", "data-quota": "pool" },
       el("h3", {}, "Pool"),
-      ...WINDOWS.map(([key, name]) => el("p", { class: "projection", "data-window": key }, el("strong", {}, `${name}: `), poolText(pool[key], now))),
-      lineChart({ title: `Pool: accounts' worth of quota left, last ${data.hours} h`, xMin: since, xMax: now, yMax: poolMax, yUnit: "", series: poolSeries }),
+      ...WINDOWS.map(([key, name]) =>
+        el("p", { class: "projection", "data-window": key }, el("strong", {}, `${name}: `), poolText(pool[key], now)),
+      ),
+      lineChart({
+        title: `Pool: accounts' worth of quota left, last ${data.hours} h`,
+        xMin: since,
+        xMax: now,
+        yMax: poolMax,
+        yUnit: "",
+        series: poolSeries,
+      }),
       legend(poolSeries),
     ),
   ];
@@ -84,7 +93,11 @@ function render(out, data) {
       step: true,
       points: [...a.points.map((p) => [p.ts, key === "hourly" ? p.hourlyUsed : p.weeklyUsed]), [now, a[key].used]],
     }));
-    const marks = a.resets.map((r) => ({ x: r.at, cls: `s-${r.window}`, label: `${r.window === "hourly" ? "5-hour" : "Weekly"} window resets ${new Date(r.at * 1000).toLocaleString()}` }));
+    const marks = a.resets.map((r) => ({
+      x: r.at,
+      cls: `s-${r.window}`,
+      label: `${r.window === "hourly" ? "5-hour" : "Weekly"} window resets ${new Date(r.at * 1000).toLocaleString()}`,
+    }));
     parts.push(
       el(
         "div",
@@ -100,7 +113,15 @@ function render(out, data) {
             a[key].resetsAt && a[key].resetsAt > now ? ` (resets in ${roughly(a[key].resetsAt, now)})` : "",
           ),
         ),
-        lineChart({ title: `${a.account || a.accountId}: used percent, last ${data.hours} h`, xMin: since, xMax: now, yMax: 100, yUnit: "%", series, marks }),
+        lineChart({
+          title: `${a.account || a.accountId}: used percent, last ${data.hours} h`,
+          xMin: since,
+          xMax: now,
+          yMax: 100,
+          yUnit: "%",
+          series,
+          marks,
+        }),
         legend(series),
       ),
     );

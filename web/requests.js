@@ -60,7 +60,11 @@ function caller(r) {
 function rowsOf(r, admin) {
   const failed = r.status >= 400;
   const detailId = `req-detail-${r.id}`;
-  const toggle = el("button", { class: "link", "aria-expanded": "false", "aria-controls": detailId, title: "Show the details" }, "▸");
+  const toggle = el(
+    "button",
+    { class: "link", "aria-expanded": "false", "aria-controls": detailId, title: "Show the details" },
+    "▸",
+  );
   const cells = [
     el("td", {}, toggle),
     el("td", { class: "small nowrap" }, when(r.ts)),
@@ -68,10 +72,19 @@ function rowsOf(r, admin) {
     el("td", {}, r.account || (r.accountId ? `#${r.accountId}` : "—")),
     el("td", { class: "small" }, r.model || "—", r.effort ? el("span", { class: "muted" }, ` · ${r.effort}`) : null),
     el("td", { class: "small" }, r.endpoint),
-    el("td", {}, el("span", { class: failed ? "pill bad" : "pill ok" }, String(r.status)), r.errorCode ? el("span", { class: "small muted" }, ` ${r.errorCode}`) : null),
+    el(
+      "td",
+      {},
+      el("span", { class: failed ? "pill bad" : "pill ok" }, String(r.status)),
+      r.errorCode ? el("span", { class: "small muted" }, ` ${r.errorCode}`) : null,
+    ),
     el("td", { class: "num small" }, duration(r.ttftMs)),
     el("td", { class: "num small" }, duration(r.durationMs)),
-    el("td", { class: "num small" }, `${tokens(r.inputTokens)} / ${tokens(r.cachedTokens)} / ${tokens(r.outputTokens)}`),
+    el(
+      "td",
+      { class: "num small" },
+      `${tokens(r.inputTokens)} / ${tokens(r.cachedTokens)} / ${tokens(r.outputTokens)}`,
+    ),
   ].filter(Boolean);
   const summary = el("tr", { class: failed ? "req failed" : "req", "data-request-id": r.requestId || "" }, ...cells);
   const facts = [
@@ -89,7 +102,15 @@ function rowsOf(r, admin) {
   const detail = el(
     "tr",
     { class: "req-detail", id: detailId, hidden: true },
-    el("td", { colspan: cells.length }, el("dl", { class: "facts" }, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, k === "Request id" ? el("code", {}, v) : v)]))),
+    el(
+      "td",
+      { colspan: cells.length },
+      el(
+        "dl",
+        { class: "facts" },
+        ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, k === "Request id" ? el("code", {}, v) : v)]),
+      ),
+    ),
   );
   toggle.addEventListener("click", () => {
     const open = detail.hidden;
@@ -156,7 +177,12 @@ export function mountRequestLog(root, options) {
     shown += page.data.length;
     cursor = page.nextCursor;
     more.hidden = !page.hasMore;
-    say(line, shown ? `${shown} request${shown === 1 ? "" : "s"} shown${page.hasMore ? "; more below" : ""}.` : "No requests match.");
+    say(
+      line,
+      shown
+        ? `${shown} request${shown === 1 ? "" : "s"} shown${page.hasMore ? "; more below" : ""}.`
+        : "No requests match.",
+    );
   }
 
   form.addEventListener("submit", (event) => {

@@ -44,13 +44,23 @@ export function mountUsageCharts(root, path, onError) {
       onError(err);
       return;
     }
-    const groups = data.groups.map((g) => ({ name: g.name, values: data.starts.map((_, i) => metric.parts.reduce((sum, p) => sum + g[p][i], 0)) }));
+    const groups = data.groups.map((g) => ({
+      name: g.name,
+      values: data.starts.map((_, i) => metric.parts.reduce((sum, p) => sum + g[p][i], 0)),
+    }));
     const sum = (m) => data.totals[m].reduce((a, b) => a + b, 0);
     const share = data.cacheHitShare === null ? "—" : `${Math.round(data.cacheHitShare * 100)}%`;
     const legend = el(
       "ul",
       { class: "legend" },
-      ...groups.map((g, i) => el("li", {}, el("span", { class: `swatch c${i % 6}` }), `${g.name}: ${g.values.reduce((a, b) => a + b, 0).toLocaleString()}`)),
+      ...groups.map((g, i) =>
+        el(
+          "li",
+          {},
+          el("span", { class: `swatch c${i % 6}` }),
+          `${g.name}: ${g.values.reduce((a, b) => a + b, 0).toLocaleString()}`,
+        ),
+      ),
     );
     replace(
       out,

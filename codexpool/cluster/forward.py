@@ -140,7 +140,8 @@ async def forward(
             # The owner died mid-answer: the client sees the stream end early, as with any
             # broken connection (the answer cannot be resumed elsewhere).
             _LOGGER.warning("Node %s went away mid-answer: %s", owner_id, exc)
-            request.transport and request.transport.close()
+            if request.transport is not None:
+                request.transport.close()
             return resp
         await resp.write_eof()
         return resp

@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import linking
 from ..config import Settings
@@ -189,10 +190,10 @@ class ClusterNode:
                 out.append(peer)
         return out
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Return the nodes, the accounts each owns and lease ages (health, admin panel)."""
         now = time.time()
-        by_node: dict[str, list[dict]] = {}
+        by_node: dict[str, list[dict[str, Any]]] = {}
         for lease in self.picture.leases.values():
             by_node.setdefault(lease.node_id, []).append(
                 {
@@ -274,13 +275,13 @@ class ClusterNode:
                 await self.drop(user_id, release=True)  # unlinked on another node
             elif picture.logins[user_id] != owned.digest:
                 await self._refresh_from_db(user_id)  # relinked on another node
-        live = [n for n in picture.nodes.values() if now - n.heartbeat_at < self.lease_s] or [None]
-        share = math.ceil(len(picture.logins) / len(live))
+        live = sum(1 for n in picture.nodes.values() if now - n.heartbeat_at < self.lease_s) or 1
+        share = math.ceil(len(picture.logins) / live)
         free = [uid for uid in picture.logins if uid not in self.owned and self._free(uid, now)]
         free.sort(key=lambda uid: spread_order(self.node_id, uid))
         for user_id in free[: max(0, share - len(self.owned))]:
             await self._take(user_id, now)
-        if len(self.owned) > share and len(live) > 1:
+        if len(self.owned) > share and live > 1:
             idle = [uid for uid in sorted(self.owned) if self._busy(str(uid)) == 0]
             if idle:  # one per tick: a joining node fills up gradually, no burst of restarts
                 _LOGGER.info("Handing account %s over (fair share %s)", idle[-1], share)

@@ -29,6 +29,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .process import child_env
 
@@ -37,7 +38,7 @@ CATALOG_TIMEOUT_S = 10.0  # the real binary answers in about 0.1 s
 
 
 # Catalog fields cleared in every entry, and the value that turns each one off.
-CHAT_ENTRY = {
+CHAT_ENTRY: dict[str, None | list[str]] = {
     "apply_patch_tool_type": None,
     "tool_mode": None,
     "multi_agent_version": None,
@@ -45,7 +46,7 @@ CHAT_ENTRY = {
 }
 
 
-def chat_catalog(catalog: object) -> dict:
+def chat_catalog(catalog: object) -> dict[str, Any]:
     """Return the catalog with every model's agent harness off (CHAT_ENTRY); ValueError if
     it is not a catalog."""
     if not isinstance(catalog, dict) or not isinstance(catalog.get("models"), list):

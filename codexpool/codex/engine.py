@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,7 +510,7 @@ class Engine:
 
     async def run_turn(
         self, account_key: str, codex_home: Path, request: TurnRequest
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run one chat turn and yield its events; raises TurnError on failure.
 
         Stopping the iteration early (client gone) interrupts the turn on the app-server.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,8 @@ Event = (
     | TurnDone
 )
 
-KINDS = (
+# Why a turn failed, in terms a caller acts on (fail over, retry, which 4xx/5xx to answer).
+TurnErrorKind = Literal[
     "usage_limit",
     "unauthorized",
     "upstream",
@@ -142,7 +143,8 @@ KINDS = (
     "crashed",
     "bad_request",
     "shutdown",
-)
+    "slow_client",
+]
 
 
 class TurnError(Exception):
@@ -150,7 +152,7 @@ class TurnError(Exception):
 
     def __init__(
         self,
-        kind: str,
+        kind: TurnErrorKind,
         message: str,
         *,
         resets_at: int | None = None,
@@ -201,7 +203,7 @@ def parse_rate_limits(raw: Any) -> RateLimitSnapshot | None:
     return RateLimitSnapshot(primary, secondary, plan if isinstance(plan, str) else None)
 
 
-_STRING_KINDS = {
+_STRING_KINDS: dict[str, TurnErrorKind] = {
     "usageLimitExceeded": "usage_limit",
     "sessionBudgetExceeded": "usage_limit",
     "unauthorized": "unauthorized",
@@ -221,7 +223,7 @@ def error_from_turn(error: Any, fallback: str = "The Codex turn failed.") -> Tur
     message = str(error.get("message") or fallback)
     info = error.get("codexErrorInfo")
     status: int | None = None
-    kind = "upstream"
+    kind: TurnErrorKind = "upstream"
     if isinstance(info, str):
         kind = _STRING_KINDS.get(info, "upstream")
     elif isinstance(info, dict) and info:

@@ -34,11 +34,11 @@ from ..app_keys import (
     USAGE,
 )
 from ..codex.engine import ThreadSlot
-from ..codex.events import TurnError
+from ..codex.events import TurnError, TurnErrorKind
 from ..conversations import ThreadRef, extend, prefix_digests
 from ..errors import ApiError
 from ..key_limits import Ticket
-from ..pool import Account
+from ..selection import Account
 from ..usage import UsageRow
 from ..users import KeyPrincipal
 from . import chat, driver
@@ -48,7 +48,7 @@ from .translate import ChatRequest
 _LOGGER = logging.getLogger(__name__)
 
 MAX_TRIES = 3
-FAILOVER_KINDS = frozenset({"usage_limit", "unauthorized"})
+FAILOVER_KINDS: frozenset[TurnErrorKind] = frozenset({"usage_limit", "unauthorized"})
 
 
 async def run_chat(
@@ -221,7 +221,7 @@ async def run_chat(
                     # keeps this request's place in the key's concurrency until then.
                     u = outcome.usage
                     await held_turns.park(
-                        events,  # type: ignore[arg-type]
+                        events,
                         outcome.tool_calls,
                         served,
                         key_id,

@@ -29,14 +29,15 @@ from ..codex.events import (
     TextDelta,
     ToolCalls,
     TurnError,
+    TurnErrorKind,
     Usage,
 )
-from ..errors import ApiError
+from ..errors import ApiError, Source
 from . import sse
 from .translate import usage_dict
 
 # TurnError.kind -> (HTTP status, error code, who produced it)
-_ERROR_MAP: dict[str, tuple[int, str, str]] = {
+_ERROR_MAP: dict[TurnErrorKind, tuple[int, str, Source]] = {
     "usage_limit": (429, "usage_limit_reached", "upstream"),
     "unauthorized": (502, "account_unauthorized", "upstream"),
     "not_linked": (403, "account_not_linked", "gateway"),
@@ -62,7 +63,7 @@ def turn_error_to_api(exc: TurnError) -> ApiError:
         message = f"{message} (the account's Codex limit resets at unix time {exc.resets_at})"
     elif exc.kind == "busy":
         headers["Retry-After"] = "1"
-    return ApiError(status, message, code, source=source, headers=headers)  # type: ignore[arg-type]
+    return ApiError(status, message, code, source=source, headers=headers)
 
 
 @dataclass

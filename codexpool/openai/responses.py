@@ -40,14 +40,14 @@ def _item_content(content: Any, param: str) -> str | list[dict[str, Any]]:
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
-            parts.append({"type": "text", "text": str(part.get("text", ""))})  # type: ignore[union-attr]
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
         elif kind == "input_image":
-            url = part.get("image_url")  # type: ignore[union-attr]
+            url = part.get("image_url")
             if not isinstance(url, str):
                 raise _bad("an input_image part needs an `image_url` string", f"{param}[{j}]")
             parts.append({"type": "image_url", "image_url": {"url": url}})
         elif kind == "input_file":
-            text = file_part_text(part, f"{param}[{j}]")  # type: ignore[arg-type]
+            text = file_part_text(part, f"{param}[{j}]")
             parts.append({"type": "text", "text": text})
         else:
             raise _bad(

@@ -30,10 +30,10 @@ from aiohttp import web
 
 from ..app_keys import HELD_TURNS, REFUSALS, SETTINGS
 from ..codex.engine import Engine, tool_result
-from ..codex.events import ToolCalls
+from ..codex.events import Event, ToolCalls
 from ..errors import ApiError
 from ..key_limits import CONCURRENCY_EXCEEDED, KeyLimits, KeyQuotas, Owner, Ticket
-from ..pool import Account
+from ..selection import Account
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _LOGGER = logging.getLogger(__name__)
 class HeldTurn:
     """One parked turn."""
 
-    events: AsyncGenerator[Any, None]
+    events: AsyncGenerator[Event, None]
     calls: ToolCalls
     account: Account
     key_id: int | None  # only the key (or portal session: None) that made the call may resume
@@ -90,7 +90,7 @@ class HeldTurns:
 
     async def park(
         self,
-        events: AsyncGenerator[Any, None],
+        events: AsyncGenerator[Event, None],
         calls: ToolCalls,
         account: Account,
         key_id: int | None,

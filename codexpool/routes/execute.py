@@ -8,7 +8,8 @@ the pool's next account).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ from ..app_keys import (
 )
 from ..bodies import EXECUTE_CODES, ExecuteRun
 from ..cluster.routing import route
-from ..codex.events import TurnError
+from ..codex.events import TurnError, TurnErrorKind
 from ..errors import ApiError
 from ..execrun import ExecStopped, Executions
 from ..execute import ExecResult, exec_argv, parse_execute_request
@@ -46,7 +47,10 @@ def _stopped_error(exc: ExecStopped) -> ApiError:
     return ApiError(503, exc.message, "server_shutting_down")
 
 
-_COOLDOWN_KINDS = {"usage_limit_reached": "usage_limit", "account_unauthorized": "unauthorized"}
+_COOLDOWN_KINDS: dict[str | None, TurnErrorKind] = {
+    "usage_limit_reached": "usage_limit",
+    "account_unauthorized": "unauthorized",
+}
 
 
 async def execute(request: web.Request) -> web.StreamResponse:
@@ -85,7 +89,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
     result = ExecResult()
     status, error_code = 499, None  # stay so only when the client goes away mid-run
     failure: ApiError | None = None
-    events: AsyncIterator[dict] = request.app[EXECUTIONS].events(
+    events: AsyncGenerator[dict[str, Any], None] = request.app[EXECUTIONS].events(
         exec_argv(codex_bin, req, settings),
         req.prompt,
         account.codex_home,

@@ -6,6 +6,8 @@ many accounts it holds (the codex path and version tell an attacker what to aim 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from .. import __version__, answers
@@ -43,7 +45,7 @@ async def health(request: web.Request) -> web.Response:
     codex_bin = app[CODEX_BIN]
     ready = db_ok and bool(codex_bin)
     status = 200 if ready else 503
-    body = {"status": "ok" if ready else "degraded", "ready": ready}
+    body: dict[str, Any] = {"status": "ok" if ready else "degraded", "ready": ready}
     if not await is_operator(request):
         return web.json_response(body, status=status)
     linked = await app[POOL].linked_accounts() if db_ok else []

@@ -7,11 +7,11 @@ scrape time, so they are exact when read and cost nothing between scrapes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..app_keys import (
@@ -80,7 +80,7 @@ class _EngineCounters(Collector):
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         engine = self._app.get(ENGINE)
         starts = CounterMetricFamily(
             "codexpool_app_server_starts",
@@ -110,7 +110,7 @@ class _BoundCounters(Collector):
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         refused = CounterMetricFamily(
             "codexpool_refused",
             "Requests and connections refused, or parked turns closed early, by a resource "

@@ -23,7 +23,7 @@ from ..linking import is_linked
 from ..openai import dispatch
 from ..openai.models import DEFAULT_ALIAS
 from ..openai.translate import ChatRequest
-from ..pool import Account
+from ..selection import Account
 from ..users import KeyPrincipal, User, live_key_row
 from ..validate import decode, read_body
 from .table import API_KEY, PORTAL, Route, add_routes, answer

@@ -130,7 +130,8 @@ class PostgresConnection:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Return all rows."""
-        return await self._conn.fetch(to_postgres(sql), *params)
+        rows: list[Row] = await self._conn.fetch(to_postgres(sql), *params)
+        return rows
 
 
 class PostgresStore(Store):
@@ -291,7 +292,8 @@ class PostgresStore(Store):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Return all rows."""
-        return await self._read("fetch", sql, params)
+        rows: list[Row] = await self._read("fetch", sql, params)
+        return rows
 
     async def execute(self, sql: str, params: Sequence[Any] = (), bookkeeping: bool = False) -> int:
         """Run one write statement on its own and return the number of rows it changed."""
@@ -326,7 +328,7 @@ class PostgresStore(Store):
                 await self._announce(conn)
         except Exception as exc:
             if unreachable(exc):
-                raise self._unavailable(exc) from exc
+                raise await self._unavailable(exc) from exc
             raise
 
     async def _announce(self, conn: asyncpg.Connection) -> None:

@@ -149,7 +149,7 @@ class SqliteStore(Store):
             )
         if current < SCHEMA_VERSION:
             async with self.db.execute("PRAGMA foreign_key_check") as cur:
-                broken = await cur.fetchall()
+                broken = list(await cur.fetchall())
             if broken:
                 _LOGGER.warning("Database %s has dangling references: %s", self.path, broken[:5])
 

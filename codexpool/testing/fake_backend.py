@@ -255,7 +255,9 @@ class FakeBackendApp:
             headers = _rate_headers(acct)
             # A refused request leaves the account's script for the next one.
             refuse = self.state.require_codex_instructions and not has_codex_instructions(body)
-            step = acct.script.popleft() if acct.script and not refuse else {"kind": "reply"}
+            step: dict[str, Any] = (
+                acct.script.popleft() if acct.script and not refuse else {"kind": "reply"}
+            )
             delay = self.state.default_delay_ms
             chunks = self.state.default_chunks
         if refuse:

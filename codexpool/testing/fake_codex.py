@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPLY = ["Hello", " from", " the fake", " app-server."]
 # Milliseconds between text deltas (env FAKE_CODEX_DELAY_MS): 0 answers instantly; a delay keeps
@@ -30,7 +31,7 @@ START_S = float(os.environ.get("FAKE_CODEX_START_MS", "0")) / 1000
 QUIET: set[str] = set()
 
 
-def send(msg: dict) -> None:
+def send(msg: dict[str, Any]) -> None:
     """Write one JSON-RPC line (nothing for a notification the client opted out of)."""
     if "id" not in msg and msg.get("method") in QUIET:
         return
