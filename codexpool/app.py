@@ -55,22 +55,7 @@ from .openai.models import ModelCatalog
 from .pool import Pool
 from .quota_history import QuotaHistory
 from .request_id import request_id_header, request_id_middleware
-from .routes import (
-    admin,
-    alerts,
-    device,
-    execute,
-    health,
-    metrics,
-    openai_api,
-    openapi_doc,
-    pages,
-    portal,
-    quicktest,
-    quota,
-    requests,
-    usage_charts,
-)
+from .routes import route_modules
 from .routes.pages import static_headers
 from .run_gate import RunGate
 from .security import KeyCipher
@@ -249,24 +234,12 @@ def create_app(settings: Settings, settings_file: Path | None = None) -> web.App
     )
     shutdown.setup(app)  # grace timer; before the routes that register interrupters
     sessions.setup(app)  # sign-in throttle + admin credentials context
-    health.setup(app)
-    openapi_doc.setup(app)  # GET /api/openapi.json
-    openai_api.setup(app)
     tool_turns.setup(app)  # parked tool-call turns; closed before the engine stops
     conversations.setup(app)  # conversation threads; released before the engine stops
     # Chat turns still running at the end of the grace end with an error chunk + [DONE].
     shutdown.add_interrupter(app, lambda a, message: a[ENGINE].interrupt_all(message))
-    admin.setup(app)
-    portal.setup(app)
-    requests.setup(app)  # the request log, admin and portal
-    quota.setup(app)  # quota history
-    usage_charts.setup(app)  # usage per hour/day for the charts
-    alerts.setup(app)  # + the alert watcher, after the background tasks' context
-    device.setup(app)  # + device-login flows context, after the engine's (stops app-servers)
-    quicktest.setup(app)
-    execute.setup(app)  # + live execute runs context (interrupted at the shutdown grace)
-    pages.setup(app)  # /, /login, /openai and /static/ with a strict CSP
-    metrics.setup(app)  # /metrics and the usage hook
+    for module in route_modules():  # routes, and the lifetimes some of them own, in order
+        module.setup(app)
     if settings.shares_state:
         app.cleanup_ctx.append(_change_feed_ctx)  # after the admin credentials' context
     return app

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import copy
 import functools
-from types import ModuleType
 from typing import Any
 
 import msgspec
 
 from . import __version__, answers
+from .routes import route_modules
 from .routes.table import Route
 from .validate import schema_hook
 
@@ -66,28 +66,8 @@ ERROR_RESPONSE: dict[str, Any] = {
 
 
 def route_table() -> tuple[Route, ...]:
-    """Every route of the app, from the route modules' tables (imported here, not at the top,
-    as the openapi_doc route module builds the document while the app is set up)."""
-    from .routes import (
-        admin,
-        alerts,
-        device,
-        execute,
-        health,
-        metrics,
-        openai_api,
-        openapi_doc,
-        pages,
-        portal,
-        quicktest,
-        quota,
-        requests,
-        usage_charts,
-    )
-
-    modules: tuple[ModuleType, ...] = (admin, portal, requests, quota, alerts, usage_charts)
-    modules += (device, quicktest, openai_api, execute, health, metrics, openapi_doc, pages)
-    return tuple(route for module in modules for route in module.ROUTES)
+    """Every route of the app, from the route modules' tables."""
+    return tuple(route for module in route_modules() for route in module.ROUTES)
 
 
 def _security(auth: tuple[str, ...]) -> list[dict[str, list[str]]]:
